@@ -1,0 +1,3 @@
+from aoeconform.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Errors the command line turns into one line and a distinct exit status.
+
+Exit statuses (shared by every subcommand):
+  0  success (for `run`: no MUST case failed)
+  1  conformance failures
+  2  usage or input error (bad flags, malformed suite file, missing interface)
+  3  target unreachable (never answered)
+  4  internal error (a bug in aoeconform)
+"""
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERNAL = 4
+
+
+class HarnessError(Exception):
+    """An error with a one-line message meant for the user and an exit status."""
+
+    exit_status = EXIT_INTERNAL
+
+
+class UsageError(HarnessError):
+    """Bad arguments or input files; the message says what to fix."""
+
+    exit_status = EXIT_USAGE
+
+
+class PermissionDenied(UsageError):
+    """No permission for raw sockets or namespaces (needs root or CAP_NET_RAW)."""
+
+
+class NoSuchInterface(UsageError):
+    """The named network interface does not exist."""
+
+
+class TargetUnreachable(HarnessError):
+    """The target never answered within the time allowed."""
+
+    exit_status = EXIT_UNREACHABLE
