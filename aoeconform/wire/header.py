@@ -17,6 +17,7 @@ from .errors import truncated
 
 # dst, src, ethertype, ver/flags, error, major, minor, command, tag
 HEADER = struct.Struct("!6s6sHBBHBBI")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def mac_from_str(text: str) -> bytes:
@@ -24,11 +25,10 @@ def mac_from_str(text: str) -> bytes:
     parts = text.replace("-", ":").split(":")
     if len(parts) != 6:
         raise ValueError(f"not a MAC address: {text!r}")
-    try:
-        raw = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"not a MAC address: {text!r}") from None
-    return raw
+    # int(p, 16) alone would also take "0x1", "+1", "1_0" and " 1"
+    if not all(1 <= len(p) <= 2 and all(c in _HEX_DIGITS for c in p) for p in parts):
+        raise ValueError(f"not a MAC address: {text!r}")
+    return bytes(int(p, 16) for p in parts)
 
 
 def mac_to_str(mac: bytes) -> str:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .constants import LBA28_MAX_SECTORS, SECTOR_SIZE
+from .constants import ATA_HEADER_END, LBA28_MAX_SECTORS, SECTOR_SIZE
 from .errors import DecodeError
 
 IDENTIFY_LEN = SECTOR_SIZE
+#: where the data starts in an ATA reply frame
+IDENTIFY_FRAME_OFFSET = ATA_HEADER_END
 
 # Word numbers (ATA/ATAPI-6)
 W_SERIAL = 10  # words 10-19, 20 ASCII characters
@@ -64,7 +66,12 @@ class IdentifyData:
     @classmethod
     def decode(cls, data: bytes) -> "IdentifyData":
         if len(data) < IDENTIFY_LEN:
-            raise DecodeError("identify", 36 + len(data), f"IDENTIFY DEVICE data of {len(data)} bytes (needs {IDENTIFY_LEN})")
+            # name the first word the data does not hold; offsets count from the frame start
+            word = len(data) // 2
+            raise DecodeError(
+                f"identify word {word}", IDENTIFY_FRAME_OFFSET + 2 * word,
+                f"IDENTIFY DEVICE data of {len(data)} bytes (needs {IDENTIFY_LEN})",
+            )
         return cls(list(struct.unpack_from("<256H", data, 0)))
 
     def encode(self) -> bytes:
@@ -101,8 +108,13 @@ class IdentifyData:
         return bool(self.words[W_COMMAND_SET_ENABLED2] & LBA48_BIT)
 
     @property
+    def lba48(self) -> bool:
+        """48-bit addressing as the Linux driver decides it: bit 10 of word 83 or of word 86."""
+        return self.lba48_supported or self.lba48_enabled
+
+    @property
     def capacity_sectors(self) -> int:
         """The addressable size: the 48-bit count when the device has the feature set."""
-        if self.lba48_supported and self.lba48_capacity:
+        if self.lba48 and self.lba48_capacity:
             return self.lba48_capacity
         return self.lba28_capacity

@@ -6,12 +6,17 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .constants import AOE_HEADER_LEN, DCMD_NO_DIRECTIVE, MASK_ARG_LEN, MASK_DIRECTIVE_LEN
+from .constants import AOE_HEADER_LEN, DCMD_NO_DIRECTIVE, FLAG_RESPONSE, MASK_ARG_LEN, MASK_DIRECTIVE_LEN
 from .errors import DecodeError, truncated
 
 MASK_ARG = struct.Struct("!BBBB")
 DIRECTIVE = struct.Struct("!BB6s")
 _FIELDS = [(24, "reserved"), (25, "mcmd"), (26, "merror"), (27, "dir_count")]
+VER_FLAGS_OFFSET = 14
+
+
+def is_response(frame: bytes) -> bool:
+    return bool(frame[VER_FLAGS_OFFSET] & FLAG_RESPONSE)
 
 
 @dataclass
@@ -29,7 +34,9 @@ class MacMaskArg:
     mcmd: int = 0
     merror: int = 0
     directives: list[Directive] = field(default_factory=list)
-    #: the Dir Count field; None means len(directives)
+    #: the Dir Count field; None means len(directives). In a reply with
+    #: MError set it is the failing directive's index, and decode keeps the
+    #: directives actually present, so it may exceed len(directives).
     dir_count: Optional[int] = None
     reserved: int = 0
 
@@ -43,9 +50,15 @@ class MacMaskArg:
         if len(frame) < start:
             raise truncated(_FIELDS, len(frame), "Mac Mask argument", start)
         reserved, mcmd, merror, count = MASK_ARG.unpack_from(frame, AOE_HEADER_LEN)
-        end = start + count * MASK_DIRECTIVE_LEN
-        if end > len(frame):
-            raise DecodeError("dir_count", 27, f"claims {count} directives ({count * MASK_DIRECTIVE_LEN} bytes) but only {len(frame) - start} bytes follow")
+        listed = count
+        if start + count * MASK_DIRECTIVE_LEN > len(frame):
+            if not (merror and is_response(frame)):
+                raise DecodeError("dir_count", 27, f"claims {count} directives ({count * MASK_DIRECTIVE_LEN} bytes) but only {len(frame) - start} bytes follow")
+            # In a reply with MError set, Dir Count is the index of the failing
+            # directive (§3.3), not the number that follow: vblade sends none,
+            # ggaoed echoes the request's. Take the whole directives present.
+            listed = (len(frame) - start) // MASK_DIRECTIVE_LEN
+        end = start + listed * MASK_DIRECTIVE_LEN
         directives = []
         for off in range(start, end, MASK_DIRECTIVE_LEN):
             r, dcmd, mac = DIRECTIVE.unpack_from(frame, off)

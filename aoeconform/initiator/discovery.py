@@ -1,0 +1,324 @@
+"""Find the AoE targets on a segment, the way the Linux driver does (reference §1, §4, §7).
+
+1. Broadcast a Query Config (read) to ff:ff:ff:ff:ff:ff with shelf 0xFFFF
+   and slot 0xFF, and collect config replies until the timeout. The query is
+   sent again halfway through, so one lost frame does not hide a target.
+2. Keep one record per (target MAC, shelf, slot). Replies carrying a
+   wildcard shelf or slot cannot be addressed; Linux drops them (and warns
+   about shelf 0x0FFF), and so does this module, but it reports them.
+3. IDENTIFY DEVICE each target (ATA 0xEC, sector count 1, lba3 0xA0, as
+   Linux's ``aoecmd_ata_id``), unicast to its MAC and real shelf.slot, and
+   read model, serial, firmware revision, capacity and LBA48 support.
+
+The transport is any ``aoeconform.transport`` object. Time comes from an
+injectable clock, and every wait is a bounded ``recv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from aoeconform.transport.base import Transport
+from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Frame, Header, IdentifyData, mac_to_str
+from aoeconform.wire.constants import (
+    ATA_IDENTIFY_DEVICE,
+    ATA_STATUS_FAILURE_MASK,
+    BROADCAST_MAC,
+    CCMD_READ,
+    CMD_ATA,
+    CMD_QUERY_CONFIG,
+    ERROR_NAMES,
+    IDENTIFY_DEVICE_BITS,
+    LEGACY_SECTOR_COUNT,
+    SECTOR_SIZE,
+    SHELF_BROADCAST,
+    SLOT_BROADCAST,
+    TAG_TOOL_BIT,
+)
+from aoeconform.wire.identify import IDENTIFY_LEN
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 1.0
+#: Linux refuses this shelf too: it is what unset dip switches on old Coraid shelves gave
+LINUX_REJECTED_SHELF = 0x0FFF
+#: IDENTIFY is retried this many times per target before giving up on it
+IDENTIFY_ATTEMPTS = 3
+
+
+@dataclass
+class TargetRecord:
+    """One target that answered, as (MAC, shelf, slot)."""
+
+    mac: bytes
+    shelf: int
+    slot: int
+    #: Query Config reply: Buffer Count, Firmware Version, raw Sector Count
+    bufcnt: int
+    firmware: int
+    sector_count: int
+    config: bytes = b""
+    #: IDENTIFY DEVICE (None until identified, or when it failed)
+    model: Optional[str] = None
+    serial: Optional[str] = None
+    firmware_rev: Optional[str] = None
+    capacity_sectors: Optional[int] = None
+    lba48: Optional[bool] = None
+    #: why IDENTIFY gave no answer, when it did not
+    identify_error: Optional[str] = None
+    #: header of the config reply, for checks that want more
+    ver: int = 1
+
+    @property
+    def max_sectors(self) -> int:
+        """Sectors per ATA command the target accepts; a Sector Count of 0 means 2 (§3.2)."""
+        return self.sector_count or LEGACY_SECTOR_COUNT
+
+    @property
+    def address(self) -> str:
+        return f"{self.shelf}.{self.slot}"
+
+    @property
+    def identified(self) -> bool:
+        return self.capacity_sectors is not None
+
+    @property
+    def capacity_bytes(self) -> Optional[int]:
+        return None if self.capacity_sectors is None else self.capacity_sectors * SECTOR_SIZE
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values: the MAC as text, the config string decoded leniently and in hex."""
+        data = asdict(self)
+        data["mac"] = mac_to_str(self.mac)
+        data["config"] = self.config.decode("utf-8", "backslashreplace")
+        data["config_hex"] = self.config.hex()
+        data["max_sectors"] = self.max_sectors
+        data["capacity_bytes"] = self.capacity_bytes
+        return data
+
+    def describe(self) -> str:
+        return f"{self.address} ({mac_to_str(self.mac)})"
+
+
+@dataclass
+class IgnoredReply:
+    """A config reply that was not turned into a target, and why."""
+
+    mac: bytes
+    shelf: int
+    slot: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"{mac_to_str(self.mac)} answered as {self.shelf}.{self.slot}: {self.reason}"
+
+
+class DiscoveryResult(list):
+    """The targets found (a list of ``TargetRecord``), plus what was ignored."""
+
+    def __init__(self, targets=(), ignored: Optional[List[IgnoredReply]] = None, iface: str = "", timeout: float = 0.0):
+        super().__init__(targets)
+        self.ignored: List[IgnoredReply] = list(ignored or [])
+        self.iface = iface
+        self.timeout = timeout
+
+
+def _ignore_reason(shelf: int, slot: int) -> Optional[str]:
+    """Why Linux would refuse a config reply from this address (``aoecmd_cfg_rsp``)."""
+    if shelf == SHELF_BROADCAST or slot == SLOT_BROADCAST:
+        return "a reply must carry the target's real shelf and slot, not a wildcard (§2.5); Linux drops it"
+    if shelf == LINUX_REJECTED_SHELF:
+        return "shelf 0x0fff is refused by Linux (unset dip switches)"
+    return None
+
+
+class _Tags:
+    """Tags with bit 31 set: the bit left to user tools (reference §2), so the
+    Linux driver on the same segment never mistakes our replies for its own."""
+
+    def __init__(self, rng: random.Random):
+        self._next = rng.getrandbits(31)
+
+    def new(self) -> int:
+        self._next = (self._next + 1) & 0x7FFFFFFF
+        return self._next | TAG_TOOL_BIT
+
+
+def query_config_frame(src: bytes, tag: int, shelf: int = SHELF_BROADCAST, slot: int = SLOT_BROADCAST, dst: bytes = BROADCAST_MAC) -> bytes:
+    header = Header(dst=dst, src=src, shelf=shelf, slot=slot, command=CMD_QUERY_CONFIG, tag=tag)
+    return Frame(header, ConfigArg(ccmd=CCMD_READ)).encode(pad=True)
+
+
+def identify_frame(src: bytes, dst: bytes, shelf: int, slot: int, tag: int) -> bytes:
+    header = Header(dst=dst, src=src, shelf=shelf, slot=slot, command=CMD_ATA, tag=tag)
+    # lba3 carries the device register: 0xA0, as Linux sends it
+    arg = AtaArg(sector_count=1, cmd_status=ATA_IDENTIFY_DEVICE, lba=IDENTIFY_DEVICE_BITS << 24)
+    return Frame(header, arg).encode(pad=True)
+
+
+def _decode(raw: bytes) -> Optional[Frame]:
+    try:
+        return Frame.decode(raw)
+    except DecodeError as exc:
+        log.debug("discovery: undecodable frame of %d bytes: %s", len(raw), exc)
+        return None
+
+
+def collect_configs(
+    transport: Transport,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    shelf: int = SHELF_BROADCAST,
+    slot: int = SLOT_BROADCAST,
+    queries: int = 2,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Optional[random.Random] = None,
+) -> DiscoveryResult:
+    """Step 1 and 2: broadcast Query Config and gather the replies (no IDENTIFY)."""
+    tags = _Tags(rng or random.Random())
+    queries = max(1, queries)
+    start = clock()
+    deadline = start + timeout
+    send_times = [start + timeout * i / queries for i in range(queries)]
+    found: Dict[Tuple[bytes, int, int], TargetRecord] = {}
+    ignored: Dict[Tuple[bytes, int, int], IgnoredReply] = {}
+    while True:
+        now = clock()
+        while send_times and send_times[0] <= now:
+            send_times.pop(0)
+            transport.send(query_config_frame(transport.mac, tags.new(), shelf, slot))
+        if now >= deadline:
+            break
+        wake = min([deadline] + send_times[:1])
+        raw = transport.recv(max(0.0, wake - now))
+        if raw is None:
+            continue
+        frame = _decode(raw)
+        if frame is None:
+            continue
+        h = frame.header
+        # Any config reply counts, not only those with our tag: a target
+        # that starts up meanwhile announces itself unsolicited (reference §1).
+        if not h.response or h.command != CMD_QUERY_CONFIG or not isinstance(frame.arg, ConfigArg):
+            continue
+        key = (h.src, h.shelf, h.slot)
+        if h.error_flag:
+            reason = f"error reply {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
+            ignored.setdefault(key, IgnoredReply(h.src, h.shelf, h.slot, reason))
+            continue
+        reason = _ignore_reason(h.shelf, h.slot)
+        if reason:
+            if key not in ignored:
+                ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, reason)
+                log.warning("discovery: ignoring %s", ignored[key].describe())
+            continue
+        if key in found:
+            continue
+        a = frame.arg
+        found[key] = TargetRecord(
+            mac=h.src, shelf=h.shelf, slot=h.slot, bufcnt=a.bufcnt, firmware=a.firmware,
+            sector_count=a.sector_count, config=a.config, ver=h.ver,
+        )
+    targets = sorted(found.values(), key=lambda r: (r.shelf, r.slot, r.mac))
+    return DiscoveryResult(targets, list(ignored.values()), getattr(transport, "name", ""), timeout)
+
+
+def _apply_identify(record: TargetRecord, frame: Frame) -> Optional[str]:
+    """Fill ``record`` from an IDENTIFY reply; the reason on failure."""
+    h, a = frame.header, frame.arg
+    if h.error_flag:
+        return f"AoE error {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
+    if a.cmd_status & ATA_STATUS_FAILURE_MASK:
+        return f"ATA status 0x{a.cmd_status:02x} error 0x{a.err_feature:02x}"
+    if len(a.data) < IDENTIFY_LEN:
+        return f"reply carries {len(a.data)} data bytes, IDENTIFY needs {IDENTIFY_LEN}"
+    ident = IdentifyData.decode(a.data[:IDENTIFY_LEN])
+    record.model = ident.model
+    record.serial = ident.serial
+    record.firmware_rev = ident.firmware
+    record.lba48 = ident.lba48
+    record.capacity_sectors = ident.capacity_sectors
+    record.identify_error = None
+    return None
+
+
+def identify_all(
+    transport: Transport,
+    records: List[TargetRecord],
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    attempts: int = IDENTIFY_ATTEMPTS,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Optional[random.Random] = None,
+) -> None:
+    """Step 3: IDENTIFY every record at once; each unanswered one is retried
+    with a fresh tag, ``attempts`` tries in ``timeout`` seconds overall."""
+    tags = _Tags(rng or random.Random())
+    pending = {id(r): r for r in records}
+    for record in records:
+        record.identify_error = "no reply to IDENTIFY DEVICE"
+    per_try = timeout / max(1, attempts)
+    for _ in range(max(1, attempts)):
+        if not pending:
+            return
+        waiting: Dict[int, TargetRecord] = {}
+        for record in pending.values():
+            tag = tags.new()
+            waiting[tag] = record
+            transport.send(identify_frame(transport.mac, record.mac, record.shelf, record.slot, tag))
+        deadline = clock() + per_try
+        while waiting:
+            now = clock()
+            if now >= deadline:
+                break
+            raw = transport.recv(deadline - now)
+            if raw is None:
+                continue
+            frame = _decode(raw)
+            if frame is None or not frame.header.response or frame.header.command != CMD_ATA:
+                continue
+            record = waiting.pop(frame.header.tag, None)
+            if record is None:
+                continue  # not ours, or a late answer to an earlier try
+            reason = _apply_identify(record, frame)
+            if reason is not None:
+                record.identify_error = reason
+            # an error reply is an answer too: a retry would get the same
+            pending.pop(id(record), None)
+
+
+def discover(
+    transport: Transport,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    identify: bool = True,
+    identify_timeout: Optional[float] = None,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Optional[random.Random] = None,
+) -> DiscoveryResult:
+    """Every target on ``transport``'s segment, sorted by shelf, slot and MAC.
+
+    ``timeout`` bounds the config phase; IDENTIFY gets ``identify_timeout``
+    (default: the same) on top. The result is a list of ``TargetRecord``
+    with ``.ignored`` holding the replies that were not usable."""
+    result = collect_configs(transport, timeout, clock=clock, rng=rng)
+    if identify and result:
+        identify_all(transport, list(result), timeout if identify_timeout is None else identify_timeout, clock=clock, rng=rng)
+    return result
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DiscoveryResult",
+    "IgnoredReply",
+    "TargetRecord",
+    "collect_configs",
+    "discover",
+    "identify_all",
+    "identify_frame",
+    "query_config_frame",
+]
