@@ -1,0 +1,298 @@
+"""A blocking initiator: the engine run over a Transport with a real clock.
+
+All protocol decisions live in ``engine``; this shell only moves frames
+between the engine and the transport and reads the clock. Requests are
+pipelined: every frame of a request (and of several submitted requests)
+is sent as soon as the window allows.
+
+Use::
+
+    with Initiator(transport, shelf=1, slot=2) as ini:
+        info = ini.identify()
+        ini.write(0, data)
+        assert ini.read(0, len(data) // 512) == data
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional
+
+from aoeconform.errors import TargetUnreachable
+from aoeconform.transport.base import Transport
+from aoeconform.wire import ConfigArg, DecodeError, Frame, Header, IdentifyData
+from aoeconform.wire.constants import (
+    BROADCAST_MAC,
+    CMD_QUERY_CONFIG,
+    LEGACY_SECTOR_COUNT,
+    SHELF_BROADCAST,
+    SLOT_BROADCAST,
+    sectors_per_frame as mtu_sectors_per_frame,
+)
+
+from .engine import (
+    AOE_ERRORS_FAIL,
+    DEFAULT_DEAD_AFTER,
+    AoEErrorReply,
+    InitiatorEngine,
+    IoRequest,
+)
+from .tags import TagAllocator
+from .window import DEFAULT_MAXOUT_CAP
+
+#: the driver's retransmit timer period (``TIMERTICK`` = HZ/10)
+TIMER_TICK = 0.1
+#: the shelf value Linux rejects as "dip switches set backwards" (reference §2)
+SHELF_ALL_ONES_12BIT = 0x0FFF
+
+
+@dataclass
+class DeviceInfo:
+    """What Query Config and IDENTIFY told us about the device."""
+
+    target_mac: bytes
+    shelf: int
+    slot: int
+    bufcnt: int
+    firmware: int
+    config_sector_count: int
+    sectors_per_frame: int
+    config: bytes
+    capacity: int = 0
+    lba48: bool = False
+    model: str = ""
+    serial: str = ""
+    firmware_revision: str = ""
+
+
+def frame_sectors(mtu: int, config_sector_count: int) -> int:
+    """Sectors per ATA frame as the driver picks them (reference §7 "What Linux sends").
+
+    The MTU limit, lowered to the target's config Sector Count; if that
+    comes to 0 (Sector Count 0, or a tiny MTU) the driver uses 1024 bytes.
+    """
+    n = min(mtu_sectors_per_frame(mtu), config_sector_count)
+    return n if n > 0 else LEGACY_SECTOR_COUNT
+
+
+class Initiator:
+    """Blocking reads and writes to one AoE device (shelf.slot) over ``transport``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        shelf: int,
+        slot: int,
+        *,
+        target_mac: Optional[bytes] = None,
+        maxout_cap: int = DEFAULT_MAXOUT_CAP,
+        min_timeout: float = 0.0,
+        max_timeout: Optional[float] = None,
+        dead_after: float = DEFAULT_DEAD_AFTER,
+        aoe_errors: str = AOE_ERRORS_FAIL,
+        config_timeout: float = 1.0,
+        config_attempts: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+        timer_tick: float = TIMER_TICK,
+        precise_timeouts: bool = False,
+    ):
+        """``timer_tick``: how often timeouts are checked, as the driver's timer.
+        With ``precise_timeouts`` they are also checked at each frame's own
+        deadline, so a loss costs about one rto rather than up to a tick
+        more (useful with a small ``max_timeout`` on a lossy link)."""
+        self.transport = transport
+        self.shelf = shelf
+        self.slot = slot
+        self.target_mac = target_mac
+        self.maxout_cap = maxout_cap
+        self.min_timeout = min_timeout
+        self.max_timeout = max_timeout
+        self.dead_after = dead_after
+        self.aoe_errors = aoe_errors
+        self.config_timeout = config_timeout
+        self.config_attempts = config_attempts
+        self.clock = clock
+        self.timer_tick = timer_tick
+        self.precise_timeouts = precise_timeouts
+        self.info: Optional[DeviceInfo] = None
+        self.engine: Optional[InitiatorEngine] = None
+        self._config_tags = TagAllocator()
+        self.stray_frames = 0  # frames seen while waiting for config replies
+
+    # --- discovery -------------------------------------------------------
+    def query_config(self) -> DeviceInfo:
+        """Query Config, unicast if ``target_mac`` is known, else broadcast; first valid answer wins."""
+        dst = self.target_mac or BROADCAST_MAC
+        for _ in range(self.config_attempts):
+            tag = self._config_tags.new_tag(self.clock())
+            request = Frame(
+                Header(dst, self.transport.mac, self.shelf, self.slot, CMD_QUERY_CONFIG, tag), ConfigArg()
+            ).encode(pad=True)
+            self.transport.send(request)
+            end = self.clock() + self.config_timeout
+            while True:
+                left = end - self.clock()
+                if left <= 0:
+                    break
+                raw = self.transport.recv(left)
+                if raw is None:
+                    break
+                info = self._config_reply(raw, tag)
+                if info is not None:
+                    return info
+        where = "broadcast" if dst == BROADCAST_MAC else "unicast"
+        raise TargetUnreachable(
+            f"no Query Config reply from shelf {self.shelf} slot {self.slot} "
+            f"({self.config_attempts} {where} attempts, {self.config_timeout:g} s each) "
+            f"on {self.transport.name}; check the target is running and the shelf/slot"
+        )
+
+    def _config_reply(self, raw: bytes, tag: int) -> Optional[DeviceInfo]:
+        try:
+            frame = Frame.decode(raw)
+        except DecodeError:
+            self.stray_frames += 1
+            return None
+        h = frame.header
+        if not h.response or h.command != CMD_QUERY_CONFIG or h.tag != tag or h.error_flag:
+            self.stray_frames += 1
+            return None
+        # Linux refuses wildcard (and all-ones 12-bit) addresses in config replies
+        if h.shelf in (SHELF_BROADCAST, SHELF_ALL_ONES_12BIT) or h.slot == SLOT_BROADCAST:
+            self.stray_frames += 1
+            return None
+        if self.shelf != SHELF_BROADCAST and h.shelf != self.shelf:
+            return None
+        if self.slot != SLOT_BROADCAST and h.slot != self.slot:
+            return None
+        arg = frame.arg
+        return DeviceInfo(
+            target_mac=h.src,
+            shelf=h.shelf,
+            slot=h.slot,
+            bufcnt=arg.bufcnt,
+            firmware=arg.firmware,
+            config_sector_count=arg.sector_count,
+            sectors_per_frame=frame_sectors(self.transport.mtu, arg.sector_count),
+            config=arg.config,
+        )
+
+    def identify(self) -> DeviceInfo:
+        """Query Config, then ATA IDENTIFY; sets up the engine for reads and writes."""
+        info = self.query_config()
+        now = self.clock()
+        self.shelf, self.slot, self.target_mac = info.shelf, info.slot, info.target_mac
+        self.engine = InitiatorEngine(
+            self.transport.mac,
+            info.target_mac,
+            info.shelf,
+            info.slot,
+            sectors_per_frame=info.sectors_per_frame,
+            bufcnt=info.bufcnt,
+            maxout_cap=self.maxout_cap,
+            min_timeout=self.min_timeout,
+            max_timeout=self.max_timeout,
+            dead_after=self.dead_after,
+            aoe_errors=self.aoe_errors,
+            now=now,
+        )
+        request = self.engine.submit_identify(now)
+        self.wait(request)
+        identify = IdentifyData.decode(request.result())
+        # as the driver: LBA48 if word 83 or 86 has bit 10
+        info.lba48 = identify.lba48_supported or identify.lba48_enabled
+        info.capacity = identify.lba48_capacity if info.lba48 else identify.lba28_capacity
+        info.model, info.serial, info.firmware_revision = identify.model, identify.serial, identify.firmware
+        self.engine.set_geometry(info.capacity, info.lba48)
+        self.info = info
+        return info
+
+    # --- I/O ---------------------------------------------------------------
+    def _engine(self) -> InitiatorEngine:
+        if self.engine is None:
+            raise RuntimeError("call identify() before reading or writing")
+        return self.engine
+
+    def submit_read(self, lba: int, count: int) -> IoRequest:
+        return self._engine().submit_read(lba, count, self.clock())
+
+    def submit_write(self, lba: int, data) -> IoRequest:
+        return self._engine().submit_write(lba, data, self.clock())
+
+    def read(self, lba: int, count: int) -> bytes:
+        """``count`` sectors from ``lba``."""
+        request = self.submit_read(lba, count)
+        self.wait(request)
+        return request.result()
+
+    def write(self, lba: int, data) -> None:
+        request = self.submit_write(lba, data)
+        self.wait(request)
+        request.result()
+
+    def flush(self, extended: bool = False) -> None:
+        request = self._engine().submit_flush(extended, self.clock())
+        self.wait(request)
+        request.result()
+
+    def command(self, opcode: int, **fields) -> IoRequest:
+        """One raw ATA command (see ``InitiatorEngine.submit_command``); returns the finished request."""
+        request = self._engine().submit_command(opcode, now=self.clock(), **fields)
+        self.wait(request)
+        return request
+
+    def wait(self, *requests: IoRequest) -> None:
+        """Run the engine until every request is done (failed ones included).
+
+        Raises ``TargetDead`` if the target stops answering.
+        """
+        engine = self._engine()
+        clock = self.clock
+        send = self.transport.send
+        recv = self.transport.recv
+        tick_every = self.timer_tick
+        precise = self.precise_timeouts
+        on_frame, poll_sends, next_deadline = engine.on_frame, engine.poll_sends, engine.next_deadline
+        waiting: List[IoRequest] = [r for r in requests if not r.done]
+        now = clock()
+        next_tick = now  # the engine's timer: every tick_every seconds (and at deadlines if precise)
+        while waiting:
+            for _, frame in poll_sends(now):
+                send(frame)
+            deadline = next_tick
+            if precise:
+                frame_deadline = next_deadline()
+                if frame_deadline is not None and frame_deadline < deadline:
+                    deadline = frame_deadline
+            wait = deadline - now
+            raw = recv(wait if wait > 0 else 0.0)
+            now = clock()
+            if raw is not None:
+                on_frame(raw, now)
+            if now >= deadline:
+                dead = engine.on_tick(now)
+                if dead is not None:
+                    raise dead
+                next_tick = now + tick_every
+            if waiting[-1].done or waiting[0].done:
+                waiting = [r for r in waiting if not r.done]
+        if engine.dead is not None and any(r.error is engine.dead for r in requests):
+            raise engine.dead
+
+    # --- reporting ---------------------------------------------------------------
+    def counters(self) -> dict:
+        return {} if self.engine is None else self.engine.counters()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+__all__ = ["Initiator", "DeviceInfo", "frame_sectors", "AoEErrorReply"]
