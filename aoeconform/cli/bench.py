@@ -1,0 +1,36 @@
+"""`aoeconform bench target|initiator`: throughput against vblade (or a
+reference peer), same machine, same run."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="measure throughput against vblade")
+    sub = p.add_subparsers(dest="bench_command", metavar="WHAT")
+    t = sub.add_parser("target", help="the reference target against vblade (needs root and vblade)")
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.add_argument("--seconds", type=float, default=0.5, help="length of one round in seconds (default 0.5)")
+    t.add_argument("--rounds", type=int, default=5, help="rounds per target and case; medians are reported (default 5)")
+    t.set_defaults(func=_run_target)
+    try:
+        initiator = importlib.import_module("aoeconform.bench.initiator")
+    except ModuleNotFoundError as exc:
+        if exc.name != "aoeconform.bench.initiator":
+            raise
+        initiator = None
+    if initiator is not None and hasattr(initiator, "register"):
+        initiator.register(sub)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run_target(args) -> int:
+    from aoeconform.bench.target import report, run_bench
+    from aoeconform.errors import UsageError
+
+    if args.seconds <= 0 or args.rounds < 1:
+        raise UsageError("--seconds must be positive and --rounds at least 1")
+    rows = run_bench(seconds=args.seconds, rounds=args.rounds)
+    print(report(rows, args.json))
+    return 0

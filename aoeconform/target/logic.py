@@ -1,0 +1,596 @@
+"""The reference target's protocol logic: request frame in, reply frames out.
+
+No sockets and no clocks. ``Target.handle(frame)`` takes one whole Ethernet
+frame (bytes) and returns the list of frames to send back (usually one,
+often none). The state it changes (config string, Mac Mask list,
+reservation, the image, a pending asynchronous write) lives in the
+``Target`` object, so the same logic runs in a unit test, over a veth pair
+and over a real NIC; ``step(target, frame)`` gives the (state, replies)
+shape. ``Target.process`` is the allocation-free variant the server uses:
+its replies are views of one reply buffer, valid until the next call.
+
+Choices where the protocol notes leave room (§10), all deterministic:
+
+* 28- or 48-bit addressing is chosen by opcode, not by the E flag (rule 27);
+  the opcode also decides read or write, W is not consulted.
+* A frame too short for its command's fixed argument gets E=1 Error 2
+  (rule 15); so does an ATA sector count above the advertised maximum and a
+  write whose payload is short (rules 23, 24), a Config String Length over
+  1024 or beyond the frame (42), a Dir Count or NMacs beyond the frame (53,
+  58). Nothing is changed in any of these cases.
+* Ver other than 1 gets E=1 Error 5 and no side effect (rule 12).
+* While reserved, READ and WRITE (0x20, 0x24, 0x30, 0x34) from MACs outside
+  the reservation get E=1 Error 6; IDENTIFY, CHECK POWER MODE and FLUSH stay
+  available to everyone, as do config, mask and reserve-read (rule 57).
+* A write with the A flag is acknowledged at once and applied before the
+  next request is looked at (or when the server finds its queue empty).
+* The Mac Mask list holds up to 255 entries, fewer when the whole list
+  would not fit one reply at the link MTU ((MTU - 28) // 8: 184 at 1500).
+* The sector count in an ATA reply is 0 on success (nothing remaining) and
+  the request's count on failure; the LBA and AFlags (MBZ bits cleared) are
+  echoed.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Optional
+
+from aoeconform.errors import UsageError
+from aoeconform.wire.constants import (
+    AOE_HEADER_LEN,
+    ATA_HEADER_END,
+    BROADCAST_MAC,
+    CONFIG_HEADER_END,
+    CONFIG_STRING_MAX,
+    ETH_MIN_FRAME,
+    ETH_P_AOE,
+    LBA28_MAX_SECTORS,
+    SECTOR_SIZE,
+    SHELF_BROADCAST,
+    SLOT_BROADCAST,
+    sectors_per_frame,
+)
+from aoeconform.wire.identify import IdentifyData
+
+from .quirks import check_quirks
+
+#: Firmware Version in config replies: aoeconform 0.1
+FIRMWARE_VERSION = 0x0001
+DEFAULT_BUFCNT = 16
+MODEL = "aoeconform reference target"
+FIRMWARE_TEXT = "0.1"
+MASK_LIST_MAX = 255  # Dir Count is one byte
+MASK_REPLY_HEAD = AOE_HEADER_LEN + 4
+RESERVE_HEAD = AOE_HEADER_LEN + 2
+
+# Flags byte: Ver 1 in the high nibble, R, E
+VER1 = 0x10
+FLAG_R = 0x08
+FLAG_E = 0x04
+FLAGS_MBZ = 0x03
+AFLAGS_DEFINED = 0x53  # E, D, A, W
+
+# Opcodes (ATA/ATAPI-6)
+READ28, READ48, WRITE28, WRITE48 = 0x20, 0x24, 0x30, 0x34
+CHECK_POWER_MODE, FLUSH_CACHE, FLUSH_CACHE_EXT, IDENTIFY = 0xE5, 0xE7, 0xEA, 0xEC
+STATUS_OK, STATUS_ERR, STATUS_FLUSH_QUIRK = 0x40, 0x41, 0x00
+ERR_ABRT, ERR_IDNF = 0x04, 0x10
+POWER_ACTIVE = 0xFF
+AFLAG_ASYNC = 0x02
+
+# AoE error codes (§2.4)
+E_UNKNOWN_COMMAND, E_BAD_ARG, E_CONFIG_PRESENT, E_VERSION, E_RESERVED = 1, 2, 4, 5, 6
+
+# ethertype, ver/flags, error, major, minor, command, tag at frame offset 12
+REQUEST_HEADER = struct.Struct("!HBBHBBI")
+# ver/flags, error, major, minor, command, tag at frame offset 14
+REPLY_HEADER = struct.Struct("!BBHBBI")
+# aflags, err/feature, sector count, cmd/status, lba 0-31, lba 32-47 (LBA is little-endian)
+ATA_REQUEST = struct.Struct("<BBBBIH")
+ATA_REPLY = struct.Struct("<BBBBIHH")
+CONFIG_FIELDS = struct.Struct("!HHBBH")
+# The hot path reads header and ATA argument in one little-endian unpack:
+# EtherType and shelf come out byte-swapped and are compared as such, and
+# tag and shelf go back out through the same byte order unchanged.
+FAST_REQUEST = struct.Struct("<12xHBBHBBIBBBBIH")
+FAST_REPLY = struct.Struct("<BBHBBIBBBBIHH")
+ETH_P_AOE_SWAPPED = 0xA288
+
+_NO_REPLY: tuple = ()
+
+
+class Target:
+    """One exported image at shelf.slot, behind MAC ``mac`` on a link of ``mtu``."""
+
+    def __init__(
+        self,
+        image,
+        *,
+        shelf: int,
+        slot: int,
+        mac: bytes,
+        mtu: int = 1500,
+        bufcnt: int = DEFAULT_BUFCNT,
+        readonly: bool = False,
+        config: bytes = b"",
+        mask: Iterable[bytes] = (),
+        quirks: Iterable[str] = (),
+        hostname: str = "",
+    ) -> None:
+        if not 0 <= shelf < SHELF_BROADCAST:
+            raise UsageError(f"shelf {shelf} is out of range; use 0 to {SHELF_BROADCAST - 1} (0xFFFF is the wildcard)")
+        if not 0 <= slot < SLOT_BROADCAST:
+            raise UsageError(f"slot {slot} is out of range; use 0 to {SLOT_BROADCAST - 1} (0xFF is the wildcard)")
+        if not 1 <= bufcnt <= 0xFFFF:
+            raise UsageError(f"buffer count {bufcnt} is out of range; use 1 to 65535")
+        if len(config) > CONFIG_STRING_MAX:
+            raise UsageError(f"the config string is {len(config)} bytes; the protocol allows at most {CONFIG_STRING_MAX}")
+        max_sectors = min(sectors_per_frame(mtu), 0xFF)
+        if max_sectors < 1:
+            raise UsageError(f"MTU {mtu} cannot carry one 512-byte sector per frame; raise it to at least {ATA_HEADER_END + SECTOR_SIZE}")
+        self.image = image
+        self.shelf, self.slot, self.mac, self.mtu = shelf, slot, bytes(mac), mtu
+        self.bufcnt = bufcnt
+        self.readonly = readonly
+        self.quirks = check_quirks(quirks)
+        self.max_sectors = max_sectors
+        self.capacity = image.size // SECTOR_SIZE  # sectors
+        self.max_frame = mtu + 14  # whole frame without FCS (rule 17)
+        self.mask_capacity = min(MASK_LIST_MAX, (mtu - MASK_REPLY_HEAD) // 8)
+
+        # state
+        self.config = bytes(config)
+        self._mask: list[bytes] = []
+        self._mask_set: set[bytes] = set()
+        for mac_entry in mask:
+            if bytes(mac_entry) not in self._mask_set:
+                self._mask.append(bytes(mac_entry))
+                self._mask_set.add(bytes(mac_entry))
+        if len(self._mask) > self.mask_capacity:
+            raise UsageError(f"{len(self._mask)} masked MACs given; at MTU {mtu} the list holds {self.mask_capacity}")
+        self._reservation: list[bytes] = []
+        self._reserved_set: set[bytes] = set()
+        self._pending: Optional[tuple] = None  # (data, offset) of an acknowledged async write
+        self.dead = False  # crash-on-truncated
+
+        q = self.quirks
+        self._quirky_config = bool(q & {"config-test-mismatch", "config-prefix-mismatch", "config-set-overwrites", "config-set-equal-error", "config-stale-bytes", "config-nul-truncate"})
+        self._ignore_flags = 0 if "answers-responses" in q else FLAG_R
+        self._any_shelf = "wrong-shelf" in q
+        self._check_version = "ver-unchecked" not in q
+        self._ver_from_request = "ver-unchecked" in q
+        self._echo_error = "error-byte-echo" in q
+        self._wild_reply = "wildcard-reply-address" in q
+        self._broadcast_reply = "wrong-reply-dst" in q
+        self._tag_mask = 0x7FFFFFFF if "tag-bit31-cleared" in q else 0xFFFFFFFF
+        self._pad_to = 0 if "unpadded" in q else ETH_MIN_FRAME
+        self._unknown_silent = "unknown-command-silent" in q
+        self._end = self.capacity + (1 if "off-by-one-end" in q else 0)
+        self._lba48_mask = 0xFFFFFFFF if "lba48-truncated" in q else 0xFFFFFFFFFFFF
+        self._lba28_mask = 0xFFFFFFFF if "lba28-device-bits" in q else LBA28_MAX_SECTORS
+        self._stale_read = "stale-read-buffer" in q
+        self._async_lost = "async-write-lost" in q
+        self._mask_enforced = "mask-not-enforced" not in q
+        self._reserve_enforced = "reserve-not-enforced" not in q
+        self._short_write_ok = "short-write-partial" in q
+        self._scnt_limit = 0xFF if "oversize-scnt-accepted" in q else max_sectors
+        self._write_protected = readonly and "readonly-writes" not in q
+        self._flush_status = STATUS_FLUSH_QUIRK if "flush-status-zero" in q else STATUS_OK
+        self._unsupported_result = (STATUS_OK, 0) if "unsupported-opcode-success" in q else (STATUS_ERR, ERR_ABRT)
+        self._power_scnt = 0 if "check-power-wrong" in q else POWER_ACTIVE
+        self._burst_limit = bufcnt // 2 if "bufcnt-overstated" in q else None
+
+        reported = self.capacity + (1 if "identify-capacity-mismatch" in q else 0)
+        serial = f"{shelf}.{slot}" + (f":{hostname}" if hostname else "")
+        self._identify = IdentifyData.build(reported, model=MODEL, serial=serial[:20], firmware=FIRMWARE_TEXT).encode()
+
+        # One reply buffer, reused: the header fields that never change are
+        # written once. Big enough for the largest read a quirk may serve.
+        size = max(self.max_frame, ATA_HEADER_END + self._scnt_limit * SECTOR_SIZE, CONFIG_HEADER_END + CONFIG_STRING_MAX, ETH_MIN_FRAME)
+        self._reply = bytearray(size)
+        self._reply[6:12] = self.mac
+        self._reply[12:14] = ETH_P_AOE.to_bytes(2, "big")
+        self._view = memoryview(self._reply)
+
+        # The hot path (plain READ/WRITE EXT, no quirks) and its byte-swapped keys
+        self._fast = not self.quirks
+        self._shelf_swapped = int.from_bytes(shelf.to_bytes(2, "big"), "little")
+        self._restricted = bool(self._mask)
+        self._writable = not readonly
+
+        # Quirks that wrap the whole request path are chosen here, once.
+        process = self._process
+        if self._burst_limit is not None:
+            process = self._wrap_burst(process)
+        if "tag-reply-cache" in q:
+            process = self._wrap_tag_cache(process)
+        if "crash-on-truncated" in q:
+            process = self._wrap_crash(process)
+        self.process = process
+
+    # -- public -------------------------------------------------------------
+
+    def handle(self, frame: bytes, burst_index: int = 0) -> list[bytes]:
+        """The replies to one request frame, as independent bytes objects.
+
+        ``burst_index`` is the frame's position in a run of requests that
+        arrived back to back (0 when the queue was empty); only the
+        bufcnt-overstated quirk looks at it."""
+        return [bytes(r) for r in self.process(bytes(frame), burst_index)]
+
+    def announce(self) -> list[bytes]:
+        """The unsolicited config replies sent at start-up (rule 46): broadcast,
+        or one per masked MAC when a mask list exists."""
+        if "no-advertisement" in self.quirks:
+            return []
+        body = self._config_body(0)
+        frames = []
+        for dst in self._mask or [BROADCAST_MAC]:
+            head = dst + self.mac + ETH_P_AOE.to_bytes(2, "big") + REPLY_HEADER.pack(VER1 | FLAG_R, 0, self.shelf, self.slot, 1, 0)
+            frames.append(self._padded(head + body))
+        return frames
+
+    @property
+    def mask(self) -> list[bytes]:
+        return list(self._mask)
+
+    @property
+    def reservation(self) -> list[bytes]:
+        return list(self._reservation)
+
+    @property
+    def pending_write(self) -> bool:
+        return self._pending is not None
+
+    def complete_pending(self) -> None:
+        """Apply an acknowledged asynchronous write now."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.image.write(pending[0], pending[1])
+
+    def close(self) -> None:
+        self.complete_pending()
+
+    # -- the request path ------------------------------------------------------
+
+    def _process(self, frame, burst_index=0):
+        if self._pending is not None:
+            self.complete_pending()
+        n = len(frame)
+        if self._fast and n >= ATA_HEADER_END:
+            # READ EXT and WRITE EXT from an unrestricted initiator to our own
+            # address, inside the image: the same reply the general path
+            # below builds, with fewer steps. Anything else falls through.
+            (ethertype, verflags, _error, shelf, slot, command, tag,
+             aflags, _feature, scnt, opcode, lba_low, lba_high) = FAST_REQUEST.unpack_from(frame)
+            if (
+                ethertype == ETH_P_AOE_SWAPPED and verflags == VER1 and command == 0
+                and shelf == self._shelf_swapped and slot == self.slot
+                and scnt <= self.max_sectors and not self._restricted and frame[0:6] == self.mac
+            ):
+                lba = lba_low | lba_high << 32
+                if lba + scnt <= self.capacity:
+                    if opcode == READ48:
+                        reply = self._reply
+                        reply[0:6] = frame[6:12]
+                        FAST_REPLY.pack_into(reply, 14, VER1 | FLAG_R, 0, shelf, slot, 0, tag, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
+                        end = ATA_HEADER_END + (scnt << 9)
+                        self.image.readinto(self._view[ATA_HEADER_END:end], lba << 9)
+                        return self._finish(end) if end < ETH_MIN_FRAME else (self._view[:end],)
+                    if opcode == WRITE48 and self._writable and not aflags & AFLAG_ASYNC and n - ATA_HEADER_END >= scnt << 9:
+                        if scnt:
+                            self.image.write(memoryview(frame)[ATA_HEADER_END:ATA_HEADER_END + (scnt << 9)], lba << 9)
+                        reply = self._reply
+                        reply[0:6] = frame[6:12]
+                        FAST_REPLY.pack_into(reply, 14, VER1 | FLAG_R, 0, shelf, slot, 0, tag, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
+                        return self._finish(ATA_HEADER_END)
+        if n < AOE_HEADER_LEN:
+            return _NO_REPLY
+        ethertype, verflags, error, shelf, slot, command, tag = REQUEST_HEADER.unpack_from(frame, 12)
+        # rules 1, 2, 10
+        if ethertype != ETH_P_AOE or verflags & self._ignore_flags:
+            return _NO_REPLY
+        if shelf != self.shelf and shelf != SHELF_BROADCAST and not self._any_shelf:
+            return _NO_REPLY
+        if slot != self.slot and slot != SLOT_BROADCAST:
+            return _NO_REPLY
+        if not frame[0] & 1 and frame[0:6] != self.mac:
+            return _NO_REPLY  # another station's unicast seen on a shared link
+        # rule 51: a non-empty mask list silences everyone else
+        if self._mask_set and frame[6:12] not in self._mask_set and self._mask_enforced:
+            return _NO_REPLY
+        if verflags >> 4 != 1 and self._check_version:
+            return self._error(frame, n, verflags, error, shelf, slot, command, tag, E_VERSION, 0)
+        if command == 0:
+            return self._ata(frame, n, verflags, error, shelf, slot, tag)
+        if command == 1:
+            return self._query_config(frame, n, verflags, error, shelf, slot, tag)
+        if command == 2:
+            return self._mac_mask(frame, n, verflags, error, shelf, slot, tag)
+        if command == 3:
+            return self._reserve(frame, n, verflags, error, shelf, slot, tag)
+        if self._unknown_silent:
+            return _NO_REPLY
+        return self._error(frame, n, verflags, error, shelf, slot, command, tag, E_UNKNOWN_COMMAND, 0)
+
+    def _header(self, frame, verflags, error, shelf, slot, command, tag, code):
+        """Write the reply's Ethernet and AoE header; ``code`` is the AoE error (0: none)."""
+        reply = self._reply
+        reply[0:6] = BROADCAST_MAC if self._broadcast_reply else frame[6:12]
+        version = verflags & 0xF0 if self._ver_from_request else VER1
+        if code:
+            flags, error = version | FLAG_R | FLAG_E, code
+        elif self._echo_error:
+            flags = version | FLAG_R | (verflags & FLAGS_MBZ)
+        else:
+            flags, error = version | FLAG_R, 0
+        if not self._wild_reply:
+            shelf, slot = self.shelf, self.slot
+        REPLY_HEADER.pack_into(reply, 14, flags, error, shelf, slot, command, tag & self._tag_mask)
+
+    def _finish(self, length):
+        """The reply of ``length`` bytes, padded with zeros to the Ethernet minimum (rule 16)."""
+        if length < self._pad_to:
+            self._reply[length:self._pad_to] = bytes(self._pad_to - length)
+            length = self._pad_to
+        return (self._view[:length],)
+
+    def _padded(self, raw: bytes) -> bytes:
+        return raw + bytes(self._pad_to - len(raw)) if len(raw) < self._pad_to else raw
+
+    def _error(self, frame, n, verflags, error, shelf, slot, command, tag, code, arg_len):
+        """E=1 with ``code``, echoing up to ``arg_len`` bytes of the request's argument."""
+        self._header(frame, verflags, error, shelf, slot, command, tag, code)
+        arg_len = max(0, min(arg_len, n - AOE_HEADER_LEN))
+        self._reply[AOE_HEADER_LEN:AOE_HEADER_LEN + arg_len] = frame[AOE_HEADER_LEN:AOE_HEADER_LEN + arg_len]
+        return self._finish(AOE_HEADER_LEN + arg_len)
+
+    def _truncated(self, frame, n, verflags, error, shelf, slot, command, tag):
+        # rule 15: no side effect; we say Error 2 rather than stay silent
+        return self._error(frame, n, verflags, error, shelf, slot, command, tag, E_BAD_ARG, n - AOE_HEADER_LEN)
+
+    # -- ATA (§3.1) --------------------------------------------------------------
+
+    def _ata(self, frame, n, verflags, error, shelf, slot, tag):
+        if n < ATA_HEADER_END:
+            return self._truncated(frame, n, verflags, error, shelf, slot, 0, tag)
+        aflags, _feature, scnt, opcode, lba_low, lba_high = ATA_REQUEST.unpack_from(frame, AOE_HEADER_LEN)
+        if opcode == READ48 or opcode == READ28:
+            lba = (lba_low | lba_high << 32) & self._lba48_mask if opcode == READ48 else lba_low & self._lba28_mask
+            if self._reservation and frame[6:12] not in self._reserved_set and self._reserve_enforced:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
+            if scnt > self._scnt_limit:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+            if lba + scnt > self._end:
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_IDNF, scnt, STATUS_ERR, lba_low, lba_high)
+            self._header(frame, verflags, error, shelf, slot, 0, tag, 0)
+            ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
+            end = ATA_HEADER_END + (scnt << 9)
+            if self._stale_read and scnt > 1:
+                self.image.readinto(self._view[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE], lba << 9)
+            else:
+                self.image.readinto(self._view[ATA_HEADER_END:end], lba << 9)
+            return self._finish(end)
+        if opcode == WRITE48 or opcode == WRITE28:
+            lba = (lba_low | lba_high << 32) & self._lba48_mask if opcode == WRITE48 else lba_low & self._lba28_mask
+            if self._reservation and frame[6:12] not in self._reserved_set and self._reserve_enforced:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
+            if scnt > self._scnt_limit:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+            length = scnt << 9
+            if n - ATA_HEADER_END < length:
+                if not self._short_write_ok:
+                    return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+                length = n - ATA_HEADER_END
+            if lba + scnt > self._end:
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_IDNF, scnt, STATUS_ERR, lba_low, lba_high)
+            if self._write_protected:
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
+            if length:
+                data = memoryview(frame)[ATA_HEADER_END:ATA_HEADER_END + length]
+                if aflags & AFLAG_ASYNC:
+                    # acknowledged now, applied before the next request (rule 33)
+                    if not self._async_lost:
+                        self._pending = (data, lba << 9)
+                else:
+                    self.image.write(data, lba << 9)
+            return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, STATUS_OK, lba_low, lba_high)
+        if opcode == IDENTIFY:
+            self._header(frame, verflags, error, shelf, slot, 0, tag, 0)
+            ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
+            self._reply[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE] = self._identify
+            return self._finish(ATA_HEADER_END + SECTOR_SIZE)
+        if opcode == CHECK_POWER_MODE:
+            return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, self._power_scnt, STATUS_OK, lba_low, lba_high)
+        if opcode == FLUSH_CACHE or opcode == FLUSH_CACHE_EXT:
+            self.complete_pending()
+            self.image.flush()
+            return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, self._flush_status, lba_low, lba_high)
+        status, err = self._unsupported_result
+        return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, err, scnt if err else 0, status, lba_low, lba_high)
+
+    def _ata_status(self, frame, verflags, error, shelf, slot, tag, aflags, ata_error, scnt, status, lba_low, lba_high):
+        """An ATA reply without data (AoE E=0)."""
+        self._header(frame, verflags, error, shelf, slot, 0, tag, 0)
+        ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, ata_error, scnt, status, lba_low, lba_high, 0)
+        return self._finish(ATA_HEADER_END)
+
+    # -- Query Config (§3.2) -------------------------------------------------------
+
+    def _config_body(self, ccmd: int) -> bytes:
+        return CONFIG_FIELDS.pack(self.bufcnt, FIRMWARE_VERSION, self.max_sectors, VER1 | ccmd, len(self.config)) + self.config
+
+    def _config_reply(self, frame, verflags, error, shelf, slot, tag, ccmd, code=0):
+        self._header(frame, verflags, error, shelf, slot, 1, tag, code)
+        body = self._config_body(ccmd)
+        self._reply[AOE_HEADER_LEN:AOE_HEADER_LEN + len(body)] = body
+        return self._finish(AOE_HEADER_LEN + len(body))
+
+    def _query_config(self, frame, n, verflags, error, shelf, slot, tag):
+        if n < CONFIG_HEADER_END:
+            return self._truncated(frame, n, verflags, error, shelf, slot, 1, tag)
+        _bufcnt, _firmware, _scnt, version_ccmd, length = CONFIG_FIELDS.unpack_from(frame, AOE_HEADER_LEN)
+        ccmd = version_ccmd & 0x0F  # the version nibble is not required (aoetools leave it 0)
+        present = n - CONFIG_HEADER_END
+        if length > CONFIG_STRING_MAX or (length > present and "config-stale-bytes" not in self.quirks):
+            return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 42
+        if length > present:  # config-stale-bytes: the rest comes from whatever the buffer held
+            request = bytes(frame[CONFIG_HEADER_END:n]) + bytes(self._reply[n:CONFIG_HEADER_END + length])
+        else:
+            request = bytes(frame[CONFIG_HEADER_END:CONFIG_HEADER_END + length])
+        current = self.config
+        quirks = self.quirks if self._quirky_config else ()
+        if ccmd == 0:
+            pass
+        elif ccmd == 1:
+            if request != current and "config-test-mismatch" not in quirks:
+                return _NO_REPLY  # rule 37
+        elif ccmd == 2:
+            if not current.startswith(request) and "config-prefix-mismatch" not in quirks:
+                return _NO_REPLY  # rule 38
+        elif ccmd == 3:
+            if current and (request != current or "config-set-equal-error" in quirks) and "config-set-overwrites" not in quirks:
+                return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_CONFIG_PRESENT)  # rule 39
+            self._set_config(request, quirks)
+        elif ccmd == 4:
+            self._set_config(request, quirks)
+        else:
+            return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 41
+        return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd)
+
+    def _set_config(self, request: bytes, quirks) -> None:
+        if "config-nul-truncate" in quirks:
+            request = request.split(b"\x00", 1)[0]
+        self.config = request
+
+    # -- Mac Mask List (§3.3) --------------------------------------------------------
+
+    def _mac_mask(self, frame, n, verflags, error, shelf, slot, tag):
+        if n < MASK_REPLY_HEAD:
+            return self._truncated(frame, n, verflags, error, shelf, slot, 2, tag)
+        mcmd, count = frame[AOE_HEADER_LEN + 1], frame[AOE_HEADER_LEN + 3]
+        if mcmd == 1:
+            if MASK_REPLY_HEAD + 8 * count > n:
+                return self._error(frame, n, verflags, error, shelf, slot, 2, tag, E_BAD_ARG, 4)  # rule 53
+            for index in range(count):
+                offset = MASK_REPLY_HEAD + 8 * index
+                dcmd, mac = frame[offset + 1], bytes(frame[offset + 2:offset + 8])
+                if dcmd == 0:
+                    continue
+                if dcmd == 1:
+                    if mac in self._mask_set:
+                        continue
+                    if len(self._mask) >= self.mask_capacity:
+                        return self._mask_failure(frame, verflags, error, shelf, slot, tag, mcmd, 3, index)
+                    self._mask.append(mac)
+                    self._mask_set.add(mac)
+                    self._restricted = True
+                elif dcmd == 2:
+                    if mac in self._mask_set:
+                        self._mask.remove(mac)
+                        self._mask_set.discard(mac)
+                        self._restricted = bool(self._mask or self._reservation)
+                else:
+                    return self._mask_failure(frame, verflags, error, shelf, slot, tag, mcmd, 2, index)
+        elif mcmd != 0:
+            return self._error(frame, n, verflags, error, shelf, slot, 2, tag, E_BAD_ARG, 4)  # rule 50
+        self._header(frame, verflags, error, shelf, slot, 2, tag, 0)
+        entries = b"".join(b"\x00\x00" + mac for mac in self._mask)
+        self._reply[AOE_HEADER_LEN:MASK_REPLY_HEAD] = bytes((0, mcmd, 0, len(self._mask)))
+        self._reply[MASK_REPLY_HEAD:MASK_REPLY_HEAD + len(entries)] = entries
+        return self._finish(MASK_REPLY_HEAD + len(entries))
+
+    def _mask_failure(self, frame, verflags, error, shelf, slot, tag, mcmd, merror, index):
+        # rule 49: MError and the failing index, E clear, earlier directives stay
+        if "mask-wrong-index" in self.quirks:
+            index = (index + 1) & 0xFF
+        self._header(frame, verflags, error, shelf, slot, 2, tag, 0)
+        self._reply[AOE_HEADER_LEN:MASK_REPLY_HEAD] = bytes((0, mcmd, merror, index))
+        return self._finish(MASK_REPLY_HEAD)
+
+    # -- Reserve/Release (§3.4) --------------------------------------------------------
+
+    def _reserve(self, frame, n, verflags, error, shelf, slot, tag):
+        if n < RESERVE_HEAD:
+            return self._truncated(frame, n, verflags, error, shelf, slot, 3, tag)
+        rcmd, count = frame[AOE_HEADER_LEN], frame[AOE_HEADER_LEN + 1]
+        if rcmd == 1 or rcmd == 2:
+            if RESERVE_HEAD + 6 * count > n:
+                return self._error(frame, n, verflags, error, shelf, slot, 3, tag, E_BAD_ARG, 2)  # rule 58
+            if (
+                rcmd == 1
+                and self._reservation
+                and bytes(frame[6:12]) not in self._reserved_set
+                and "reserve-set-steals" not in self.quirks
+            ):
+                return self._reserve_reply(frame, verflags, error, shelf, slot, tag, rcmd, E_RESERVED)  # rule 55
+            macs: list[bytes] = []
+            for offset in range(RESERVE_HEAD, RESERVE_HEAD + 6 * count, 6):
+                mac = bytes(frame[offset:offset + 6])
+                if mac not in macs:
+                    macs.append(mac)
+            self._reservation = macs  # NMacs 0 releases (rule 56)
+            self._reserved_set = set(macs)
+            self._restricted = bool(self._mask or self._reservation)
+        elif rcmd != 0:
+            return self._error(frame, n, verflags, error, shelf, slot, 3, tag, E_BAD_ARG, 2)  # rule 58
+        return self._reserve_reply(frame, verflags, error, shelf, slot, tag, rcmd)
+
+    def _reserve_reply(self, frame, verflags, error, shelf, slot, tag, rcmd, code=0):
+        self._header(frame, verflags, error, shelf, slot, 3, tag, code)
+        body = bytes((rcmd, len(self._reservation))) + b"".join(self._reservation)
+        self._reply[AOE_HEADER_LEN:AOE_HEADER_LEN + len(body)] = body
+        return self._finish(AOE_HEADER_LEN + len(body))
+
+    # -- quirks that wrap the request path ------------------------------------------
+
+    def _wrap_burst(self, process):
+        limit = self._burst_limit
+
+        def burst_limited(frame, burst_index=0):
+            if burst_index >= limit:
+                return _NO_REPLY  # a queue half the size it claims
+            return process(frame, burst_index)
+
+        return burst_limited
+
+    def _wrap_tag_cache(self, process):
+        cache: dict[bytes, bytes] = {}
+
+        def tag_cached(frame, burst_index=0):
+            tag = bytes(frame[20:24])
+            if len(frame) >= AOE_HEADER_LEN and tag in cache:
+                return (cache[tag],)
+            replies = process(frame, burst_index)
+            if replies:
+                if len(cache) > 65536:
+                    cache.clear()
+                cache[tag] = bytes(replies[0])
+            return replies
+
+        return tag_cached
+
+    def _wrap_crash(self, process):
+        def crashes(frame, burst_index=0):
+            if self.dead:
+                return _NO_REPLY
+            if _is_truncated(frame):
+                self.dead = True
+                return _NO_REPLY
+            return process(frame, burst_index)
+
+        return crashes
+
+
+def _is_truncated(frame) -> bool:
+    if len(frame) < AOE_HEADER_LEN:
+        return False
+    fixed = {0: ATA_HEADER_END, 1: CONFIG_HEADER_END, 2: MASK_REPLY_HEAD, 3: RESERVE_HEAD}.get(frame[19])
+    return fixed is not None and len(frame) < fixed
+
+
+def step(target: Target, frame: bytes, burst_index: int = 0) -> tuple[Target, list[bytes]]:
+    """The functional shape: (state, request) to (state, replies). The state
+    is the Target object itself, changed in place."""
+    return target, target.handle(frame, burst_index)

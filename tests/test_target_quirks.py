@@ -1,0 +1,280 @@
+"""Every quirk in docs/quirks.md changes exactly the behaviour it claims.
+
+Each probe runs the same requests against a clean target and against one
+with the quirk, and returns an observation; the two must be the values the
+table below expects. Runs in memory, no root.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from aoeconform.cli import main
+from aoeconform.target.drivers import OTHER_MACS, MemoryDriver
+from aoeconform.target.quirks import QUIRKS
+
+A, B = OTHER_MACS[0], OTHER_MACS[1]
+SECTOR = 512
+DOC = Path(__file__).resolve().parent.parent / "docs" / "quirks.md"
+
+
+def _one(d, frame):
+    replies = d.exchange(frame)
+    return replies[0] if replies else None
+
+
+def _err(reply):
+    return reply[15] if reply[14] & 0x04 else 0
+
+
+def _status(reply):
+    return reply[27]
+
+
+def _config(reply):
+    return bytes(reply[32:32 + struct.unpack_from("!H", reply, 30)[0]])
+
+
+def probe_ver(d):
+    r = _one(d, d.config(0, ver=2))
+    return (r[14] >> 4, _err(r))
+
+
+def probe_error_echo(d):
+    r = _one(d, d.config(0, error=0x55, flags=0x01))
+    return (r[14] & 0x03, r[15])
+
+
+def probe_unpadded(d):
+    return len(_one(d, d.mask(0)))
+
+
+def probe_flush(d):
+    return _status(_one(d, d.ata(0xE7, 0, 0)))
+
+
+def probe_wildcard(d):
+    return bytes(_one(d, d.config(0, shelf=0xFFFF, slot=0xFF))[16:19])
+
+
+def probe_responses(d):
+    return len(d.exchange(d.config(0, flags=0x08)))
+
+
+def probe_shelf(d):
+    return len(d.exchange(d.config(0, shelf=7)))
+
+
+def probe_dst(d):
+    return bytes(_one(d, d.config(0, src=A))[0:6])
+
+
+def probe_tag(d):
+    return bytes(_one(d, d.config(0, tag=0x80000001))[20:24])
+
+
+def probe_unknown(d):
+    return len(d.exchange(d.header(0x42) + bytes(36)))
+
+
+def probe_end(d):
+    r = _one(d, d.ata(0x24, d.capacity - 1, 2))
+    return (_status(r), len(r))
+
+
+def probe_lba48(d):
+    d.exchange(d.ata(0x34, 3, 1, data=b"\x48" * SECTOR))
+    r = _one(d, d.ata(0x24, (1 << 32) | 3, 1))
+    return _status(r)
+
+
+def probe_lba28(d):
+    d.exchange(d.ata(0x34, 3, 1, data=b"\x28" * SECTOR))
+    return _status(_one(d, d.ata(0x20, 0xE0000003, 1)))
+
+
+def probe_tag_cache(d):
+    d.exchange(d.ata(0x34, 4, 1, data=b"\x01" * SECTOR))
+    d.exchange(d.ata(0x24, 4, 1, tag=77))
+    d.exchange(d.ata(0x34, 4, 1, data=b"\x02" * SECTOR))
+    return _one(d, d.ata(0x24, 4, 1, tag=77))[36]
+
+
+def probe_stale(d):
+    d.exchange(d.ata(0x34, 0, 2, data=b"\xAA" * 1024))
+    d.exchange(d.ata(0x24, 0, 2))
+    d.exchange(d.ata(0x34, 10, 2, data=b"\xBB" * 1024))
+    r = _one(d, d.ata(0x24, 10, 2))
+    return (r[36], r[36 + SECTOR])
+
+
+def probe_async(d):
+    d.exchange(d.ata(0x34, 6, 1, aflags=0x43, data=b"\x33" * SECTOR))
+    return _one(d, d.ata(0x24, 6, 1))[36]
+
+
+def probe_config_test(d):
+    d.exchange(d.config(4, b"abc"))
+    return len(d.exchange(d.config(1, b"xyz")))
+
+
+def probe_config_prefix(d):
+    d.exchange(d.config(4, b"abc"))
+    return len(d.exchange(d.config(2, b"b")))
+
+
+def probe_config_overwrite(d):
+    d.exchange(d.config(4, b"abc"))
+    r = _one(d, d.config(3, b"xyz"))
+    return (_err(r), _config(_one(d, d.config(0))))
+
+
+def probe_config_equal(d):
+    d.exchange(d.config(4, b"abc"))
+    return _err(_one(d, d.config(3, b"abc")))
+
+
+def probe_config_stale(d):
+    r = _one(d, d.config(4, b"ab", length=100))
+    return (_err(r), len(_config(_one(d, d.config(0)))))
+
+
+def probe_config_nul(d):
+    d.exchange(d.config(4, b"ab\x00cd"))
+    return _config(_one(d, d.config(0)))
+
+
+def probe_mask_enforced(d):
+    d.exchange(d.mask(1, [(1, A)], src=A))
+    return len(d.exchange(d.config(0, src=B)))
+
+
+def probe_mask_index(d):
+    return _one(d, d.mask(1, [(1, A), (9, B)], src=A))[27]
+
+
+def probe_reserve_enforced(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.ata(0x24, 0, 1, src=B)))
+
+
+def probe_reserve_steal(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.reserve(1, [B], src=B)))
+
+
+def probe_crash(d):
+    d.exchange(d.config(0)[:27])
+    return len(d.exchange(d.config(0)))
+
+
+def probe_bufcnt(d):
+    return len(d.burst([d.ata(0xE5) for _ in range(16)]))
+
+
+def probe_short_write(d):
+    r = _one(d, d.ata(0x34, 8, 2, data=b"\x23" * 600))
+    return (_err(r), d.read_image(8 * SECTOR, 1)[0])
+
+
+def probe_oversize(d):
+    r = _one(d, d.ata(0x24, 0, 5))
+    return (_err(r), len(r) > d.mtu + 14)
+
+
+def probe_identify(d):
+    r = _one(d, d.ata(0xEC))
+    words = struct.unpack_from("<256H", r, 36)
+    return sum(words[100 + i] << (16 * i) for i in range(4)) - d.capacity
+
+
+def probe_unsupported(d):
+    return _status(_one(d, d.ata(0xB0)))
+
+
+def probe_power(d):
+    return _one(d, d.ata(0xE5))[26]
+
+
+def probe_readonly(d):
+    r = _one(d, d.ata(0x34, 1, 1, data=b"\x32" * SECTOR))
+    return (_status(r), d.read_image(SECTOR, 1)[0])
+
+
+def probe_announce(d):
+    return len(d.announcements)
+
+
+#: quirk: (probe, start options, clean observation, quirky observation)
+CASES = {
+    "ver-unchecked": (probe_ver, {}, (1, 5), (2, 0)),
+    "error-byte-echo": (probe_error_echo, {}, (0, 0), (1, 0x55)),
+    "unpadded": (probe_unpadded, {}, 60, 28),
+    "flush-status-zero": (probe_flush, {}, 0x40, 0x00),
+    "wildcard-reply-address": (probe_wildcard, {}, b"\x00\x01\x02", b"\xff\xff\xff"),
+    "answers-responses": (probe_responses, {}, 0, 1),
+    "wrong-shelf": (probe_shelf, {}, 0, 1),
+    "wrong-reply-dst": (probe_dst, {}, A, b"\xff" * 6),
+    "tag-bit31-cleared": (probe_tag, {}, b"\x80\x00\x00\x01", b"\x00\x00\x00\x01"),
+    "unknown-command-silent": (probe_unknown, {}, 1, 0),
+    "off-by-one-end": (probe_end, {}, (0x41, 60), (0x40, 36 + 2 * SECTOR)),
+    "lba48-truncated": (probe_lba48, {}, 0x41, 0x40),
+    "lba28-device-bits": (probe_lba28, {}, 0x40, 0x41),
+    "tag-reply-cache": (probe_tag_cache, {}, 2, 1),
+    "stale-read-buffer": (probe_stale, {}, (0xBB, 0xBB), (0xBB, 0x00)),
+    "async-write-lost": (probe_async, {}, 0x33, 0),
+    "config-test-mismatch": (probe_config_test, {}, 0, 1),
+    "config-prefix-mismatch": (probe_config_prefix, {}, 0, 1),
+    "config-set-overwrites": (probe_config_overwrite, {}, (4, b"abc"), (0, b"xyz")),
+    "config-set-equal-error": (probe_config_equal, {}, 0, 4),
+    "config-stale-bytes": (probe_config_stale, {}, (2, 0), (0, 100)),
+    "config-nul-truncate": (probe_config_nul, {}, b"ab\x00cd", b"ab"),
+    "mask-not-enforced": (probe_mask_enforced, {}, 0, 1),
+    "mask-wrong-index": (probe_mask_index, {}, 1, 2),
+    "reserve-not-enforced": (probe_reserve_enforced, {}, 6, 0),
+    "reserve-set-steals": (probe_reserve_steal, {}, 6, 0),
+    "crash-on-truncated": (probe_crash, {}, 1, 0),
+    "bufcnt-overstated": (probe_bufcnt, {}, 16, 8),
+    "short-write-partial": (probe_short_write, {}, (2, 0), (0, 0x23)),
+    "oversize-scnt-accepted": (probe_oversize, {}, (2, False), (0, True)),
+    "identify-capacity-mismatch": (probe_identify, {}, 0, 1),
+    "unsupported-opcode-success": (probe_unsupported, {}, 0x41, 0x40),
+    "check-power-wrong": (probe_power, {}, 0xFF, 0),
+    "readonly-writes": (probe_readonly, {"readonly": True}, (0x41, 0), (0x40, 0x32)),
+    "no-advertisement": (probe_announce, {}, 1, 0),
+}
+
+
+def test_every_quirk_has_a_probe_and_a_doc_row():
+    assert set(CASES) == set(QUIRKS)
+    documented = set(re.findall(r"^\| ([a-z0-9-]+) \|", DOC.read_text(), re.M)) - {"quirk"}
+    assert documented == set(QUIRKS)
+
+
+@pytest.mark.parametrize("name", sorted(QUIRKS))
+def test_quirk_changes_what_it_claims(name, tmp_path):
+    probe, options, clean_expected, quirky_expected = CASES[name]
+    d = MemoryDriver(str(tmp_path))
+    try:
+        d.start(**options)
+        assert probe(d) == clean_expected, "clean target"
+        d.start(quirks=[name], **options)
+        assert probe(d) == quirky_expected, f"with --quirk {name}"
+    finally:
+        d.stop()
+
+
+def test_list_quirks_cli(capsys):
+    assert main(["target", "--list-quirks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(QUIRKS)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)
+
+
+def test_unknown_quirk_is_a_usage_error(capsys):
+    assert main(["target", "mem:1M", "--iface", "lo", "--shelf", "1", "--slot", "2", "--quirk", "nope"]) == 2
+    assert "unknown quirk" in capsys.readouterr().err
