@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = [
     "target",
     "io",
     "bench",
+    "fuzz",
 ]
 
 

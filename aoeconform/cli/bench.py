@@ -1,4 +1,4 @@
-"""`aoeconform bench target|initiator`: throughput against vblade (or a
+"""`aoeconform bench target|initiator|fuzz`: throughput against vblade (or a
 reference peer), same machine, same run."""
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ def register(subparsers) -> None:
     t.add_argument("--seconds", type=float, default=0.5, help="length of one round in seconds (default 0.5)")
     t.add_argument("--rounds", type=int, default=5, help="rounds per target and case; medians are reported (default 5)")
     t.set_defaults(func=_run_target)
-    try:
-        initiator = importlib.import_module("aoeconform.bench.initiator")
-    except ModuleNotFoundError as exc:
-        if exc.name != "aoeconform.bench.initiator":
-            raise
-        initiator = None
-    if initiator is not None and hasattr(initiator, "register"):
-        initiator.register(sub)
+    # Other benchmarks live beside their subject and add their own parser.
+    for name in ("initiator", "fuzz"):
+        try:
+            module = importlib.import_module(f"aoeconform.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"aoeconform.bench.{name}":
+                raise
+            continue
+        if hasattr(module, "register"):
+            module.register(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 

@@ -1,0 +1,174 @@
+"""`aoeconform fuzz`: structure-aware fuzzing of an AoE target, with shrinking.
+
+Exit status: 0 no findings, 1 findings (saved under --out), 2 usage error
+(bad flags, missing interface), 3 target unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import subprocess
+import sys
+
+from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
+
+COMMANDS = ("ata", "config", "mask", "reserve", "all")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is not negative, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fuzz",
+        help="fuzz a target with mutated requests; shrink and save what breaks it",
+        description="Send mutated AoE requests (boundary values, flag and MBZ bits, lengths that lie, "
+        "truncation, trailing garbage, version nibble, tags, wildcards) with several outstanding, "
+        "check every reply against the protocol's invariants, and run a health check every N cases. "
+        "Findings are saved under --out as JSON (hex frames) and pcap, shrunk to a minimal reproducer. "
+        "Writes are off unless --allow-write. Needs root or CAP_NET_RAW for an interface.",
+    )
+    p.add_argument("--target", metavar="IF[:S.N]", help="interface, and the target's shelf.slot if several answer")
+    p.add_argument("--in-memory", action="store_true", help="fuzz the bundled reference target in this process instead (no root needed)")
+    p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="with --in-memory: give the reference target a defect (see `aoeconform target --list-quirks`)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--seconds", type=_seconds, metavar="S", help="fuzz for S seconds")
+    limit.add_argument("--cases", type=_positive_int, metavar="N", help="send N cases (default 1000 when neither is given)")
+    p.add_argument("--seed", type=_seed, metavar="N", help="seed of the case sequence (default: random, printed)")
+    p.add_argument("--corpus", metavar="DIR", help="seed frames (*.hex, *.bin); default corpora/ next to the package, plus generated seeds")
+    p.add_argument("--out", metavar="DIR", default="fuzz-findings", help="where findings are saved (default ./fuzz-findings)")
+    p.add_argument("--restart-cmd", metavar="CMD", help="shell command that restarts the target after it stops answering")
+    p.add_argument("--command", choices=COMMANDS, default="all", help="which AoE command to fuzz (default all)")
+    p.add_argument("--allow-write", action="store_true", help="let WRITE SECTORS (EXT) through, inside --lba-window only")
+    p.add_argument("--lba-window", metavar="START:COUNT", help="sectors writes may touch (default: 64 in the middle of the disk)")
+    p.add_argument("--health-every", type=_positive_int, default=100, metavar="N", help="health check every N cases (default 100)")
+    p.add_argument("--window", type=_positive_int, metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
+    p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
+    p.add_argument("--replay", metavar="FILE", help="send a saved finding's (shrunk) frames again; exit 1 if it still fires")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=run)
+
+
+def _restart_hook(command: str):
+    def restart() -> None:
+        try:
+            done = subprocess.run(command, shell=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except subprocess.TimeoutExpired:
+            print(f"aoeconform fuzz: --restart-cmd did not finish within 120 s: {command}", file=sys.stderr)
+            return
+        if done.returncode != 0:
+            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
+            print(f"aoeconform fuzz: --restart-cmd exited {done.returncode}: {tail[0]}", file=sys.stderr)
+
+    return restart
+
+
+def _seeds(args):
+    from aoeconform.fuzz.seeds import COMMAND_CHOICES, default_corpus_dir, generated_seeds, load_corpus, select_seeds
+
+    seeds = generated_seeds()
+    corpus = args.corpus
+    if corpus is None and os.path.isdir(default_corpus_dir()):
+        corpus = default_corpus_dir()
+    if corpus is not None:
+        seeds += load_corpus(corpus)
+    if args.command == "all":
+        return seeds
+    return select_seeds(seeds, [COMMAND_CHOICES[args.command]])
+
+
+def _open_interface(text: str):
+    from aoeconform.fuzz.context import TargetInfo
+    from aoeconform.initiator.addressing import open_target
+
+    transport, record = open_target(text, timeout=2.0, identify=True)
+    info = TargetInfo(
+        mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
+        bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors,
+    )
+    return transport, info
+
+
+def run(args) -> int:
+    from aoeconform.fuzz import Fuzzer, WritePolicy
+    from aoeconform.fuzz.engine import replay_finding
+    from aoeconform.fuzz.findings import load
+
+    if args.lba_window and not args.allow_write:
+        raise UsageError("--lba-window only matters with --allow-write")
+    if args.quirk and not args.in_memory:
+        raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
+    if bool(args.target) == bool(args.in_memory):
+        raise UsageError("name the target with --target IF[:SHELF.SLOT] (e.g. --target aoec0h:1.2), or use --in-memory")
+    finding = load(args.replay) if args.replay else None
+    seeds = None if finding else _seeds(args)
+    reference = None
+    if args.in_memory:
+        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.quirks import check_quirks
+
+        quirks = check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip())
+        reference = ReferenceTarget(quirks)
+        transport, info, restart = reference.host, reference.info, reference.restart
+    else:
+        transport, info = _open_interface(args.target)
+        restart = _restart_hook(args.restart_cmd) if args.restart_cmd else None
+    try:
+        if finding is not None:
+            fired = replay_finding(transport, info, finding, restart=restart)
+            which = "shrunk" if finding.shrunk else "original"
+            print(f"{os.path.basename(args.replay)}: {finding.kind} {'reproduced' if fired else 'did not reproduce'} "
+                  f"({which} frames, {len(finding.reproducer)} sent)")
+            return EXIT_FAILURES if fired else EXIT_OK
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+        policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
+        if args.quiet:
+            print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed})", flush=True)
+        fuzzer = Fuzzer(
+            transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=args.out, restart=restart,
+            health_every=args.health_every, window=args.window, shrink=not args.no_shrink,
+            log=None if args.quiet else sys.stdout,
+        )
+        result = fuzzer.run(cases=args.cases, seconds=args.seconds)
+        print(result.summary())
+        for f in result.findings:
+            print(f"  {f.summary()} x{f.count}" + (f" -> {f.paths[0]}" if f.paths else ""))
+        if result.findings:
+            print(f"replay one with: aoeconform fuzz --target {args.target or 'IF'} --replay FILE"
+                  + (f" --restart-cmd {shlex.quote(args.restart_cmd)}" if args.restart_cmd else ""))
+        return EXIT_FAILURES if result.findings else EXIT_OK
+    finally:
+        if reference is not None:
+            reference.close()
+        else:
+            transport.close()

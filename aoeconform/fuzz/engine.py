@@ -1,0 +1,633 @@
+"""The fuzzing loop: pipelined sending, oracles, health checks, restarts, shrinking.
+
+Cases go out with several requests outstanding (at most the target's
+Buffer Count, rule 19) and replies are matched by tag alone (rule 20).
+A case that gets no reply is given up after its deadline; once a later
+case has been answered, an earlier one waits only a short grace, because a
+target that answers in order (vblade, the reference target) will never
+answer it. Replies that arrive late are still checked.
+
+Every ``health_every`` cases, after any anomaly, and after a run of
+silent cases, the loop drains and runs the health check (a Query Config
+read must be answered). A target that fails it has stopped answering:
+the frames since the last good check are saved, the restart hook is run,
+and the sequence is shrunk (ddmin, then each frame). Without a restart
+hook the run ends there, since nothing else can be learnt.
+
+Same seed, same target, same options: the same cases, in the same order.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, TextIO
+
+from aoeconform.errors import TargetUnreachable
+from aoeconform.transport.base import Transport
+from aoeconform.wire.constants import (
+    CMD_MAC_MASK,
+    CMD_QUERY_CONFIG,
+    CMD_RESERVE_RELEASE,
+    DCMD_DELETE,
+    ETH_P_AOE,
+    FLAG_RESPONSE,
+    TAG_TOOL_BIT,
+)
+
+from . import findings as findings_mod
+from .context import TargetInfo, WritePolicy
+from .findings import Finding, command_class
+from .mutate import Case, CaseGenerator
+from .oracle import Anomaly, check_reply
+from .seeds import Seed, generated_seeds
+from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
+
+_AOE = ETH_P_AOE.to_bytes(2, "big")
+#: how many answered or given-up cases are remembered, to check late replies
+RECENT_CASES = 4096
+
+
+def is_advertisement(frame: bytes) -> bool:
+    """The unsolicited config reply a target broadcasts when it starts (rule 46)."""
+    return frame[0] == 0xFF and frame[19] == CMD_QUERY_CONFIG and frame[20:24] == b"\0\0\0\0"
+
+
+@dataclass
+class _Pending:
+    case: Case
+    sent: float
+    deadline: float
+    replies: int = 0
+
+
+@dataclass
+class FuzzResult:
+    seed: int
+    cases: int = 0
+    replies: int = 0
+    silent: int = 0
+    send_errors: int = 0
+    health_checks: int = 0
+    restarts: int = 0
+    seconds: float = 0.0
+    findings: List[Finding] = field(default_factory=list)
+    stopped_early: str = ""
+
+    @property
+    def cases_per_second(self) -> float:
+        return self.cases / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        text = (
+            f"{self.cases} cases in {self.seconds:.1f} s ({self.cases_per_second:.0f}/s), {self.replies} replies, "
+            f"{self.silent} unanswered, {self.health_checks} health checks, {self.restarts} restarts, "
+            f"{len(self.findings)} finding(s); seed {self.seed}"
+        )
+        if self.stopped_early:
+            text += f"; stopped early: {self.stopped_early}"
+        return text
+
+
+class Fuzzer:
+    def __init__(
+        self,
+        transport: Transport,
+        info: TargetInfo,
+        *,
+        seed: int = 0,
+        seeds: Optional[Sequence[Seed]] = None,
+        policy: WritePolicy = WritePolicy(),
+        out_dir: Optional[str] = None,
+        restart: Optional[Callable[[], None]] = None,
+        health_every: int = 100,
+        window: Optional[int] = None,
+        deadline: Optional[float] = None,
+        shrink: bool = True,
+        shrink_budget: int = 300,
+        shrink_seconds: float = 60.0,
+        context_frames: int = 16,
+        max_findings: int = 100,
+        log: Optional[TextIO] = None,
+    ):
+        self.transport = transport
+        self.info = info
+        self.seed = seed
+        self.policy = policy
+        self.out_dir = out_dir
+        self.restart_hook = restart
+        self.health_every = max(1, health_every)
+        self.window = window if window is not None else max(1, min(8, info.bufcnt))
+        self.fixed_deadline = deadline
+        self.shrink_enabled = shrink
+        self.shrink_budget = shrink_budget
+        self.shrink_seconds = shrink_seconds
+        self.context_frames = context_frames
+        self.max_findings = max_findings
+        self.log = log
+        self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
+        self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_late_frame)
+        self.result = FuzzResult(seed)
+        self.by_signature: Dict[tuple, Finding] = {}
+        self._outstanding: Dict[int, _Pending] = {}
+        self._recent: "collections.OrderedDict[int, _Pending]" = collections.OrderedDict()
+        self._history: "collections.deque[Case]" = collections.deque(maxlen=max(1, context_frames) + 64)
+        self._since_health: List[Case] = []
+        self._unanswered: List[Case] = []
+        self._queued: List[Finding] = []
+        self._need_health = False
+        self._silent_run = 0
+        self._commands_sent: set = set()
+        self.deadline = 0.1
+        self.grace = 0.002
+        self.quiet = 0.005
+        self.confirm_wait = 0.25
+        self._original_config: Optional[bytes] = None
+        self._end: Optional[float] = None
+        self._shrink_allowance: Optional[float] = None
+
+    # -- output -------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if self.log is not None:
+            print(f"aoeconform fuzz: {text}", file=self.log, flush=True)
+
+    # -- timing -------------------------------------------------------------------
+
+    def _baseline(self) -> None:
+        """Check the target answers, measure its round trip, set the deadlines."""
+        self.replayer.drain(0.0)
+        self.replayer.health_timeout = 1.0
+        start = time.monotonic()
+        if not self.replayer.health(attempts=3):
+            raise TargetUnreachable(
+                f"target {self.info.address} ({self.info.mac.hex(':')}) did not answer a Query Config read "
+                f"within 3 s; check that it is running and reachable before fuzzing"
+            )
+        rtt = time.monotonic() - start
+        for _ in range(4):  # the first exchange may include warm-up; take the best of a few
+            t = time.monotonic()
+            if self.replayer.health(attempts=1):
+                rtt = min(rtt, time.monotonic() - t)
+        reply = self.replayer.last_health_reply
+        if reply is not None and len(reply) >= 32:
+            length = int.from_bytes(reply[30:32], "big")
+            self._original_config = bytes(reply[32:32 + length])
+        self.deadline = self.fixed_deadline or min(1.0, max(0.05, 50 * rtt))
+        self.grace = min(self.deadline, max(0.001, 5 * rtt))
+        self.quiet = min(self.deadline, max(0.001, 10 * rtt))
+        self.confirm_wait = max(0.25, 5 * self.deadline)
+        self.replayer.deadline = self.deadline
+        self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        self.replayer.record_canaries(self._canary_lbas())
+
+    def _canary_lbas(self) -> List[int]:
+        if not self.policy.allow_write:
+            return []
+        lbas = {0, self.policy.start - 1, self.policy.end}
+        if self.info.capacity:
+            lbas.add(self.info.capacity - 1)
+        return sorted(lba for lba in lbas if lba >= 0 and (self.info.capacity is None or lba < self.info.capacity) and not self.policy.start <= lba < self.policy.end)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, cases: Optional[int] = None, seconds: Optional[float] = None, start_index: int = 0) -> FuzzResult:
+        """Fuzz until ``cases`` cases have been sent or ``seconds`` have passed
+        (whichever comes first; with neither, 1000 cases)."""
+        if cases is None and seconds is None:
+            cases = 1000
+        result = self.result
+        self._baseline()
+        self._say(f"seed {self.seed} (rerun with --seed {self.seed}); target {self.info.address} at {self.info.mac.hex(':')} "
+                  f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
+                  + (f", findings to {self.out_dir}" if self.out_dir else ""))
+        started = time.monotonic()
+        # --seconds counts fuzzing: time spent shrinking moves the end, but
+        # shrinking in a timed run has a budget of its own (the run's length, at least 10 s)
+        self._end = None if seconds is None else started + seconds
+        self._shrink_allowance = None if seconds is None else max(10.0, seconds)
+        last_index = None if cases is None else start_index + cases
+        index = start_index
+        outstanding = self._outstanding
+        transport = self.transport
+        recv_many = getattr(transport, "recv_many", None)
+        monotonic = time.monotonic
+        try:
+            while True:
+                now = monotonic()
+                stopping = (
+                    (last_index is not None and index >= last_index)
+                    or (self._end is not None and now >= self._end)
+                    or bool(result.stopped_early)
+                )
+                if len(self._since_health) >= self.health_every or self._silent_run >= 2 * self.window:
+                    self._need_health = True
+                # Cases unanswered for longer than ``quiet`` are presumed
+                # silent: they stop holding a place in the window (a later
+                # reply shortens their wait), so silence does not stall the pipe.
+                busy = len(outstanding)
+                if busy >= self.window:
+                    quiet_before = now - self.quiet
+                    busy = sum(1 for p in outstanding.values() if p.sent > quiet_before)
+                while not stopping and not self._need_health and busy < self.window and len(outstanding) < 8 * self.window:
+                    case = self.generator.case(index)
+                    tag = case.tag
+                    if tag in outstanding or (tag & 0xFF000000) == HEALTH_TAG_BASE:
+                        if outstanding:
+                            break  # same tag in flight: let it finish first
+                    index += 1
+                    self._send(case, now)
+                    busy += 1
+                    if last_index is not None and index >= last_index:
+                        break
+                if self._need_health and outstanding and all(p.sent <= now - self.quiet for p in outstanding.values()):
+                    self._checkpoint()  # the probe's answer settles what is still outstanding
+                    continue
+                if not outstanding:
+                    if self._need_health or self._queued or self._unanswered:
+                        self._checkpoint()
+                        continue
+                    if stopping:
+                        break
+                    continue
+                wait = max(0.0, min(p.deadline for p in outstanding.values()) - now)
+                if self._need_health or busy >= self.window:
+                    wait = min(wait, self.quiet)
+                if recv_many is not None:
+                    frames = recv_many(64, wait)
+                else:
+                    frame = transport.recv(wait)
+                    frames = [frame] if frame is not None else []
+                now = monotonic()
+                for frame in frames:
+                    self._on_frame(frame, now)
+                self._expire(now)
+            if self._since_health and not result.stopped_early:
+                self._checkpoint()
+        finally:
+            result.seconds = monotonic() - started
+            result.restarts = self.replayer.restarts
+            if not result.stopped_early or result.stopped_early.startswith("reached"):
+                self._restore()
+        return result
+
+    def _send(self, case: Case, now: float) -> None:
+        try:
+            self.transport.send(case.frame)
+        except OSError:
+            self.result.send_errors += 1
+            return
+        self.result.cases += 1
+        self._history.append(case)
+        self._since_health.append(case)
+        if len(case.frame) >= 20:
+            self._commands_sent.add(case.frame[19])
+        tag = case.tag
+        self._outstanding[tag] = _Pending(case, now, now + self.deadline)
+
+    def _remember(self, tag: int, pending: _Pending) -> None:
+        recent = self._recent
+        recent[tag] = pending
+        if len(recent) > RECENT_CASES:
+            recent.popitem(last=False)
+
+    def _on_frame(self, frame: bytes, now: float) -> None:
+        if len(frame) < 24 or frame[12:14] != _AOE:
+            return
+        if not frame[14] & FLAG_RESPONSE and frame[6:12] != self.info.mac:
+            return  # someone's request, not a reply
+        if is_advertisement(frame):
+            return
+        tag = int.from_bytes(frame[20:24], "big")
+        pending = self._outstanding.pop(tag, None)
+        if pending is not None:
+            self.result.replies += 1
+            self._silent_run = 0
+            pending.replies += 1
+            self._remember(tag, pending)
+            index = pending.case.index
+            cutoff = now + self.grace
+            for other in self._outstanding.values():
+                if other.case.index < index and other.deadline > cutoff:
+                    other.deadline = cutoff
+            self._check(pending.case, frame)
+            return
+        self._on_late_frame(frame)
+
+    def _on_late_frame(self, frame: bytes) -> None:
+        """A frame that is not the reply to an outstanding case."""
+        if len(frame) < 24 or is_advertisement(frame):
+            return
+        tag = int.from_bytes(frame[20:24], "big")
+        pending = self._recent.get(tag)
+        if pending is not None:
+            pending.replies += 1
+            if pending.replies > 1:
+                self._anomaly(Anomaly("duplicate-reply", f"reply number {pending.replies} to one request"), pending.case, frame)
+            else:
+                self._check(pending.case, frame)  # late, but checked all the same
+            return
+        flipped = tag ^ TAG_TOOL_BIT
+        pending = self._outstanding.pop(flipped, None) or self._recent.get(flipped)
+        if pending is not None:
+            pending.replies += 1
+            self._remember(flipped, pending)
+            self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
+            self._check(pending.case, frame)
+            return
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE):
+            return  # an advertisement, or a late answer to a probe
+        self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
+
+    def _check(self, case: Case, reply: bytes) -> None:
+        for anomaly in check_reply(case.frame, reply, self.info):
+            self._anomaly(anomaly, case, reply)
+
+    def _expire(self, now: float) -> None:
+        expired = [tag for tag, p in self._outstanding.items() if p.deadline <= now]
+        for tag in expired:
+            pending = self._outstanding.pop(tag)
+            self._remember(tag, pending)
+            self.result.silent += 1
+            self._silent_run += 1
+            if pending.case.expect_reply and len(pending.case.frame) >= 20:
+                known = self.by_signature.get(("no-reply", command_class(pending.case.frame[19])))
+                if known is not None:
+                    known.count += 1  # found already: no need to stop and confirm it again
+                else:
+                    self._unanswered.append(pending.case)
+                    self._need_health = True
+
+    # -- anomalies and findings ------------------------------------------------------
+
+    def _anomaly(self, anomaly: Anomaly, case: Optional[Case], reply: Optional[bytes]) -> None:
+        command = case.frame[19] if case is not None and len(case.frame) >= 20 else None
+        signature = (anomaly.kind, command_class(command))
+        known = self.by_signature.get(signature)
+        if known is not None:
+            known.count += 1
+            return
+        frames: List[bytes] = []
+        if case is not None:
+            history = list(self._history)
+            position = next((i for i in range(len(history) - 1, -1, -1) if history[i] is case), len(history))
+            frames = [c.frame for c in history[max(0, position - self.context_frames):position]] + [case.frame]
+        finding = Finding(
+            kind=anomaly.kind,
+            detail=anomaly.detail,
+            seed=self.seed,
+            frames=frames,
+            replies=[reply] if reply is not None else [],
+            case_index=None if case is None else case.index,
+            mutations=() if case is None else case.mutations,
+            target=self._target_dict(),
+        )
+        self.by_signature[signature] = finding
+        self._queued.append(finding)
+        self._need_health = True
+
+    def _target_dict(self) -> dict:
+        info = self.info
+        return {
+            "iface": getattr(self.transport, "name", ""),
+            "mac": info.mac.hex(":"),
+            "host_mac": info.host_mac.hex(":"),
+            "shelf": info.shelf,
+            "slot": info.slot,
+            "mtu": info.mtu,
+        }
+
+    def _checkpoint(self) -> None:
+        """Nothing outstanding: run the health check, confirm silences, and deal
+        with the findings queued since the last checkpoint."""
+        self._need_health = False
+        self._silent_run = 0
+        self.result.health_checks += 1
+        replayer = self.replayer
+        alive = replayer.health()
+        self._settle(alive)
+        if alive and replayer.canaries:
+            changed = replayer.changed_canaries()
+            if changed:
+                self._new_finding(Finding(
+                    kind="write-outside-window",
+                    detail=f"sector(s) {', '.join(map(str, changed))} outside [{self.policy.start}, {self.policy.end}) changed",
+                    seed=self.seed,
+                    frames=[c.frame for c in self._since_health],
+                    case_index=self._since_health[-1].index if self._since_health else None,
+                    target=self._target_dict(),
+                ))
+        if not alive:
+            suspects = list(self._since_health)
+            finding = Finding(
+                kind="unresponsive",
+                detail=f"no answer to a Query Config read after {len(suspects)} case(s) since the last good health check",
+                seed=self.seed,
+                frames=[c.frame for c in suspects],
+                case_index=suspects[-1].index if suspects else None,
+                target=self._target_dict(),
+            )
+            self._unanswered.clear()
+            self._queued = [f for f in self._queued if f.kind != "no-reply"]
+            self._new_finding(finding)
+        else:
+            for case in self._unanswered:
+                known = self.by_signature.get(("no-reply", command_class(case.frame[19])))
+                if known is not None:
+                    known.count += 1  # already found; confirming again costs a second each
+                    continue
+                matched, others = replayer.exchange(case.frame, self.confirm_wait)
+                for frame in others:
+                    self._on_late_frame(frame)
+                if not matched:
+                    self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
+                else:
+                    self._check(case, matched[0])
+            self._unanswered.clear()
+        self._since_health = []
+        queued, self._queued = self._queued, []
+        for finding in queued:
+            self._process_finding(finding)
+
+    def _settle(self, alive: bool) -> None:
+        """Wait out the cases still outstanding. Once the probe, sent after
+        all of them, has been answered, they only get the grace period."""
+        outstanding = self._outstanding
+        monotonic = time.monotonic
+        if alive:
+            cutoff = monotonic() + self.grace
+            for pending in outstanding.values():
+                pending.deadline = min(pending.deadline, cutoff)
+        while outstanding:
+            now = monotonic()
+            wait = max(0.0, min(p.deadline for p in outstanding.values()) - now)
+            frame = self.transport.recv(wait)
+            now = monotonic()
+            if frame is not None:
+                self._on_frame(frame, now)
+            self._expire(now)
+
+    def _new_finding(self, finding: Finding) -> None:
+        signature = finding.signature
+        known = self.by_signature.get(signature)
+        if known is not None:
+            # Seen before: count it, bring the target back, go on. (A second
+            # cause of the same kind is found again once the first is fixed.)
+            known.count += 1
+            if finding.kind == "unresponsive" and not self.replayer.restart():
+                self.result.stopped_early = (
+                    "target stopped answering (give --restart-cmd to go on after a hang)"
+                    if self.restart_hook is None else "target did not come back after a restart"
+                )
+            return
+        self.by_signature[signature] = finding
+        self._process_finding(finding)
+
+    def _process_finding(self, finding: Finding) -> None:
+        result = self.result
+        result.findings.append(finding)
+        if self.out_dir:
+            findings_mod.save(finding, self.out_dir)
+        self._say(f"finding: {finding.summary()}" + (f" -> {finding.paths[0]}" if finding.paths else ""))
+        if finding.kind == "unresponsive":
+            if self.restart_hook is None:
+                finding.note = "target stopped answering and no restart hook was given; not shrunk"
+                result.stopped_early = "target stopped answering (give --restart-cmd to go on after a hang)"
+                if self.out_dir:
+                    findings_mod.save(finding, self.out_dir)
+                return
+            if not self.replayer.restart():
+                finding.note = "the restart hook ran but the target did not answer again"
+                result.stopped_early = "target did not come back after a restart"
+                if self.out_dir:
+                    findings_mod.save(finding, self.out_dir)
+                return
+        if self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
+            finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
+        elif self.shrink_enabled and finding.frames:
+            began = time.monotonic()
+            self._shrink(finding)
+            # replays reuse the cases' tags: their late replies are not the loop's
+            self.replayer.drain(self.grace, discard=True)
+            spent = time.monotonic() - began
+            if self._end is not None:
+                self._end += spent
+                self._shrink_allowance -= spent
+            if self.out_dir:
+                findings_mod.save(finding, self.out_dir)
+            self._say(f"  shrunk: {finding.summary()}")
+        if self.restart_hook is not None and not self.replayer.health(attempts=2) and not self.replayer.restart():
+            result.stopped_early = "target did not come back after a restart"
+        if len(result.findings) >= self.max_findings:
+            result.stopped_early = f"reached {self.max_findings} findings"
+
+    # -- shrinking ----------------------------------------------------------------------
+
+    def _shrink(self, finding: Finding) -> None:
+        replayer = self.replayer
+        seconds = self.shrink_seconds
+        if self._shrink_allowance is not None:  # a timed run: shrinking has its own budget
+            seconds = min(seconds, max(1.0, self._shrink_allowance / 4))
+        budget = Budget(self.shrink_budget, seconds)
+        kind = finding.kind
+        stateful = kind in ("unresponsive", "write-outside-window")
+        can_restart = self.restart_hook is not None
+        frames = list(finding.frames)
+        if kind == "unresponsive":
+            def test_sequence(candidate):
+                budget.spend()
+                return bool(candidate) and replayer.fires(kind, candidate, restart=True)
+            if not test_sequence(frames):
+                finding.reproduced = False
+                finding.note = "replaying the frames after a restart did not make the target stop answering (timing or state outside these frames)"
+                replayer.restart()
+                return
+            finding.reproduced = True
+            frames = ddmin(frames, test_sequence, budget)
+            last = frames[-1]
+            prefix = frames[:-1]
+            shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
+            frames = prefix + [shrunk_last]
+            replayer.restart()
+        elif stateful:
+            finding.note = "not shrunk: canary changes are replayed but not minimised"
+            finding.reproduced = None
+            return
+        else:
+            culprit = frames[-1]
+            context = frames[:-1]
+            if replayer.fires(kind, [culprit]):
+                finding.reproduced = True
+                frames = [shrink_frame(culprit, lambda c: replayer.fires(kind, [c]), budget)]
+            elif can_restart and context and replayer.fires(kind, frames, restart=True):
+                finding.reproduced = True
+
+                def test_context(candidate):
+                    budget.spend()
+                    return replayer.fires(kind, candidate + [culprit], restart=True)
+
+                context = ddmin(context, test_context, budget)
+                shrunk = shrink_frame(culprit, lambda c: replayer.fires(kind, context + [c], restart=True), budget)
+                frames = context + [shrunk]
+                replayer.restart()
+            else:
+                finding.reproduced = False
+                finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")
+                return
+        finding.shrunk = frames
+        finding.shrunk_replies = self._replies_for(kind, frames, restart=stateful)
+        if budget.left():
+            finding.note = finding.note or f"shrunk with {budget.used} replays"
+        else:
+            finding.note = finding.note or f"shrink stopped at its budget ({budget.used} replays); the reproducer may not be minimal"
+
+    def _replies_for(self, kind: str, frames: List[bytes], restart: bool) -> List[bytes]:
+        """Replay the shrunk frames once more to record what the target says."""
+        replayer = self.replayer
+        if restart and not replayer.restart():
+            return []
+        replies: List[bytes] = []
+        for frame in frames:
+            matched, others = replayer.exchange(frame, replayer.deadline / 4, first_only=False)
+            replies += matched + others
+        if restart:
+            replayer.restart()
+        return replies
+
+    # -- leaving the target as it was ------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Undo what the fuzz cases may have changed: the host's Mac Mask entry,
+        a reservation, the config string."""
+        info = self.info
+        replayer = self.replayer
+        head = info.mac + info.host_mac + _AOE
+        def request(command: int, arg: bytes) -> bytes:
+            aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, command)) + (HEALTH_TAG_BASE | 0xFFFFF0 | command).to_bytes(4, "big")
+            return (head + aoe + arg).ljust(60, b"\0")
+        try:
+            if CMD_MAC_MASK in self._commands_sent:
+                replayer.exchange(request(CMD_MAC_MASK, bytes((0, 1, 0, 1, 0, DCMD_DELETE)) + info.host_mac), replayer.health_timeout)
+            if CMD_RESERVE_RELEASE in self._commands_sent:
+                replayer.exchange(request(CMD_RESERVE_RELEASE, bytes((2, 0))), replayer.health_timeout)
+            if CMD_QUERY_CONFIG in self._commands_sent and self._original_config is not None:
+                config = self._original_config
+                arg = (0).to_bytes(4, "big") + bytes((0, 0x14)) + len(config).to_bytes(2, "big") + config
+                replayer.exchange(request(CMD_QUERY_CONFIG, arg), replayer.health_timeout)
+            replayer.drain(0.0)
+        except OSError:
+            pass
+
+
+def replay_finding(transport: Transport, info: TargetInfo, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
+    """Send a saved finding's frames again; True if the oracle still fires."""
+    from .shrink import readdress
+
+    frames = finding.shrunk if (use_shrunk and finding.shrunk) else finding.frames
+    frames = readdress(frames, finding.target, info)
+    replayer = Replayer(transport, info, deadline=deadline, restart=restart)
+    replayer.drain(0.0)
+    stateful = finding.kind == "unresponsive"
+    return replayer.fires(finding.kind, frames, restart=stateful and restart is not None)
+

@@ -1,0 +1,178 @@
+"""The fuzzer's oracles: what a reply to any request, however malformed, must obey.
+
+Each kind of anomaly names the rule of the protocol notes (§10) it breaks.
+The checks are on one request and one reply, so they hold for any request
+the mutations produce; stopping to answer at all is caught by the health
+check in the engine (kind ``unresponsive``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from aoeconform.wire import DecodeError, Frame
+from aoeconform.wire.constants import (
+    AOE_HEADER_LEN,
+    AOE_VERSION,
+    ATA_HEADER_END,
+    ATA_READ_SECTORS,
+    ATA_READ_SECTORS_EXT,
+    ATA_STATUS_FAILURE_MASK,
+    CCMD_TEST,
+    CCMD_TEST_PREFIX,
+    CMD_ATA,
+    CMD_QUERY_CONFIG,
+    CMD_VENDOR_MIN,
+    CONFIG_HEADER_END,
+    CONFIG_STRING_MAX,
+    ETH_MIN_FRAME,
+    ETH_P_AOE,
+    FIXED_ARG_LEN,
+    FLAG_ERROR,
+    FLAG_RESPONSE,
+    FLAGS_MBZ,
+    SECTOR_SIZE,
+    SHELF_BROADCAST,
+    SLOT_BROADCAST,
+)
+
+from .context import TargetInfo
+
+#: kind -> (rule number in the protocol notes §10, one-line statement)
+KINDS = {
+    "unresponsive": (15, "the target stopped answering (health check: Query Config read unanswered)"),
+    "no-reply": (13, "no reply to a well-formed request that must be answered"),
+    "undecodable-reply": (16, "the reply cannot be decoded: too short for its fields or its lengths lie"),
+    "tag-not-echoed": (4, "the reply's tag differs from the request's (bit 31 changed)"),
+    "unmatched-reply": (4, "a reply whose tag matches no request sent"),
+    "duplicate-reply": (18, "more than one reply to one request"),
+    "r-not-set": (6, "a reply without the R flag"),
+    "command-not-echoed": (5, "the reply's Command differs from the request's"),
+    "wrong-version": (7, "a reply with Ver other than 1"),
+    "error-byte-without-e": (8, "E=0 but the Error byte is not zero"),
+    "mbz-set": (9, "MBZ flag bits set in a reply"),
+    "wrong-address": (11, "the reply does not carry the target's own shelf and slot"),
+    "wrong-reply-dst": (3, "the reply is not addressed to the requester's MAC"),
+    "wrong-reply-src": (3, "the reply does not come from the target's MAC"),
+    "answered-response": (2, "a frame with R=1 was answered"),
+    "answered-other-address": (10, "a frame addressed to another shelf or slot was answered"),
+    "oversize-reply": (17, "a reply larger than the link MTU"),
+    "runt-reply": (16, "a reply shorter than the 60-byte Ethernet minimum"),
+    "short-read": (21, "a successful READ reply carries fewer than scnt x 512 data bytes"),
+    "config-reply-fields": (35, "a config reply with a version nibble other than 1 or a string over 1024 bytes"),
+    "write-outside-window": (22, "a sector outside the allowed LBA window changed"),
+}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    detail: str
+
+    @property
+    def rule(self) -> int:
+        return KINDS[self.kind][0]
+
+
+def _addressed_to(frame: bytes, info: TargetInfo) -> bool:
+    shelf = int.from_bytes(frame[16:18], "big")
+    slot = frame[18]
+    return shelf in (info.shelf, SHELF_BROADCAST) and slot in (info.slot, SLOT_BROADCAST)
+
+
+def expects_reply(frame: bytes, info: TargetInfo) -> bool:
+    """True when every reading of the protocol notes says the target must answer.
+
+    Silence is allowed (§10) for truncated arguments (15), Ver other than 1
+    (12), frames with R set (2), other addresses (10), config test and
+    prefix commands (37, 38), oversize or lying config lengths (42), and
+    vendor commands (14); and a frame for another MAC never reaches it."""
+    n = len(frame)
+    if n < AOE_HEADER_LEN or frame[12:14] != ETH_P_AOE.to_bytes(2, "big"):
+        return False
+    if frame[0:6] != info.mac and frame[0:6] != b"\xff" * 6:
+        return False
+    if frame[14] >> 4 != AOE_VERSION or frame[14] & FLAG_RESPONSE:
+        return False
+    if not _addressed_to(frame, info):
+        return False
+    command = frame[19]
+    if command >= CMD_VENDOR_MIN:
+        return False
+    fixed = FIXED_ARG_LEN.get(command)
+    if fixed is not None and n < AOE_HEADER_LEN + fixed:
+        return False
+    if command == CMD_QUERY_CONFIG:
+        if frame[29] & 0xF in (CCMD_TEST, CCMD_TEST_PREFIX):
+            return False
+        length = int.from_bytes(frame[30:32], "big")
+        if length > CONFIG_STRING_MAX or CONFIG_HEADER_END + length > n:
+            return False
+    return True
+
+
+def check_reply(request: bytes, reply: bytes, info: TargetInfo) -> List[Anomaly]:
+    """Every rule the reply breaks, given the request it answers (matched by tag)."""
+    found: List[Anomaly] = []
+    add = found.append
+    n = len(reply)
+    if n > info.max_frame:
+        add(Anomaly("oversize-reply", f"{n} bytes, link carries {info.max_frame}"))
+    if n < ETH_MIN_FRAME:
+        add(Anomaly("runt-reply", f"{n} bytes"))
+    if n < AOE_HEADER_LEN:
+        add(Anomaly("undecodable-reply", f"{n} bytes is shorter than the AoE header"))
+        return found
+    if reply[0:6] != request[6:12]:
+        add(Anomaly("wrong-reply-dst", f"to {reply[0:6].hex(':')}, requester {request[6:12].hex(':')}"))
+    if reply[6:12] != info.mac:
+        add(Anomaly("wrong-reply-src", f"from {reply[6:12].hex(':')}, target is {info.mac.hex(':')}"))
+    verflags, error = reply[14], reply[15]
+    if not verflags & FLAG_RESPONSE:
+        add(Anomaly("r-not-set", f"flags byte 0x{verflags:02x}"))
+    if verflags >> 4 != AOE_VERSION:
+        add(Anomaly("wrong-version", f"Ver {verflags >> 4}"))
+    if not verflags & FLAG_ERROR and error:
+        add(Anomaly("error-byte-without-e", f"Error byte {error} with E=0"))
+    if verflags & FLAGS_MBZ:
+        add(Anomaly("mbz-set", f"flags byte 0x{verflags:02x}"))
+    shelf, slot = int.from_bytes(reply[16:18], "big"), reply[18]
+    if (shelf, slot) != (info.shelf, info.slot):
+        add(Anomaly("wrong-address", f"reply from {shelf}.{slot}, target is {info.address}"))
+    if len(request) >= AOE_HEADER_LEN:
+        if reply[19] != request[19]:
+            add(Anomaly("command-not-echoed", f"request command {request[19]}, reply {reply[19]}"))
+        if request[14] & FLAG_RESPONSE:
+            add(Anomaly("answered-response", f"request flags 0x{request[14]:02x}"))
+        if not _addressed_to(request, info):
+            add(Anomaly("answered-other-address", f"request to {int.from_bytes(request[16:18], 'big')}.{request[18]}"))
+    if verflags & FLAG_ERROR:
+        return found  # with E=1 the argument carries no promise (§2.4)
+    try:
+        decoded = Frame.decode(bytes(reply))
+    except DecodeError as exc:
+        add(Anomaly("undecodable-reply", str(exc)))
+        return found
+    command = reply[19]
+    if command == CMD_QUERY_CONFIG:
+        arg = decoded.arg
+        if arg.version != AOE_VERSION or len(arg.config) > CONFIG_STRING_MAX:
+            add(Anomaly("config-reply-fields", f"version nibble {arg.version}, string {len(arg.config)} bytes"))
+    if (
+        command == CMD_ATA
+        and len(request) >= ATA_HEADER_END
+        and request[19] == CMD_ATA
+        and request[27] in (ATA_READ_SECTORS, ATA_READ_SECTORS_EXT)
+        and n >= ATA_HEADER_END
+        and not reply[27] & ATA_STATUS_FAILURE_MASK
+    ):
+        want = request[26] * SECTOR_SIZE
+        if n - ATA_HEADER_END < want:
+            add(Anomaly("short-read", f"scnt {request[26]} wants {want} bytes, reply holds {n - ATA_HEADER_END}"))
+    return found
+
+
+def describe_kind(kind: str) -> str:
+    rule, text = KINDS.get(kind, (0, kind))
+    return f"{kind} (rule {rule}): {text}"

@@ -1,0 +1,135 @@
+"""The fuzzer against the reference target in memory: no root, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from aoeconform.cli import main
+from aoeconform.fuzz import Fuzzer, WritePolicy, load
+from aoeconform.fuzz.engine import replay_finding
+from aoeconform.fuzz.local import ReferenceTarget
+from aoeconform.fuzz.mutate import DESTRUCTIVE_OPCODES, CaseGenerator
+from aoeconform.fuzz.seeds import generated_seeds, load_corpus, default_corpus_dir
+from aoeconform.wire.constants import ATA_HEADER_END
+
+SEED = 7
+
+
+def test_clean_target_gives_no_findings(tmp_path):
+    with ReferenceTarget() as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=50)
+        result = fuzzer.run(cases=600)
+    assert result.cases == 600
+    assert result.replies > 300
+    assert result.health_checks >= 600 // 50
+    assert result.findings == [], [f.summary() for f in result.findings]
+    assert os.listdir(tmp_path) == []
+
+
+def test_crash_on_truncated_is_found_saved_and_shrunk(tmp_path):
+    with ReferenceTarget(["crash-on-truncated"]) as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=20)
+        result = fuzzer.run(cases=300)
+        hangs = [f for f in result.findings if f.kind == "unresponsive"]
+        assert hangs, f"not found in 300 cases: {result.summary()}"
+        finding = hangs[0]
+        # saved under a name that says what and which seed, with a pcap beside it
+        assert finding.name.startswith("unresponsive-") and finding.name.endswith(f"-seed{SEED}")
+        names = set(os.listdir(tmp_path))
+        for suffix in (".json", ".pcap", ".min.pcap"):
+            assert finding.name + suffix in names
+        data = json.loads((tmp_path / f"{finding.name}.json").read_text())
+        assert data["seed"] == SEED and data["kind"] == "unresponsive" and data["frames"]
+        # shrunk to one frame no longer than the shortest truncated ATA request
+        assert finding.reproduced is True
+        assert len(finding.shrunk) == 1
+        assert len(finding.shrunk[0]) < ATA_HEADER_END
+        # and the saved reproducer still makes the target stop answering
+        saved = load(str(tmp_path / f"{finding.name}.json"))
+        ref.restart()
+        assert replay_finding(ref.host, ref.info, saved, restart=ref.restart)
+        ref.restart()
+        # the harness went on fuzzing after the hang
+        assert result.cases == 300 and not result.stopped_early
+
+
+def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
+    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path))
+        result = fuzzer.run(cases=400)
+        found = [f for f in result.findings if f.kind == "tag-not-echoed"]
+        assert found, result.summary()
+        finding = found[0]
+        assert finding.reproduced and finding.shrunk
+        assert finding.shrunk[-1][20] & 0x80  # bit 31 of the tag survives shrinking
+        assert replay_finding(ref.host, ref.info, finding)
+
+
+def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
+    with ReferenceTarget(["crash-on-truncated"]) as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, out_dir=str(tmp_path), health_every=20)
+        result = fuzzer.run(cases=300)
+    assert [f.kind for f in result.findings] == ["unresponsive"]
+    assert "restart" in result.stopped_early
+    assert result.findings[0].note
+
+
+def test_same_seed_same_cases():
+    with ReferenceTarget() as ref:
+        info = ref.info
+    seeds = generated_seeds() + load_corpus(default_corpus_dir())
+    first = [CaseGenerator(SEED, seeds, info).case(i) for i in range(300)]
+    again = [CaseGenerator(SEED, seeds, info).case(i) for i in range(300)]
+    other = [CaseGenerator(SEED + 1, seeds, info).case(i) for i in range(300)]
+    assert first == again
+    assert [c.frame for c in first] != [c.frame for c in other]
+    # a case can be rebuilt from its index alone
+    assert CaseGenerator(SEED, seeds, info).case(123) == first[123]
+    # and the cases are varied: many mutation kinds, lengths and commands
+    assert len({m for c in first for m in c.mutations}) > 20
+    assert len({len(c.frame) for c in first}) > 15
+
+
+def test_no_writes_unless_allowed_and_then_inside_the_window():
+    with ReferenceTarget() as ref:
+        info = ref.info
+    seeds = generated_seeds()
+    for i in range(2000):
+        frame = CaseGenerator(SEED, seeds, info).case(i).frame
+        if len(frame) >= 28 and frame[19] == 0:
+            assert frame[27] not in DESTRUCTIVE_OPCODES, i
+    policy = WritePolicy(True, 1000, 16)
+    writes = 0
+    for i in range(2000):
+        frame = CaseGenerator(SEED, seeds, info, policy).case(i).frame
+        if len(frame) >= 36 and frame[19] == 0 and frame[27] in DESTRUCTIVE_OPCODES:
+            assert frame[27] in (0x30, 0x34)
+            lba, scnt = int.from_bytes(frame[28:34], "little"), frame[26]
+            assert 1 <= scnt and 1000 <= lba and lba + scnt <= 1016, (i, lba, scnt)
+            writes += 1
+    assert writes > 20
+
+
+def test_cli_missing_interface_exits_2_with_one_line(capsys):
+    status = main(["fuzz", "--target", "aoecnosuch0:1.2", "--cases", "5"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "aoecnosuch0" in err
+
+
+def test_cli_in_memory_with_quirk_reports_and_exits_1(tmp_path, capsys):
+    status = main(["fuzz", "--in-memory", "--quirk", "crash-on-truncated", "--cases", "200", "--seed", "3",
+                   "--health-every", "20", "--out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "seed 3" in out and "unresponsive" in out
+    assert any(name.endswith("-seed3.json") for name in os.listdir(tmp_path))
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    assert main(["fuzz", "--cases", "5"]) == 2
+    assert main(["fuzz", "--in-memory", "--quirk", "no-such-quirk"]) == 2
+    assert main(["fuzz", "--in-memory", "--lba-window", "1:2"]) == 2
