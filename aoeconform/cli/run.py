@@ -1,0 +1,161 @@
+"""``aoeconform run``: run conformance suites against a target and write reports.
+
+Exit status: 0 when no MUST case failed (with --strict: no case failed and
+none passed unexpectedly), 1 on failures, 2 for usage or suite errors, 3 when
+the target never answered, 4 for internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+
+from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
+
+
+def add_selection_flags(p) -> None:
+    g = p.add_argument_group("selection (applied before anything is sent)")
+    g.add_argument("--select", action="append", default=[], metavar="GLOB", help="run only cases whose id matches (repeatable)")
+    g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never run cases whose id matches (repeatable)")
+    g.add_argument("-k", dest="keyword", metavar="EXPR",
+                   help="boolean expression over tags, levels (MUST/SHOULD/MAY), suite names, sections (s3.1), rule<N>, id globs; e.g. 'ata and not lba48'")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run conformance suites against a target",
+                              description="Run conformance suites (default: every shipped suite) against a target; "
+                                          "without --target, against the bundled reference target.")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite files (default: the shipped suites)")
+    p.add_argument("--target", metavar="IF[:S.N]", help="interface, and shelf.slot when several targets answer there")
+    p.add_argument("--report-dir", default="reports", metavar="DIR", help="where reports go (default: reports/)")
+    add_selection_flags(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--strict", action="store_true", help="any failure (SHOULD and MAY too) or unexpected pass makes the exit status 1")
+    g.add_argument("--expectations", metavar="FILE", help="YAML: case id (or glob) -> reason it is expected to fail")
+    g.add_argument("--allow-write", action=argparse.BooleanOptionalAction, default=None,
+                   help="let cases write to the target (default: on for the bundled target, off for --target)")
+    g.add_argument("--lba-window", metavar="START:COUNT", help="writes stay inside these sectors (default: the whole disk)")
+    g.add_argument("--seed", type=int, metavar="N", help="seed for data patterns and shuffles (default: random, printed)")
+    g.add_argument("--repeat", type=int, default=1, metavar="N", help="run each case N times")
+    g.add_argument("--restart-cmd", metavar="CMD", help="command that restarts the target when it stops answering")
+    g.add_argument("--second-iface", metavar="IF", help="second interface for the second initiator MAC (default: a spoofed source MAC on the same interface)")
+    g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
+    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s, 0.05 s for the in-memory target)")
+    g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
+    g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
+    g.add_argument("--verbose", "-v", action="store_true", help="print every case, not only failures")
+    b = p.add_argument_group("bundled target (without --target)")
+    b.add_argument("--bundled", default="auto", choices=["auto", "lab", "memory", "loopback"],
+                   help="auto: a lab namespace when root, else in memory (default auto)")
+    b.add_argument("--quirk", action="append", default=[], metavar="NAME", help="give the bundled target a quirk (see docs/quirks.md)")
+    b.add_argument("--mtu", type=int, default=1500, help="link MTU for the bundled target (default 1500)")
+    p.set_defaults(func=run)
+
+
+def parse_window(text):
+    if text is None:
+        return None
+    start, sep, count = text.partition(":")
+    try:
+        window = (int(start, 0), int(count, 0))
+    except ValueError:
+        window = None
+    if not sep or window is None or window[0] < 0 or window[1] <= 0:
+        raise UsageError(f"--lba-window {text!r}: expected START:COUNT in sectors, e.g. 2048:4096")
+    return window
+
+
+def prepare(args):
+    """Load suites and apply selection; everything here happens before sending."""
+    from aoeconform.scenario.loader import all_cases, load_suites, shipped_suite_paths
+    from aoeconform.scenario.selection import check_keyword, load_expectations, select
+
+    paths = args.suites or shipped_suite_paths()
+    suites = load_suites(paths)
+    cases = all_cases(suites)
+    if args.keyword:
+        check_keyword(args.keyword)
+    chosen = select(cases, args.select, args.exclude, args.keyword)
+    if not chosen:
+        raise UsageError(f"no case selected out of {len(cases)}; check --select/--exclude/-k")
+    expectations = load_expectations(args.expectations, [c.id for c in cases]) if getattr(args, "expectations", None) else {}
+    return suites, cases, chosen, expectations
+
+
+def open_endpoint(args):
+    from aoeconform.scenario import endpoint as ep
+
+    if args.target:
+        if args.quirk:
+            raise UsageError("--quirk applies to the bundled target only; leave out --target")
+        return ep.external(args.target, args.second_iface, args.restart_cmd, readonly=args.readonly_target)
+    if args.second_iface:
+        raise UsageError("--second-iface needs --target (the bundled target gets a spoofed second MAC)")
+    from aoeconform.target.quirks import check_quirks
+
+    return ep.bundled(check_quirks(args.quirk), readonly=args.readonly_target, mtu=args.mtu, mode=args.bundled)
+
+
+def run(args) -> int:
+    from aoeconform.report.model import RunInfo
+    from aoeconform.report.terminal import Fanout, Progress
+    from aoeconform.report.writer import ReportWriter, build_manifest
+    from aoeconform.scenario.engine import Engine, RunOptions
+
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    window = parse_window(args.lba_window)
+    suites, cases, chosen, expectations = prepare(args)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    endpoint = open_endpoint(args)
+    try:
+        allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
+        floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled else 0.25)
+        options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
+                             step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
+                             expected_failures=expectations)
+        engine = Engine(endpoint, options)
+        facts = engine.probe()
+        if window is not None and facts.capacity and window[0] + window[1] > facts.capacity:
+            raise UsageError(f"--lba-window {args.lba_window} runs past the target's {facts.capacity} sectors")
+        run_info = RunInfo(strict=args.strict)
+        run_info.manifest = build_manifest(suites=suites, endpoint=endpoint, facts=facts, options=options, start=run_info.start)
+        by_id = {c.id: c for c in cases}
+        writer = ReportWriter(args.report_dir, run_info, by_id,
+                              context={"seed": seed, "lba_window": window, "target": facts.as_dict()})
+        progress = Progress(len(chosen) * args.repeat, verbose=args.verbose)
+        print(f"aoeconform: {len(chosen)} of {len(cases)} cases against {endpoint.description}; seed {seed}; "
+              f"second MAC {endpoint.second_mac.hex(':')} ({endpoint.second_mode}); writes {'allowed' if allow_write else 'off'}",
+              flush=True)
+        interrupted = False
+        try:
+            engine.run(chosen, Fanout(writer, progress))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            progress.finish()
+            run_info.interrupted = interrupted
+            run_info.exchanges = engine.wire.exchanges
+            run_info.elapsed = engine.elapsed or max(1e-9, time.monotonic() - engine.started)
+            writer.close()
+            _print_summary(run_info, args.report_dir)
+        if interrupted:
+            raise KeyboardInterrupt
+    finally:
+        endpoint.close()
+    return EXIT_FAILURES if run_info.gating_failures() else EXIT_OK
+
+
+def _print_summary(run_info, report_dir: str) -> None:
+    s = run_info.summary()
+    parts = ", ".join(f"{v} {k}" for k, v in s.items() if v)
+    print(f"aoeconform: {parts or 'nothing ran'}{' (interrupted)' if run_info.interrupted else ''}")
+    print(f"aoeconform: {run_info.exchanges} exchanges in {run_info.elapsed:.2f} s "
+          f"({run_info.exchanges_per_second:.0f} exchanges/s); reports in {report_dir}/")
+    gating = run_info.gating_failures()
+    if gating:
+        what = "failures" if run_info.strict else "MUST failures"
+        print(f"aoeconform: {len(gating)} {what}: " + ", ".join(r.name for r in gating[:10]) + (" ..." if len(gating) > 10 else ""),
+              file=sys.stderr)

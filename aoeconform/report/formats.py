@@ -1,0 +1,157 @@
+"""report.json, junit.xml and report.sarif."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+
+from aoeconform import __version__
+from aoeconform.scenario.results import CaseResult
+
+from .model import RunInfo
+
+INFORMATION_URI = "https://github.com/aoeconform/aoeconform"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_LEVEL = {"MUST": "error", "SHOULD": "warning", "MAY": "note"}
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# -- report.json -------------------------------------------------------------------
+
+
+def json_report(run: RunInfo) -> dict:
+    return {
+        "summary": run.summary(),
+        "cases": [r.as_dict() for r in run.results],
+        "run": {
+            "start": run.start, "end": run.end, "elapsed": round(run.elapsed, 3), "exchanges": run.exchanges,
+            "exchanges_per_second": round(run.exchanges_per_second, 1), "interrupted": run.interrupted,
+            "strict": run.strict, "must_failures": len(run.must_failures()),
+        },
+        "manifest": run.manifest,
+    }
+
+
+def write_json(run: RunInfo, path: str) -> None:
+    write_atomic(path, json.dumps(json_report(run), indent=1, default=str) + "\n")
+
+
+# -- junit.xml ---------------------------------------------------------------------
+
+
+def _detail(result: CaseResult) -> str:
+    lines = [result.message, f"requirement: {result.requirement}", f"where: {result.file}:{result.line}"]
+    for step in result.steps:
+        if step.ok:
+            continue
+        lines.append(f"step {step.index + 1} ({step.action}, line {step.line}): {step.message}")
+        for verdict in step.verdicts:
+            for check in verdict.get("checks", []):
+                mark = "ok " if check["ok"] else "BAD"
+                lines.append(f"  {mark} {check['field']}: expected {check['expected']}, actual {check['actual']}")
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
+def junit_tree(run: RunInfo) -> ET.Element:
+    suites: "OrderedDict[str, list[CaseResult]]" = OrderedDict()
+    for r in run.results:
+        suites.setdefault(r.suite or "aoeconform", []).append(r)
+    root = ET.Element("testsuites", name="aoeconform", tests=str(len(run.results)), time=f"{run.elapsed:.3f}")
+    totals = {"failures": 0, "errors": 0, "skipped": 0}
+    for name, results in suites.items():
+        suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(results)),
+                              time=f"{sum(r.duration for r in results):.3f}")
+        counts = {"failures": 0, "errors": 0, "skipped": 0}
+        for r in results:
+            case = ET.SubElement(suite, "testcase", classname=f"aoeconform.{name}", name=r.name, time=f"{r.duration:.6f}",
+                                 file=r.file, line=str(r.line))
+            props = ET.SubElement(case, "properties")
+            for key, value in (("requirement", r.requirement), ("section", r.section), ("level", r.level),
+                               ("rule", ",".join(map(str, r.rule))), ("outcome", r.outcome)):
+                ET.SubElement(props, "property", name=key, value=str(value))
+            if r.outcome in ("failed", "timeout") or (r.outcome == "xpassed" and run.strict):
+                node = ET.SubElement(case, "failure", message=r.message[:500], type=r.outcome)
+                node.text = _detail(r)
+                counts["failures"] += 1
+            elif r.outcome == "error":
+                node = ET.SubElement(case, "error", message=r.message[:500], type=r.skip_reason or "error")
+                node.text = _detail(r)
+                counts["errors"] += 1
+            elif r.outcome in ("skipped", "xfailed"):
+                message = r.message if r.outcome == "skipped" else f"expected failure: {r.expected_failure}: {r.message}"
+                ET.SubElement(case, "skipped", message=message[:500], type=r.skip_reason or r.outcome)
+                counts["skipped"] += 1
+            elif r.outcome == "xpassed":
+                out = ET.SubElement(case, "system-out")
+                out.text = r.message
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    return root
+
+
+def write_junit(run: RunInfo, path: str) -> None:
+    tree = junit_tree(run)
+    ET.indent(tree)
+    write_atomic(path, '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(tree, encoding="unicode") + "\n")
+
+
+# -- report.sarif ------------------------------------------------------------------
+
+
+def sarif(run: RunInfo) -> dict:
+    rules, index = [], {}
+    for r in run.results:
+        if r.id in index:
+            continue
+        index[r.id] = len(rules)
+        rules.append({
+            "id": r.id,
+            "name": r.id.replace("/", "_"),
+            "shortDescription": {"text": r.requirement[:200] or r.id},
+            "fullDescription": {"text": r.requirement or r.id},
+            "defaultConfiguration": {"level": SARIF_LEVEL.get(r.level, "warning")},
+            "properties": {"section": r.section, "level": r.level, "rule": r.rule, "tags": r.tags},
+        })
+    results = []
+    for r in run.results:
+        if not (r.failing or r.outcome == "xpassed"):
+            continue
+        line = r.line
+        if r.failed_step is not None and r.failed_step < len(r.steps):
+            line = r.steps[r.failed_step].line
+        results.append({
+            "ruleId": r.id,
+            "ruleIndex": index[r.id],
+            "level": "note" if r.outcome == "xpassed" else SARIF_LEVEL.get(r.level, "warning"),
+            "kind": "fail",
+            "message": {"text": f"{r.outcome}: {r.message}"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.file.replace(os.sep, "/")},
+                                                "region": {"startLine": max(1, line)}}}],
+            "properties": {"outcome": r.outcome, "requirement": r.requirement, "section": r.section},
+        })
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "aoeconform", "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}},
+            "results": results,
+            "invocations": [{"executionSuccessful": not run.interrupted,
+                             "commandLine": run.manifest.get("command_line", "")}],
+        }],
+    }
+
+
+def write_sarif(run: RunInfo, path: str) -> None:
+    write_atomic(path, json.dumps(sarif(run), indent=1) + "\n")

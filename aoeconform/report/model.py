@@ -1,0 +1,44 @@
+"""The run as the report writers see it: results, manifest, timing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from aoeconform.scenario.results import FAILING, OUTCOMES, SUMMARY_KEYS, CaseResult
+
+
+@dataclass
+class RunInfo:
+    results: list[CaseResult] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+    start: float = field(default_factory=time.time)
+    end: Optional[float] = None
+    exchanges: int = 0
+    elapsed: float = 0.0
+    interrupted: bool = False
+    strict: bool = False
+
+    @property
+    def exchanges_per_second(self) -> float:
+        return self.exchanges / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> dict:
+        counts = {SUMMARY_KEYS[o]: 0 for o in OUTCOMES}
+        for r in self.results:
+            counts[SUMMARY_KEYS[r.outcome]] += 1
+        return counts
+
+    def must_failures(self) -> list[CaseResult]:
+        return [r for r in self.results if r.outcome in FAILING and r.level == "MUST"]
+
+    def gating_failures(self) -> list[CaseResult]:
+        """What makes the exit status 1: MUST failures, or with --strict any
+        failure and any unexpected pass."""
+        if self.strict:
+            return [r for r in self.results if r.outcome in FAILING or r.outcome == "xpassed"]
+        return self.must_failures()
+
+    def rtts(self) -> list[float]:
+        return [x for r in self.results for x in r.rtts]

@@ -1,0 +1,313 @@
+"""Where the cases go: a target address on a transport, and how to restart it.
+
+``TargetEndpoint`` bundles the transport(s), the target's MAC, shelf and
+slot, the second source MAC and a restart hook. The builders here make one
+for the bundled reference target (synchronous loopback, in-memory link with
+a server thread, or a lab namespace when root) and for a target named with
+``--target IFACE[:SHELF.SLOT]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from aoeconform.errors import UsageError
+from aoeconform.transport.base import Transport
+
+HARNESS_MAC = bytes.fromhex("020000a0e001")
+BUNDLED_TARGET_MAC = bytes.fromhex("020000a0e0fe")
+BUNDLED_SHELF, BUNDLED_SLOT = 1, 2
+BUNDLED_IMAGE_BYTES = 16 << 20
+
+
+def spoofed_mac(mac: bytes) -> bytes:
+    """A locally administered unicast MAC that differs from ``mac`` (the second initiator)."""
+    candidate = bytes([0x02, 0xAE, 0xC0]) + mac[3:5] + bytes([mac[5] ^ 0x5A])
+    return candidate if candidate != mac else candidate[:5] + bytes([candidate[5] ^ 0xFF])
+
+
+@dataclass
+class TargetEndpoint:
+    transport: Transport
+    mac: bytes
+    shelf: int
+    slot: int
+    second: Optional[Transport] = None
+    second_mac: bytes = b""
+    #: how the second MAC reaches the link, for reports
+    second_mode: str = ""
+    restart: Optional[Callable[[], None]] = None
+    readonly: bool = False
+    bundled: bool = False
+    #: what the target is, for the manifest ("bundled reference target in memory", "eth1:1.2")
+    description: str = ""
+    iface: str = ""
+    closers: list = field(default_factory=list)
+    #: frames the target sent before the run looked (start-up announcements)
+    announcements: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.second_mac:
+            if self.second is not None:
+                self.second_mac = self.second.mac
+                self.second_mode = f"second interface {self.second.name}"
+            else:
+                self.second_mac = spoofed_mac(self.transport.mac)
+                self.second_mode = f"spoofed source on {self.transport.name}"
+
+    @property
+    def mtu(self) -> int:
+        return self.transport.mtu
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing must not hide the run's result
+                pass
+        self.closers.clear()
+
+
+class SparseImage:
+    """A memory image that stores only the sectors written, so a disk of
+    more than 2^28 sectors costs nothing (the same calls as MemoryImage)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.name = f"sparse:{size}"
+        self.readonly = False
+        self._sectors: dict[int, bytes] = {}
+
+    def readinto(self, view, offset: int) -> int:
+        count = len(view)
+        done = 0
+        while done < count:
+            pos = offset + done
+            sector, within = divmod(pos, 512)
+            n = min(512 - within, count - done)
+            if pos >= self.size:
+                view[done:] = bytes(count - done)
+                return done
+            data = self._sectors.get(sector)
+            view[done:done + n] = data[within:within + n] if data is not None else bytes(n)
+            done += n
+        return count
+
+    def write(self, data, offset: int) -> int:
+        data = bytes(data)
+        count = max(0, min(len(data), self.size - offset))
+        done = 0
+        while done < count:
+            pos = offset + done
+            sector, within = divmod(pos, 512)
+            n = min(512 - within, count - done)
+            old = bytearray(self._sectors.get(sector, bytes(512)))
+            old[within:within + n] = data[done:done + n]
+            self._sectors[sector] = bytes(old)
+            done += n
+        return count
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _make_target(image, mtu: int, quirks, readonly: bool, mac: bytes = BUNDLED_TARGET_MAC):
+    from aoeconform.target.logic import Target
+
+    return Target(image, shelf=BUNDLED_SHELF, slot=BUNDLED_SLOT, mac=mac, mtu=mtu, readonly=readonly, quirks=quirks)
+
+
+def bundled_loopback(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES) -> TargetEndpoint:
+    """The reference target's logic answering inside send(): deterministic and fast.
+    Images above 64 MiB are sparse (only written sectors are stored)."""
+    from aoeconform.target.image import MemoryImage
+
+    from .loopback import LoopbackTransport
+
+    image = MemoryImage(image_bytes) if image_bytes <= 64 << 20 else SparseImage(image_bytes)
+    holder = {"target": _make_target(image, mtu, quirks, readonly)}
+
+    def handler(frame, burst):
+        return holder["target"].handle(frame, burst)
+
+    def idle():
+        holder["target"].complete_pending()
+
+    transport = LoopbackTransport(handler, HARNESS_MAC, mtu, name="memory", on_idle=idle)
+    for frame in holder["target"].announce():
+        transport.inject(frame)
+
+    def restart():
+        holder["target"].close()
+        holder["target"] = _make_target(image, mtu, quirks, readonly)  # same image: the disk survives
+        for frame in holder["target"].announce():
+            transport.inject(frame)
+
+    desc = "bundled reference target (in memory, synchronous)"
+    if quirks:
+        desc += f", quirks: {', '.join(sorted(quirks))}"
+    return TargetEndpoint(transport, BUNDLED_TARGET_MAC, BUNDLED_SHELF, BUNDLED_SLOT, restart=restart, readonly=readonly,
+                          bundled=True, description=desc, iface="memory")
+
+
+def bundled_thread(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES) -> TargetEndpoint:
+    """The reference target served in a thread on an in-memory Ethernet segment."""
+    from aoeconform.target.image import MemoryImage
+    from aoeconform.target.server import TargetServer
+    from aoeconform.transport.memory import MemoryLink
+
+    import threading
+
+    link = MemoryLink("aoeconform")
+    ours = link.endpoint(HARNESS_MAC, mtu, promiscuous=True, name="memory:harness")
+    image = MemoryImage(image_bytes)
+    state: dict = {}
+
+    def start():
+        target_port = link.endpoint(BUNDLED_TARGET_MAC, mtu, name="memory:target")
+        server = TargetServer(_make_target(image, mtu, quirks, readonly), target_port, log=sys.stderr)
+        thread = threading.Thread(target=server.serve_forever, name="aoeconform-target", daemon=True)
+        server.announce()
+        thread.start()
+        state.update(server=server, thread=thread, port=target_port)
+
+    def stop():
+        if state:
+            state["server"].stop()
+            state["thread"].join(timeout=5)
+            state["server"].close()
+            state["port"].close()
+            state.clear()
+
+    def restart():
+        stop()
+        start()
+
+    start()
+    desc = "bundled reference target (in-memory link, server thread)"
+    if quirks:
+        desc += f", quirks: {', '.join(sorted(quirks))}"
+    ep = TargetEndpoint(ours, BUNDLED_TARGET_MAC, BUNDLED_SHELF, BUNDLED_SLOT, restart=restart, readonly=readonly,
+                        bundled=True, description=desc, iface="memory")
+    ep.closers += [link.close, stop]
+    return ep
+
+
+def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES,
+                second_iface: Optional[str] = None) -> TargetEndpoint:
+    """The reference target in its own network namespace behind a veth pair (root)."""
+    import tempfile
+
+    from aoeconform.lab import Lab
+    from aoeconform.transport.raw import RawTransport
+
+    lab = Lab(f"aoecrun{os.getpid() % 100000}", mtu=mtu)
+    lab.up()
+    workdir = tempfile.mkdtemp(prefix="aoeconform-run-")
+    image_path = os.path.join(workdir, "disk.img")
+    with open(image_path, "wb") as f:
+        f.truncate(image_bytes)
+    state: dict = {}
+
+    def start():
+        argv = [sys.executable, "-m", "aoeconform", "target", image_path, "--iface", lab.target_if,
+                "--shelf", str(BUNDLED_SHELF), "--slot", str(BUNDLED_SLOT)]
+        if readonly:
+            argv.append("--readonly")
+        for q in quirks:
+            argv += ["--quirk", q]
+        state["proc"] = lab.start_in_netns(argv, log_path=os.path.join(workdir, "target.log"))
+        lab.wait_for_target(BUNDLED_SHELF, BUNDLED_SLOT, timeout=15, process=state["proc"])
+
+    def restart():
+        proc = state.pop("proc", None)
+        if proc is not None:
+            proc.stop()
+        start()
+
+    try:
+        start()
+        transport = RawTransport(lab.host_if)
+    except BaseException:
+        lab.down()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    target_mac = lab.target_mac
+    ep = TargetEndpoint(transport, target_mac, BUNDLED_SHELF, BUNDLED_SLOT, restart=restart, readonly=readonly, bundled=True,
+                        description=f"bundled reference target in lab namespace {lab.netns}", iface=lab.host_if)
+    import shutil
+
+    ep.closers += [lambda: shutil.rmtree(workdir, ignore_errors=True), lab.down, transport.close]
+    return ep
+
+
+def external(target: str, second_iface: Optional[str] = None, restart_cmd: Optional[str] = None,
+             readonly: bool = False, discovery_timeout: float = 1.0) -> TargetEndpoint:
+    """The target named by ``--target IFACE[:SHELF.SLOT]``, found by discovery."""
+    from aoeconform.initiator.addressing import open_target
+
+    transport, record = open_target(target, discovery_timeout, identify=False)
+    second = None
+    try:
+        if second_iface:
+            from aoeconform.transport.raw import RawTransport
+
+            second = RawTransport(second_iface)
+    except BaseException:
+        transport.close()
+        raise
+    restart = None
+    if restart_cmd:
+        argv = shlex.split(restart_cmd)
+        if not argv:
+            raise UsageError("--restart-cmd is empty")
+
+        def restart():
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise UsageError(f"--restart-cmd exited with status {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}")
+            time.sleep(0.2)
+
+    ep = TargetEndpoint(transport, record.mac, record.shelf, record.slot, second=second, restart=restart, readonly=readonly,
+                        description=f"{transport.name}:{record.shelf}.{record.slot} ({record.mac.hex(':')})", iface=transport.name)
+    ep.closers.append(transport.close)
+    if second is not None:
+        ep.closers.append(second.close)
+    return ep
+
+
+def bundled(quirks=(), readonly: bool = False, mtu: int = 1500, mode: str = "auto") -> TargetEndpoint:
+    """``mode``: auto (lab when root and `ip` works, else memory), lab, memory (thread), loopback."""
+    if mode == "auto":
+        mode = "lab" if _can_make_labs() else "memory"
+    if mode == "lab":
+        return bundled_lab(quirks, readonly, mtu)
+    if mode == "memory":
+        return bundled_thread(quirks, readonly, mtu)
+    if mode == "loopback":
+        return bundled_loopback(quirks, readonly, mtu)
+    raise UsageError(f"unknown bundled target mode {mode!r}; use auto, lab, memory or loopback")
+
+
+def _can_make_labs() -> bool:
+    if os.geteuid() != 0:
+        return False
+    import shutil
+
+    if shutil.which("ip") is None:
+        return False
+    try:
+        return subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False

@@ -1,0 +1,802 @@
+"""The scenario engine: runs cases against a target endpoint.
+
+It knows the step kinds of the scenario format and nothing about particular
+requirements. A case runs its steps in order and stops at the first step
+that fails; afterwards the engine puts back target state the case may have
+changed (config string, Mac Mask list, reservation) and checks that the
+target still answers. Every wait is bounded: by the adaptive timeout, by
+the step watchdog and by the case watchdog.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+from aoeconform.errors import TargetUnreachable
+from aoeconform.wire import AtaArg, ConfigArg, Frame, Header, IdentifyData, MacMaskArg, ReserveArg
+from aoeconform.wire.constants import (
+    AFLAG_A,
+    AFLAG_E,
+    AFLAG_W,
+    ATA_FLUSH_CACHE,
+    ATA_FLUSH_CACHE_EXT,
+    ATA_IDENTIFY_DEVICE,
+    ATA_READ_SECTORS,
+    ATA_READ_SECTORS_EXT,
+    ATA_STATUS_FAILURE_MASK,
+    ATA_WRITE_SECTORS,
+    ATA_WRITE_SECTORS_EXT,
+    BROADCAST_MAC,
+    CMD_ATA,
+    CMD_MAC_MASK,
+    CMD_QUERY_CONFIG,
+    CMD_RESERVE_RELEASE,
+    DCMD_ADD,
+    DCMD_DELETE,
+    IDENTIFY_DEVICE_BITS,
+    LBA28_MAX_SECTORS,
+    LEGACY_SECTOR_COUNT,
+    SECTOR_SIZE,
+)
+
+from . import results as R
+from .build import Built, build, changes_state
+from .endpoint import TargetEndpoint
+from .expect import CheckError, Env, ReplyView, Request, Verdict, evaluate, silence_seconds, waits_for_all
+from .expr import ExprError
+from .model import Case, Step
+from .shadow import ShadowDisk
+from .values import ValueError_, byte_value, integer
+from .wire import Timing, Watchdog, Wire
+
+OK_REPLY = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"bits_clear": ATA_STATUS_FAILURE_MASK}}}}
+ASYNC_OK = {"any_of": [OK_REPLY, {"silence": True}]}
+ANY_REPLY = {"reply": {"header": {"error_flag": False}}}
+LIVENESS_ATTEMPTS = 3
+
+#: skip reason for each missing capability
+CAPABILITY_SKIP = {"writes": R.NOT_PERMITTED, "config": R.NOT_PERMITTED}
+
+
+class CaseStop(Exception):
+    """Ends a case early with an outcome other than failed."""
+
+    def __init__(self, outcome: str, message: str, skip_reason: Optional[str] = None):
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.skip_reason = skip_reason
+
+
+@dataclass
+class Facts:
+    """What the harness learnt about the target before the first case."""
+
+    mac: bytes
+    shelf: int
+    slot: int
+    bufcnt: int = 0
+    firmware: int = 0
+    sector_count: int = 0
+    config: bytes = b""
+    capacity: int = 0
+    lba48: bool = False
+    identified: bool = False
+    model: str = ""
+    serial: str = ""
+    firmware_rev: str = ""
+    #: None when the target does not support the command
+    mask: Optional[list] = None
+    reservation: Optional[list] = None
+    mtu: int = 1500
+
+    @property
+    def max_sectors(self) -> int:
+        return self.sector_count or LEGACY_SECTOR_COUNT
+
+    def as_dict(self) -> dict:
+        return {
+            "mac": self.mac.hex(":"), "shelf": self.shelf, "slot": self.slot, "bufcnt": self.bufcnt,
+            "firmware": self.firmware, "sector_count": self.sector_count, "max_sectors": self.max_sectors,
+            "config": self.config.decode("utf-8", "backslashreplace"), "capacity": self.capacity, "lba48": self.lba48,
+            "identified": self.identified, "model": self.model, "serial": self.serial, "firmware_rev": self.firmware_rev,
+            "mask": None if self.mask is None else [m.hex(":") for m in self.mask],
+            "reservation": None if self.reservation is None else [m.hex(":") for m in self.reservation],
+            "mtu": self.mtu,
+        }
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    allow_write: bool = True
+    lba_window: Optional[tuple[int, int]] = None
+    timeout_floor: float = 0.25
+    timeout_factor: float = 8.0
+    timeout_ceiling: float = 5.0
+    step_timeout: float = 30.0
+    case_timeout: float = 120.0
+    repeat: int = 1
+    #: case id -> reason, from --expectations
+    expected_failures: dict = field(default_factory=dict)
+    allow_config_changes: bool = True
+
+
+@dataclass
+class _Exchange:
+    built: Built
+    spec: Optional[Mapping]
+    copies: int = 1
+    #: extra frames (duplicates with fresh tags) belong to their own exchanges
+    async_write: bool = False
+    #: learn/compare with the shadow as a verifying read
+    verify_read: bool = False
+    replies: list = field(default_factory=list)
+    sent_at: float = 0.0
+    deadline: float = 0.0
+    waited: float = 0.0
+
+
+class Engine:
+    def __init__(self, endpoint: TargetEndpoint, options: Optional[RunOptions] = None, *, clock: Callable[[], float] = time.monotonic):
+        self.endpoint = endpoint
+        self.options = options or RunOptions()
+        self.clock = clock
+        timing = Timing(self.options.timeout_floor, self.options.timeout_factor, self.options.timeout_ceiling)
+        self.wire = Wire(endpoint.transport, endpoint.second, timing, clock)
+        self.shadow = ShadowDisk()
+        self.facts: Optional[Facts] = None
+        self.rng = random.Random(self.options.seed)
+        self._tag = self.rng.getrandbits(31)
+        self.dead_since: Optional[str] = None
+        self.started = 0.0
+        self.elapsed = 0.0
+        self.results: list[R.CaseResult] = []
+        self.load_available = True
+
+    # -- tags and timeouts ---------------------------------------------------------
+
+    def new_tag(self) -> int:
+        """Fresh tags with bit 31 clear, unique within the run."""
+        self._tag = (self._tag + 1) & 0x7FFFFFFF or 1
+        return self._tag
+
+    def timeout(self) -> float:
+        return self.wire.timing.timeout()
+
+    # -- simple exchanges used by probing, restore and liveness ------------------------
+
+    def _header(self, command: int, src: Optional[bytes] = None) -> Header:
+        ep = self.endpoint
+        return Header(dst=ep.mac, src=src or ep.transport.mac, shelf=ep.shelf, slot=ep.slot, command=command, tag=self.new_tag())
+
+    def _exchange(self, frame: Frame, attempts: int = 1) -> Optional[Frame]:
+        """Send and return the decoded reply (None after ``attempts`` silent tries)."""
+        for _ in range(attempts):
+            frame.header.tag = self.new_tag()
+            raw = frame.encode(pad=True)
+            tag = frame.header.tag
+            self.wire.send(raw)
+            self.wire.wait(lambda: bool(self.wire.replies(tag)), self.clock() + self.timeout())
+            for reply in self.wire.take(tag):
+                try:
+                    return Frame.decode(reply)
+                except Exception:
+                    continue
+        return None
+
+    def query_config(self, src: Optional[bytes] = None, attempts: int = LIVENESS_ATTEMPTS) -> Optional[Frame]:
+        return self._exchange(Frame(self._header(CMD_QUERY_CONFIG, src), ConfigArg()), attempts)
+
+    def probe(self) -> Facts:
+        """Query Config, IDENTIFY, Mac Mask read and Reserve read (the run's baseline)."""
+        ep = self.endpoint
+        self.wire.drain()
+        reply = self.query_config(attempts=LIVENESS_ATTEMPTS)
+        if reply is None or not isinstance(reply.arg, ConfigArg):
+            raise TargetUnreachable(
+                f"target {ep.shelf}.{ep.slot} ({ep.mac.hex(':')}) did not answer Query Config on {ep.transport.name}; "
+                f"check that it runs and that no Mac Mask list excludes {ep.transport.mac.hex(':')}"
+            )
+        c = reply.arg
+        facts = Facts(ep.mac, ep.shelf, ep.slot, c.bufcnt, c.firmware, c.sector_count, c.config, mtu=ep.mtu)
+        ident = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=1, cmd_status=ATA_IDENTIFY_DEVICE,
+                                                                     lba=IDENTIFY_DEVICE_BITS << 24)), 2)
+        if ident is not None and not ident.header.error_flag and isinstance(ident.arg, AtaArg) and len(ident.arg.data) >= 512 \
+                and not ident.arg.cmd_status & ATA_STATUS_FAILURE_MASK:
+            data = IdentifyData.decode(ident.arg.data[:512])
+            facts.identified = True
+            facts.capacity = data.capacity_sectors
+            facts.lba48 = data.lba48
+            facts.model, facts.serial, facts.firmware_rev = data.model, data.serial, data.firmware
+        mask = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
+        if mask is not None and not mask.header.error_flag and isinstance(mask.arg, MacMaskArg):
+            facts.mask = [d.mac for d in mask.arg.directives]
+        res = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
+        if res is not None and not res.header.error_flag and isinstance(res.arg, ReserveArg):
+            facts.reservation = list(res.arg.macs)
+        self.facts = facts
+        return facts
+
+    # -- capabilities and variables -----------------------------------------------------
+
+    def capabilities(self) -> dict[str, bool]:
+        f = self.facts
+        return {
+            "writes": self.options.allow_write,
+            "lba48": f.lba48,
+            "mask": f.mask is not None,
+            "reserve": f.reservation is not None,
+            "config": self.options.allow_config_changes,
+            "second_mac": bool(self.endpoint.second_mac),
+            "capacity_above_2_28": f.capacity > LBA28_MAX_SECTORS + 1,
+            "identify": f.identified,
+            "restart": self.endpoint.restart is not None,
+            "readonly": self.endpoint.readonly,
+            "load": self.load_available,
+        }
+
+    def window(self) -> tuple[int, int]:
+        if self.options.lba_window is not None:
+            return self.options.lba_window
+        return (0, self.facts.capacity)
+
+    def base_variables(self) -> dict:
+        f, ep = self.facts, self.endpoint
+        base, count = self.window()
+        return {
+            "shelf": f.shelf, "slot": f.slot, "mac": ep.transport.mac, "second_mac": ep.second_mac,
+            "target_mac": f.mac, "max_sectors": f.max_sectors, "capacity": f.capacity, "bufcnt": f.bufcnt,
+            "lba_base": base, "lba_count": count, "config": f.config, "mtu": f.mtu, "lba48": int(f.lba48),
+            "firmware": f.firmware, "seed": self.options.seed, "last_tag": 0,
+        }
+
+    def roles(self) -> dict:
+        ep = self.endpoint
+        return {"mac": ep.transport.mac, "second_mac": ep.second_mac, "target": ep.mac, "target_mac": ep.mac,
+                "broadcast": BROADCAST_MAC}
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self, cases: list[Case], listener=None, skips: Optional[dict] = None) -> list[R.CaseResult]:
+        """Run ``cases`` (already selected); ``skips`` maps ids to (reason, message)
+        for cases deselected before sending that should still be reported."""
+        if self.facts is None:
+            self.probe()
+        self.started = self.clock()
+        try:
+            for case in cases:
+                for repeat in range(max(1, self.options.repeat)):
+                    if listener is not None:
+                        listener.case_started(case, repeat)
+                    result = self.run_case(case, repeat, (skips or {}).get(case.id))
+                    self.results.append(result)
+                    if listener is not None:
+                        listener.case_finished(result)
+        finally:
+            self.elapsed = self.clock() - self.started
+        return self.results
+
+    def run_case(self, case: Case, repeat: int = 0, skip: Optional[tuple] = None) -> R.CaseResult:
+        result = R.CaseResult(case.id, case.requirement, case.section, case.level, R.PASSED, rule=case.rule, tags=case.tags,
+                              suite=case.suite, file=case.file, line=case.line, repeat=repeat, start=time.time())
+        xfail = self.options.expected_failures.get(case.id)
+        if skip is not None:
+            result.outcome, result.skip_reason, result.message = R.SKIPPED, skip[0], skip[1]
+            return result
+        caps = self.capabilities()
+        missing = [need for need in case.requires if not caps.get(need, False)]
+        if missing:
+            reason = CAPABILITY_SKIP.get(missing[0], R.UNSUPPORTED)
+            result.outcome, result.skip_reason = R.SKIPPED, reason
+            result.message = f"{reason}: needs {', '.join(missing)}" + (" (add --allow-write)" if "writes" in missing and not self.options.allow_write else "")
+            return result
+        if self.dead_since is not None:
+            if self._alive(attempts=1):  # one try per case while it stays dead
+                self.dead_since = None
+            else:
+                result.outcome, result.skip_reason = R.ERROR, R.PREREQUISITE_FAILED
+                result.message = f"not run: the target has not answered since case {self.dead_since}"
+                return result
+
+        records = self.wire.start_recording()
+        exchanges_before = self.wire.exchanges
+        samples_before = len(self.wire.timing.all_samples)
+        started = self.clock()
+        ctx = _CaseContext(case, self, result)
+        case_deadline = started + (case.timeout or self.options.case_timeout)
+        try:
+            for index, step in enumerate(case.steps):
+                record = R.StepRecord(index, step.action, step.line, step.label)
+                result.steps.append(record)
+                step_deadline = self.clock() + (step.timeout or self.options.step_timeout)
+                if step_deadline < case_deadline:
+                    self.wire.deadline, self.wire.deadline_what = step_deadline, f"step {index + 1} ({step.action}) ran past its {step.timeout or self.options.step_timeout:g} s watchdog"
+                else:
+                    self.wire.deadline, self.wire.deadline_what = case_deadline, f"case ran past its {case.timeout or self.options.case_timeout:g} s watchdog"
+                ok = ctx.run_step(step, record)
+                if not ok:
+                    result.failed_step = index
+                    result.outcome = R.TIMEOUT if ctx.last_no_reply else R.FAILED
+                    result.message = f"step {index + 1} ({step.label or step.action}, line {step.line}): {record.message}"
+                    break
+                if self.clock() > case_deadline:
+                    raise Watchdog(f"case ran past its {case.timeout or self.options.case_timeout:g} s watchdog")
+        except Watchdog as exc:
+            result.outcome, result.message = R.TIMEOUT, str(exc)
+            result.failed_step = len(result.steps) - 1
+        except CaseStop as stop:
+            result.outcome, result.message, result.skip_reason = stop.outcome, stop.message, stop.skip_reason
+        except (CheckError, ValueError_, ExprError) as exc:
+            step = result.steps[-1] if result.steps else None
+            where = f"{case.file}:{step.line}" if step else case.where
+            result.outcome, result.message = R.ERROR, f"{where}: {exc}"
+        finally:
+            self.wire.deadline = None
+        try:
+            self._after_case(ctx, result)
+        except Watchdog as exc:
+            result.notes.append(f"after the case: {exc}")
+        result.duration = self.clock() - started
+        result.frames = list(records)
+        result.sent = [f.raw for f in records if f.direction == "out"]
+        result.exchanges = self.wire.exchanges - exchanges_before
+        result.rtts = self.wire.timing.all_samples[samples_before:]
+        self.wire.records = None
+        if xfail is not None:
+            result.expected_failure = xfail
+            if result.outcome in (R.FAILED, R.TIMEOUT):
+                result.outcome = R.XFAILED
+            elif result.outcome == R.PASSED:
+                result.outcome = R.XPASSED
+                result.message = f"expected to fail ({xfail}) but passed"
+        return result
+
+    # -- after each case: restore, liveness ---------------------------------------------
+
+    def _after_case(self, ctx: "_CaseContext", result: R.CaseResult) -> None:
+        self.wire.deadline = self.clock() + self.options.step_timeout
+        self.wire.deadline_what = "restoring target state"
+        try:
+            if ctx.touched:
+                problems = self.restore(ctx.touched)
+                result.notes += problems
+            if result.outcome == R.SKIPPED:
+                return
+            if not self._alive():
+                note = "the target stopped answering Query Config after this case"
+                result.notes.append(note)
+                if result.outcome in (R.PASSED, R.XPASSED):
+                    result.outcome, result.message = R.FAILED, note
+                restarted = self._restart(result)
+                if not restarted:
+                    self.dead_since = result.id
+        finally:
+            self.wire.deadline = None
+
+    def _alive(self, attempts: int = LIVENESS_ATTEMPTS) -> bool:
+        reply = self.query_config(attempts=attempts)
+        if reply is None and self.endpoint.second_mac:
+            reply = self.query_config(src=self.endpoint.second_mac, attempts=1)
+        return reply is not None
+
+    def _restart(self, result: R.CaseResult) -> bool:
+        if self.endpoint.restart is None:
+            result.notes.append("no restart hook (--restart-cmd); later cases will not run until it answers again")
+            return False
+        try:
+            self.endpoint.restart()
+        except Exception as exc:  # the hook is the user's command
+            result.notes.append(f"restart failed: {exc}")
+            return False
+        self.shadow.forget_all()  # a restarted target may have lost unflushed writes
+        alive = self._alive()
+        result.notes.append("target restarted" + ("" if alive else ", but it still does not answer"))
+        if alive:
+            self.restore({"config", "mask", "reserve"})
+        return alive
+
+    def restore(self, parts) -> list[str]:
+        """Put back config string, mask list and reservation as they were at the
+        start of the run; returns problems found (empty when all is back)."""
+        f = self.facts
+        problems = []
+        ours = self.endpoint.transport.mac
+        candidates = [ours, self.endpoint.second_mac]
+        if "mask" in parts and f.mask is not None:
+            reply, src = None, ours
+            for src in candidates:
+                reply = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=0)), 2)
+                if reply is not None:
+                    break
+            if reply is None or not isinstance(reply.arg, MacMaskArg):
+                problems.append("could not read the Mac Mask list to restore it (locked out?)")
+            else:
+                current = [d.mac for d in reply.arg.directives]
+                from aoeconform.wire import Directive
+
+                directives = [Directive(DCMD_ADD, m) for m in f.mask if m not in current]
+                directives += [Directive(DCMD_DELETE, m) for m in current if m not in f.mask]
+                if directives:
+                    # add first, so the requester is never locked out midway
+                    self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=1, directives=directives)), 2)
+                    check = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
+                    if check is None or sorted(d.mac for d in check.arg.directives) != sorted(f.mask):
+                        problems.append("the Mac Mask list could not be restored")
+        if "reserve" in parts and f.reservation is not None:
+            self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=2, macs=list(f.reservation))), 2)
+            check = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
+            if check is None or sorted(check.arg.macs) != sorted(f.reservation):
+                problems.append("the reservation could not be restored")
+        if "config" in parts:
+            self._exchange(Frame(self._header(CMD_QUERY_CONFIG), ConfigArg(ccmd=4, config=f.config)), 2)
+            check = self.query_config(attempts=2)
+            if check is None or check.arg.config != f.config:
+                problems.append(f"the config string could not be restored to {f.config!r}")
+        return problems
+
+    @property
+    def exchanges_per_second(self) -> float:
+        return self.wire.exchanges / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class _CaseContext:
+    """State of one running case: variables, what it touched, its steps."""
+
+    def __init__(self, case: Case, engine: Engine, result: R.CaseResult):
+        self.case = case
+        self.engine = engine
+        self.result = result
+        self.variables = engine.base_variables()
+        self.env = Env(self.variables, engine.roles(), engine.options.seed, engine.shadow)
+        self.touched: set[str] = set()
+        self.last_no_reply = False
+        self.last: Optional[_Exchange] = None
+        self.sent_any = False
+        self._pattern = 0
+
+    @property
+    def wire(self) -> Wire:
+        return self.engine.wire
+
+    @property
+    def facts(self) -> Facts:
+        return self.engine.facts
+
+    # -- steps --------------------------------------------------------------------
+
+    def run_step(self, step: Step, record: R.StepRecord) -> bool:
+        handler = getattr(self, "step_" + step.action)
+        self.last_no_reply = False
+        verdicts = handler(step.body, step) or []
+        record.verdicts = [v.as_dict() for v in verdicts]
+        failed = [v for v in verdicts if not v.ok]
+        if failed:
+            record.ok = False
+            record.message = failed[0].message
+            self.last_no_reply = all(v.no_reply for v in failed)
+            return False
+        return True
+
+    def step_send(self, body, step: Step) -> list[Verdict]:
+        ex = _Exchange(self._build(body), step.raw.get("expect"))
+        return self._run_exchanges([ex])
+
+    def step_expect(self, body, step: Step) -> list[Verdict]:
+        """More replies: to the last request's tag (match: tag), or any frame at all (match: any)."""
+        timeout = max(body.get("timeout", 0) or 0, self.engine.timeout(), silence_seconds(body))
+        until = self.engine.clock() + timeout
+        if body.get("match") == "any":
+            self.wire.wait(lambda: bool(self.wire.arrivals) and not waits_for_all(body), until)
+            replies = [raw for _, raw in self.wire.arrivals]
+            self.wire.arrivals.clear()
+            request = None
+        else:
+            if self.last is None:
+                raise CheckError("expect without an earlier send: nothing to match replies to (use match: any)")
+            tag = self.last.built.tag
+            self.wire.wait(lambda: bool(self.wire.replies(tag)) and not waits_for_all(body), until)
+            replies = self.wire.take(tag)
+            request = self._request(self.last.built)
+        return [evaluate(body, [ReplyView(r) for r in replies], request, self.env, timeout)]
+
+    def step_duplicate(self, body, step: Step) -> list[Verdict]:
+        copies = body.get("copies", 2)
+        first = self._build(body["send"])
+        spec = body.get("expect")
+        if body.get("same_tag", True):
+            ex = _Exchange(first, spec, copies=copies)
+            exchanges = [ex]
+        else:
+            exchanges = [_Exchange(first, spec)]
+            for _ in range(copies - 1):
+                tag = self.engine.new_tag()
+                raw = first.raw[:20] + tag.to_bytes(4, "big") + first.raw[24:]
+                exchanges.append(_Exchange(Built(raw, tag, lba=first.lba, sectors=first.sectors, opcode=first.opcode,
+                                                 write_data=first.write_data), spec))
+        verdicts = self._run_exchanges(exchanges, send_all_first=True)
+        if body.get("equivalent", False):
+            replies = [r for ex in exchanges for r in ex.replies]
+            verdicts.append(_equivalence(replies, copies))
+        return verdicts
+
+    def step_batch(self, body, step: Step) -> list[Verdict]:
+        exchanges = []
+        default = body.get("expect_each")
+        for item in body["sends"]:
+            if "send" in item:
+                exchanges.append(_Exchange(self._build(item["send"]), item.get("expect", default)))
+            elif "write" in item:
+                exchanges += self._write_exchanges(item["write"], default_spec=default)
+            else:
+                exchanges += self._read_exchanges(item["read_verify"])
+        order = body.get("order", "as_written")
+        indices = list(range(len(exchanges)))
+        if order == "reversed":
+            indices.reverse()
+        elif order == "shuffled":
+            random.Random(f"{self.engine.options.seed}:{self.case.id}:{step.line}").shuffle(indices)
+        elif isinstance(order, list):
+            if len(exchanges) != len(order):
+                raise CheckError(f"batch order lists {len(order)} positions for {len(exchanges)} frames (a write or read of several frames counts each)")
+            indices = list(order)
+        window = integer(body.get("window", len(exchanges)), self.variables, "batch.window")
+        return self._run_exchanges([exchanges[i] for i in indices], window=max(1, window), send_all_first=window >= len(exchanges))
+
+    def step_write(self, body, step: Step) -> list[Verdict]:
+        return self._run_exchanges(self._write_exchanges(body))
+
+    def step_read_verify(self, body, step: Step) -> list[Verdict]:
+        return self._run_exchanges(self._read_exchanges(body))
+
+    def step_flush(self, body, step: Step) -> list[Verdict]:
+        body = body or {}
+        extended = body.get("extended", "auto")
+        if extended == "auto":
+            extended = self.facts.lba48
+        arg = {"aflags": AFLAG_E if extended else 0, "cmd_status": ATA_FLUSH_CACHE_EXT if extended else ATA_FLUSH_CACHE}
+        ex = _Exchange(self._build({"command": "ata", "ata": arg}), body.get("expect", ANY_REPLY))
+        return self._run_exchanges([ex])
+
+    def step_liveness(self, body, step: Step) -> list[Verdict]:
+        alive = self.engine.query_config(attempts=LIVENESS_ATTEMPTS) is not None
+        return [Verdict(alive, "ok" if alive else f"no answer to Query Config in {LIVENESS_ATTEMPTS} attempts", no_reply=not alive)]
+
+    def step_restore(self, body, step: Step) -> list[Verdict]:
+        body = body or {}
+        parts = {p for p in ("config", "mask", "reserve") if body.get(p, True)}
+        problems = self.engine.restore(parts)
+        self.touched -= parts
+        return [Verdict(not problems, "; ".join(problems) or "restored")]
+
+    def step_restart(self, body, step: Step) -> list[Verdict]:
+        if self.engine.endpoint.restart is None:
+            raise CaseStop(R.SKIPPED, "unsupported: no way to restart the target (give --restart-cmd)", R.UNSUPPORTED)
+        self.wire.arrivals.clear()
+        self.engine.endpoint.restart()
+        self.engine.shadow.forget_all()
+        return []
+
+    def step_sleep(self, body, step: Step) -> list[Verdict]:
+        self.wire.sleep(float(body))
+        return []
+
+    def step_set(self, body, step: Step) -> list[Verdict]:
+        for name, value in body.items():
+            if isinstance(value, (int, str)) and not isinstance(value, bool):
+                self.variables[name] = integer(value, self.variables, f"set.{name}")
+            else:
+                self.variables[name] = byte_value(value, self.variables, seed=self.engine.options.seed, what=f"set.{name}")
+        return []
+
+    def step_load(self, body, step: Step) -> list[Verdict]:
+        from .load import run_load
+
+        region = self._region(body.get("lba", "$lba_base"), body.get("sectors", 64))
+        self._check_write_allowed(*region)
+        ok, message = run_load(self.engine, body, region)
+        self.engine.shadow.forget(*region)
+        return [Verdict(ok, message)]
+
+    # -- building and running exchanges ----------------------------------------------
+
+    def _build(self, spec: Mapping) -> Built:
+        built = build(spec, self.env, {"shelf": self.facts.shelf, "slot": self.facts.slot}, self.engine.new_tag)
+        self.variables["last_tag"] = built.tag
+        return built
+
+    def _request(self, built: Built) -> Request:
+        return Request(built.raw, built.tag, built.lba, built.sectors)
+
+    def _region(self, lba, sectors) -> tuple[int, int]:
+        return integer(lba, self.variables, "lba"), integer(sectors, self.variables, "sectors")
+
+    def _next_pattern(self) -> int:
+        self._pattern += 1
+        return self._pattern
+
+    def _write_exchanges(self, body: Mapping, default_spec=None) -> list[_Exchange]:
+        lba, sectors = self._region(body["lba"], body.get("sectors", 1))
+        extended = body.get("extended", "auto")
+        if extended == "auto":
+            extended = self.facts.lba48
+        data_spec = body.get("data", {"pattern": self._next_pattern() + _stable_number(self.case.id) * 1000, "sectors": sectors})
+        data = byte_value(data_spec, self.variables, seed=self.engine.options.seed, lba=lba, what="write.data", default_sectors=sectors)
+        if len(data) != sectors * SECTOR_SIZE:
+            raise CheckError(f"write.data is {len(data)} bytes; {sectors} sector(s) need {sectors * SECTOR_SIZE}")
+        aflags = AFLAG_W | (AFLAG_E if extended else 0) | (AFLAG_A if body.get("async") else 0)
+        opcode = ATA_WRITE_SECTORS_EXT if extended else ATA_WRITE_SECTORS
+        spec = body.get("expect", default_spec or (ASYNC_OK if body.get("async") else OK_REPLY))
+        out = []
+        step = self.facts.max_sectors
+        for offset in range(0, sectors, step):
+            n = min(step, sectors - offset)
+            send = {"command": "ata", "ata": {"aflags": aflags, "sector_count": n, "cmd_status": opcode, "lba": lba + offset,
+                                              "data": data[offset * SECTOR_SIZE:(offset + n) * SECTOR_SIZE].hex()}}
+            if "tag" in body and offset == 0:
+                send["header"] = {"tag": body["tag"]}
+            out.append(_Exchange(self._build(send), spec, async_write=bool(body.get("async"))))
+        return out
+
+    def _read_exchanges(self, body: Mapping) -> list[_Exchange]:
+        lba, sectors = self._region(body["lba"], body.get("sectors", 1))
+        extended = self.facts.lba48
+        out = []
+        step = self.facts.max_sectors
+        for offset in range(0, sectors, step):
+            n = min(step, sectors - offset)
+            send = {"command": "ata", "ata": {"aflags": AFLAG_E if extended else 0, "sector_count": n,
+                                              "cmd_status": ATA_READ_SECTORS_EXT if extended else ATA_READ_SECTORS, "lba": lba + offset}}
+            if "tag" in body and offset == 0:
+                send["header"] = {"tag": body["tag"]}
+            spec = body.get("expect")
+            if spec is None:
+                spec = {"reply": {**OK_REPLY["reply"], "data": {"shadow": True}}}
+            out.append(_Exchange(self._build(send), spec, verify_read=True))
+        return out
+
+    def _check_write_allowed(self, lba: int, sectors: int) -> None:
+        engine = self.engine
+        if not engine.options.allow_write:
+            raise CaseStop(R.SKIPPED, "not_permitted: the case writes to the target (add --allow-write)", R.NOT_PERMITTED)
+        start, count = engine.window()
+        capacity = engine.facts.capacity
+        lo, hi = max(lba, 0), min(lba + max(sectors, 1), capacity)
+        if lo < hi and (lo < start or hi > start + count):
+            message = f"excluded_by_window: writes LBA {lba}..{lba + max(sectors, 1) - 1}, outside --lba-window {start}:{count}"
+            if self.sent_any:
+                raise CaseStop(R.ERROR, message)
+            raise CaseStop(R.SKIPPED, message, R.EXCLUDED_BY_WINDOW)
+
+    def _prepare_writes(self, exchanges: list[_Exchange]) -> None:
+        """Window check, and read every unknown sector a write may touch, so the
+        shadow disk knows what "unchanged" means."""
+        capacity = self.facts.capacity
+        for ex in exchanges:
+            b = ex.built
+            if not b.is_write:
+                continue
+            self._check_write_allowed(b.lba, b.sectors)
+            lo, hi = max(b.lba, 0), min(b.lba + max(b.sectors, 1), capacity)
+            unknown = self.engine.shadow.unknown_in(lo, max(0, hi - lo))
+            for sector in unknown:
+                if self.engine.shadow.known(sector):
+                    continue
+                self._learn(sector, min(self.facts.max_sectors, hi - sector))
+
+    def _learn(self, lba: int, count: int) -> None:
+        extended = self.facts.lba48
+        arg = AtaArg(aflags=AFLAG_E if extended else 0, sector_count=count,
+                     cmd_status=ATA_READ_SECTORS_EXT if extended else ATA_READ_SECTORS, lba=lba)
+        reply = self.engine._exchange(Frame(self.engine._header(CMD_ATA), arg), 2)
+        if reply is not None and not reply.header.error_flag and isinstance(reply.arg, AtaArg) \
+                and not reply.arg.cmd_status & ATA_STATUS_FAILURE_MASK and len(reply.arg.data) >= count * SECTOR_SIZE:
+            self.engine.shadow.learn(lba, reply.arg.data[:count * SECTOR_SIZE])
+        else:
+            self.result.notes.append(f"could not read LBA {lba}+{count} before writing it; its old content is unknown")
+
+    def _run_exchanges(self, exchanges: list[_Exchange], window: Optional[int] = None, send_all_first: bool = False) -> list[Verdict]:
+        wire, engine = self.wire, self.engine
+        self._prepare_writes(exchanges)
+        window = window or len(exchanges)
+        pending = list(exchanges)
+        active: list[_Exchange] = []
+
+        def finished(ex: _Exchange) -> bool:
+            got = len(wire.replies(ex.built.tag))
+            return (got >= ex.copies and not waits_for_all(ex.spec)) or engine.clock() >= ex.deadline
+
+        while pending or active:
+            while pending and len(active) < window:
+                ex = pending.pop(0)
+                for touched in changes_state(ex.built.raw):
+                    self.touched.add(touched)
+                # nothing to check: do not wait (a later `expect` step may still collect replies)
+                timeout = max(engine.timeout(), silence_seconds(ex.spec), (ex.spec or {}).get("timeout", 0) or 0) if ex.spec else 0.0
+                for _ in range(ex.copies):
+                    wire.send(ex.built.raw)
+                self.sent_any = True
+                ex.sent_at = engine.clock()
+                ex.deadline = ex.sent_at + timeout
+                ex.waited = timeout
+                active.append(ex)
+                self.last = ex
+            if not active:
+                break
+            wire.wait(lambda: any(finished(a) for a in active), min(a.deadline for a in active))
+            if wire.synchronous:
+                wire.drain()  # every reply is queued already
+            still = []
+            for a in active:
+                if finished(a) or engine.clock() >= a.deadline or wire.synchronous:
+                    a.replies = wire.take(a.built.tag)
+                else:
+                    still.append(a)
+            active = still
+        # judge in send order, updating the shadow disk as a FIFO target would
+        verdicts = []
+        for ex in exchanges:
+            views = [ReplyView(r) for r in ex.replies]
+            request = self._request(ex.built)
+            if ex.copies > 1:
+                for i in range(ex.copies):
+                    v = evaluate(ex.spec, views[i:i + 1], request, self.env, ex.waited)
+                    if ex.copies > 1:
+                        v.message = f"copy {i + 1}: {v.message}"
+                    verdicts.append(v)
+            else:
+                verdicts.append(evaluate(ex.spec, views, request, self.env, ex.waited))
+            self._update_shadow(ex, views)
+        return verdicts
+
+    def _update_shadow(self, ex: _Exchange, views: list[ReplyView]) -> None:
+        b, shadow = ex.built, self.engine.shadow
+        first = views[0] if views else None
+        succeeded = first is not None and not first.header.error_flag and first.frame is not None \
+            and isinstance(first.frame.arg, AtaArg) and not first.frame.arg.cmd_status & ATA_STATUS_FAILURE_MASK
+        if b.is_write:
+            need = b.sectors * SECTOR_SIZE
+            data = b.write_data or b""
+            if succeeded and len(data) >= need:
+                shadow.write(b.lba, data[:need])
+            elif succeeded:
+                shadow.forget(b.lba, b.sectors)  # accepted a short payload: content unknown
+            elif first is None:
+                if ex.async_write and len(data) >= need:
+                    shadow.write(b.lba, data[:need])  # rule 33: readable afterwards unless an error came
+                else:
+                    shadow.forget(b.lba, b.sectors)
+        elif b.is_read and succeeded and not ex.verify_read:
+            data = first.data
+            if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= self.facts.capacity:
+                # learn only; a read that disagrees with the model is the job of checks
+                shadow.learn(b.lba, data[:b.sectors * SECTOR_SIZE])
+
+
+def _stable_number(text: str) -> int:
+    """A number from text that is the same in every process (hash() is salted)."""
+    import zlib
+
+    return zlib.crc32(text.encode()) & 0xFFFF
+
+
+def _equivalence(replies: list[bytes], copies: int) -> Verdict:
+    from .expect import FieldCheck, show
+
+    if len(replies) < 2:
+        return Verdict(False, f"equivalent replies: expected {copies}, got {len(replies)}", no_reply=True)
+    a, b = ReplyView(replies[0]), ReplyView(replies[1])
+    checks = []
+    for name in ("ver", "flags", "error", "shelf", "slot", "command", "src", "dst"):
+        x, y = getattr(a.header, name), getattr(b.header, name)
+        checks.append(FieldCheck(f"header.{name}", show(x, name), show(y, name), x == y))
+    arg_a = a.raw[24:36] if a.header.command == CMD_ATA else a.raw[24:]
+    arg_b = b.raw[24:36] if b.header.command == CMD_ATA else b.raw[24:]
+    checks.append(FieldCheck("arg", arg_a.hex(), arg_b.hex(), arg_a == arg_b))
+    if a.header.command == CMD_ATA:
+        checks.append(FieldCheck("data", f"{len(a.data)} bytes", f"{len(b.data)} bytes{'' if a.data == b.data else ', different'}", a.data == b.data))
+    bad = [c for c in checks if not c.ok]
+    return Verdict(not bad, "replies equivalent" if not bad else "second reply differs: " + "; ".join(f"{c.path} {c.expected} vs {c.actual}" for c in bad), checks)

@@ -1,0 +1,80 @@
+"""What a loaded suite is: plain data, with the file and line of everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+LEVELS = ("MUST", "SHOULD", "MAY")
+
+#: what a case may require of the target or of the run (skip reasons name them)
+CAPABILITIES = (
+    "writes",  # --allow-write: the case changes the media
+    "lba48",  # IDENTIFY reports the 48-bit feature set
+    "mask",  # the target answers Mac Mask List
+    "reserve",  # the target answers Reserve/Release
+    "config",  # config string changes are allowed (restored afterwards)
+    "second_mac",  # a second source MAC (spoofed on the same link or a second interface)
+    "capacity_above_2_28",  # more than 2^28 sectors
+    "identify",  # IDENTIFY DEVICE was answered
+    "restart",  # the harness can restart the target (bundled, or --restart-cmd)
+    "readonly",  # the target exports read-only (--readonly-target)
+    "load",  # the reference initiator is available for background traffic
+)
+
+ACTIONS = (
+    "send", "expect", "duplicate", "batch", "write", "read_verify", "flush",
+    "load", "liveness", "restore", "restart", "sleep", "set",
+)
+
+
+@dataclass
+class Step:
+    action: str
+    body: Any
+    #: the whole step mapping (send steps carry their expect beside it)
+    raw: dict
+    line: int
+    label: str = ""
+    timeout: Optional[float] = None
+
+    @property
+    def expect(self):
+        return self.raw.get("expect") if self.action == "send" else None
+
+
+@dataclass
+class Case:
+    id: str
+    requirement: str
+    section: str
+    level: str
+    steps: list[Step]
+    file: str
+    line: int
+    suite: str
+    rule: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+    note: str = ""
+    uncatchable: str = ""
+    catches: list[str] = field(default_factory=list)
+    timeout: Optional[float] = None
+    #: the case as written in the suite (for replay files)
+    source: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def describe(self) -> str:
+        return f"{self.id} [{self.level} §{self.section}] {self.requirement}"
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    path: str
+    sha256: str
+    cases: list[Case]

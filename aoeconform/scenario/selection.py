@@ -1,0 +1,154 @@
+"""Choosing cases before anything is sent: globs, -k expressions, expectations files.
+
+``-k`` takes a boolean expression over words: ``and``, ``or``, ``not`` and
+parentheses. A word matches a case when it is one of its tags, its level
+(MUST, SHOULD, MAY), its suite name, its section (``s3.1`` or ``§3.1``),
+``rule<N>``, or, when it holds ``*`` or ``/``, a glob on its id.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Iterable, Optional
+
+import yaml
+
+from aoeconform.errors import UsageError
+
+from .model import Case
+
+_WORD = re.compile(r"\s*([()]|[^\s()]+)")
+
+
+def _words(case: Case) -> set[str]:
+    words = set(case.tags) | {case.level, case.suite, f"s{case.section}", f"§{case.section}"}
+    words |= {f"rule{r}" for r in case.rule}
+    return words
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _WORD.match(text, pos)
+        if not m:
+            break
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+class _KParser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokens(text)
+        self.pos = 0
+        if not self.tokens:
+            raise UsageError("-k: empty expression")
+        self.tree = self.expr()
+        if self.pos != len(self.tokens):
+            raise UsageError(f"-k {text!r}: unexpected {self.tokens[self.pos]!r}")
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self):
+        tok = self.peek()
+        if tok is None:
+            raise UsageError(f"-k {self.text!r}: ends too early")
+        self.pos += 1
+        return tok
+
+    def expr(self):
+        node = self.conj()
+        while self.peek() == "or":
+            self.take()
+            node = ("or", node, self.conj())
+        return node
+
+    def conj(self):
+        node = self.neg()
+        while self.peek() == "and":
+            self.take()
+            node = ("and", node, self.neg())
+        return node
+
+    def neg(self):
+        if self.peek() == "not":
+            self.take()
+            return ("not", self.neg())
+        tok = self.take()
+        if tok == "(":
+            node = self.expr()
+            if self.take() != ")":
+                raise UsageError(f"-k {self.text!r}: missing ')'")
+            return node
+        if tok in (")", "and", "or"):
+            raise UsageError(f"-k {self.text!r}: unexpected {tok!r}")
+        return ("word", tok)
+
+
+def _eval(node, case: Case, words: set[str]) -> bool:
+    kind = node[0]
+    if kind == "word":
+        word = node[1]
+        if "*" in word or "/" in word or "?" in word:
+            return fnmatch.fnmatchcase(case.id, word)
+        return word in words
+    if kind == "not":
+        return not _eval(node[1], case, words)
+    if kind == "and":
+        return _eval(node[1], case, words) and _eval(node[2], case, words)
+    return _eval(node[1], case, words) or _eval(node[2], case, words)
+
+
+def check_keyword(text: str) -> None:
+    _KParser(text)
+
+
+def keyword_matches(text: str, case: Case) -> bool:
+    return _eval(_KParser(text).tree, case, _words(case))
+
+
+def select(cases: Iterable[Case], select=(), exclude=(), keyword: Optional[str] = None) -> list[Case]:
+    """Cases whose id matches a --select glob (all if none), no --exclude glob, and -k."""
+    tree = _KParser(keyword).tree if keyword else None
+    out = []
+    for case in cases:
+        if select and not any(fnmatch.fnmatchcase(case.id, g) for g in select):
+            continue
+        if any(fnmatch.fnmatchcase(case.id, g) for g in exclude):
+            continue
+        if tree is not None and not _eval(tree, case, _words(case)):
+            continue
+        out.append(case)
+    return out
+
+
+def load_expectations(path: str, known_ids: Iterable[str] = ()) -> dict[str, str]:
+    """An expectations file: YAML mapping of case id (or glob) to the reason it is
+    expected to fail. Globs are expanded against ``known_ids``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--expectations {path}: no such file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UsageError(f"{path}:{mark.line + 1 if mark else 1}: YAML syntax: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}:1: an expectations file maps case ids to reasons, e.g. `ata/flush/status: vblade answers 0x00`")
+    known = list(known_ids)
+    out: dict[str, str] = {}
+    for key, reason in data.items():
+        key, reason = str(key), "" if reason is None else str(reason)
+        if any(c in key for c in "*?["):
+            for case_id in known:
+                if fnmatch.fnmatchcase(case_id, key):
+                    out.setdefault(case_id, reason)
+        else:
+            out[key] = reason
+    return out

@@ -1,0 +1,142 @@
+"""Reports are produced and parseable: junit.xml, report.json, report.sarif,
+report.html, manifest.json, a pcap and a replay file per failure."""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from aoeconform.cli import main
+from aoeconform.transport.pcap import read_pcap
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "suites", "basic.yaml")
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    status = main(["run", FIXTURE, "--report-dir", str(out), "--bundled", "loopback", "--quirk", "stale-read-buffer", "--seed", "11"])
+    return status, out
+
+
+def test_exit_status_is_failure(failing_run):
+    assert failing_run[0] == 1
+
+
+def test_json(failing_run):
+    doc = json.loads((failing_run[1] / "report.json").read_text())
+    assert set(doc["summary"]) == {"passed", "failed", "errors", "skipped", "xfailed", "xpassed", "timeouts"}
+    assert doc["summary"]["failed"] >= 1 and len(doc["cases"]) == 10
+    for case in doc["cases"]:
+        assert {"id", "requirement", "section", "level", "outcome", "message"} <= set(case)
+    failed = [c for c in doc["cases"] if c["outcome"] == "failed"]
+    checks = [c for s in failed[0]["steps"] for v in s["verdicts"] for c in v["checks"]]
+    assert any(not c["ok"] for c in checks)
+    assert doc["run"]["exchanges_per_second"] > 0
+
+
+def test_junit(failing_run):
+    root = ET.parse(failing_run[1] / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == 10
+    assert int(root.get("failures")) == len(root.findall(".//testcase/failure")) >= 1
+    names = {c.get("name") for c in cases}
+    assert "basic/ata/write-read" in names
+
+
+def test_sarif(failing_run):
+    doc = json.loads((failing_run[1] / "report.sarif").read_text())
+    assert doc["version"] == "2.1.0" and "$schema" in doc
+    run = doc["runs"][0]
+    assert run["tool"]["driver"]["name"] == "aoeconform"
+    rule_ids = {r["id"] for r in run["tool"]["driver"]["rules"]}
+    assert run["results"]
+    for result in run["results"]:
+        assert result["ruleId"] in rule_ids
+        assert result["level"] in ("error", "warning", "note")
+        loc = result["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"]["uri"].endswith("basic.yaml") and loc["region"]["startLine"] >= 1
+
+
+def test_html_and_manifest(failing_run):
+    html = (failing_run[1] / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "basic/ata/write-read" in html
+    assert "expected" in html and "<script" not in html
+    manifest = json.loads((failing_run[1] / "manifest.json").read_text())
+    for key in ("harness_version", "suites", "interface", "mtu", "target", "seed", "command_line", "start_time", "end_time"):
+        assert key in manifest
+    assert manifest["seed"] == 11 and manifest["suites"][0]["sha256"]
+    assert manifest["target"]["model"]
+
+
+def test_pcap_and_replay_per_failure(failing_run):
+    failures = failing_run[1] / "failures"
+    pcap = failures / "basic__ata__write-read.pcap"
+    records = read_pcap(str(pcap))
+    assert records and all(r.data[12:14] == b"\x88\xa2" for r in records)
+    replay = json.loads((failures / "basic__ata__write-read.replay.json").read_text())
+    assert replay["format"] == "aoeconform-replay/1" and replay["case"]["id"] == "basic/ata/write-read"
+    assert replay["sent"] and replay["seed"] == 11
+    # only failures leave files
+    assert not (failures / "basic__config__read.pcap").exists()
+
+
+def test_replay_rechecks(failing_run):
+    path = str(failing_run[1] / "failures" / "basic__ata__write-read.replay.json")
+    assert main(["replay", path, "--bundled", "loopback", "--quirk", "stale-read-buffer"]) == 1
+    assert main(["replay", path, "--bundled", "loopback"]) == 0
+    assert main(["replay", path, "--bundled", "loopback", "--frames"]) == 0
+
+
+def test_interrupted_run_still_writes_reports(tmp_path, monkeypatch):
+    """Ctrl-C in the middle: reports hold what ran, and the status is 130."""
+    from aoeconform.scenario import engine as engine_module
+
+    original = engine_module.Engine.run_case
+    calls = {"n": 0}
+
+    def interrupting(self, case, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, case, *a, **k)
+
+    monkeypatch.setattr(engine_module.Engine, "run_case", interrupting)
+    status = main(["run", FIXTURE, "--report-dir", str(tmp_path), "--bundled", "loopback"])
+    assert status == 130
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert len(doc["cases"]) == 2 and doc["run"]["interrupted"] is True
+    assert len(ET.parse(tmp_path / "junit.xml").getroot().findall(".//testcase")) == 2
+    assert (tmp_path / "report.html").exists() and (tmp_path / "report.sarif").exists()
+
+
+def test_progress_bar_on_tty_plain_lines_otherwise(monkeypatch):
+    import io
+
+    from aoeconform.report.terminal import Progress
+    from aoeconform.scenario.results import CaseResult
+
+    class Case:
+        id = "a/b"
+
+    passed = CaseResult("a/b", "r", "1", "MUST", "passed")
+    failed = CaseResult("a/c", "r", "1", "MUST", "failed", message="boom")
+    out = io.StringIO()
+    bar = Progress(2, out, bar=True)
+    bar.case_started(Case, 0)
+    bar.case_finished(passed)
+    bar.case_finished(failed)
+    text = out.getvalue()
+    assert "\r" in text and "[" in text and "FAIL    a/c — boom" in text and "PASS" not in text
+    monkeypatch.setenv("CI", "true")
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    plain = Progress(1, out)
+    assert plain.bar is False
+    plain.case_finished(passed)
+    assert out.getvalue() == "PASS    a/b\n"
