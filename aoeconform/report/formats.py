@@ -31,6 +31,7 @@ def json_report(run: RunInfo) -> dict:
     return {
         "summary": run.summary(),
         "cases": [r.as_dict() for r in run.results],
+        "rules": run.rule_matrix(),
         "run": {
             "start": run.start, "end": run.end, "elapsed": round(run.elapsed, 3), "exchanges": run.exchanges,
             "exchanges_per_second": round(run.exchanges_per_second, 1), "interrupted": run.interrupted,

@@ -84,8 +84,25 @@ def _matrix(results: Iterable[CaseResult]) -> str:
             f"<tr><td>§{escape(r.section)}</td><td>{escape(','.join(map(str, r.rule)))}</td><td>{escape(r.level)}</td>"
             f"<td>{anchor}</td><td>{escape(r.requirement)}</td><td>{outcomes}</td><td class=muted>{escape(r.message[:160])}</td></tr>"
         )
-    return ("<h2>Requirements</h2><table><tr><th>section</th><th>rule</th><th>level</th><th>case</th><th>requirement</th>"
+    return ("<h2>Cases</h2><table><tr><th>section</th><th>rule</th><th>level</th><th>case</th><th>requirement</th>"
             "<th>outcome</th><th>message</th></tr>" + "".join(rows) + "</table>")
+
+
+def _rules(run: RunInfo) -> str:
+    verdict_color = {"passed": "passed", "failed": "failed", "xfailed": "xfailed", "not run": "skipped", "no case": "error"}
+    rows = []
+    for row in run.rule_matrix():
+        worst = sorted(row["cases"].items(), key=lambda kv: kv[1] == "passed")
+        listed = " ".join(escape(case_id) for case_id, _ in worst[:6])
+        more = f" (+{len(worst) - 6} more)" if len(worst) > 6 else ""
+        badge_html = f'<span class="o" style="background:{COLORS[verdict_color[row["verdict"]]]}">{escape(row["verdict"])}</span>'
+        rows.append(
+            f"<tr><td>{row['rule']}</td><td>§{escape(row['section'])}</td><td>{escape(row['level'])}</td>"
+            f"<td>{escape(row['title'])}</td><td>{badge_html}</td><td>{len(row['cases'])}</td>"
+            f"<td class=muted>{listed}{more}</td></tr>"
+        )
+    return ("<h2>Traceability: rule by rule</h2><table><tr><th>rule</th><th>section</th><th>level</th><th>requirement</th>"
+            "<th>verdict</th><th>cases</th><th>cases (failing first)</th></tr>" + "".join(rows) + "</table>")
 
 
 def _failure(r: CaseResult) -> str:
@@ -169,6 +186,7 @@ def render(run: RunInfo) -> str:
         f"<style>{CSS}</style></head><body>"
         f"<h1>aoeconform report</h1><p class=muted>aoeconform {escape(__version__)}</p>"
         + _summary(run)
+        + _rules(run)
         + _matrix(run.results)
         + f"<h2>Failures</h2>{failure_html}"
         + "<h2>Round-trip times</h2>" + rtt_histogram_svg(run.rtts())

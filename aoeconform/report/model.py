@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from aoeconform.scenario.results import FAILING, OUTCOMES, SUMMARY_KEYS, CaseResult
+from aoeconform.scenario.rules import RULES
 
 
 @dataclass
@@ -42,3 +43,32 @@ class RunInfo:
 
     def rtts(self) -> list[float]:
         return [x for r in self.results for x in r.rtts]
+
+    def rule_matrix(self) -> list[dict]:
+        """One row per requirement of the protocol notes: the traceability matrix.
+
+        A rule fails when any of its cases fails; it passes when at least one
+        case passed and none failed; otherwise it was not exercised here.
+        """
+        cases: dict[int, dict[str, str]] = {}
+        for r in self.results:
+            for rule in r.rule:
+                cases.setdefault(rule, {})[r.id] = r.outcome
+        rows = []
+        for number in sorted(set(RULES) | set(cases)):
+            section, level, title = RULES.get(number, ("", "", ""))
+            outcomes = cases.get(number, {})
+            values = set(outcomes.values())
+            if not outcomes:
+                verdict = "no case"
+            elif values & set(FAILING) or "xpassed" in values:
+                verdict = "failed"
+            elif "passed" in values:
+                verdict = "passed"
+            elif "xfailed" in values:
+                verdict = "xfailed"
+            else:
+                verdict = "not run"
+            rows.append({"rule": number, "section": section, "level": level, "title": title,
+                         "verdict": verdict, "cases": outcomes})
+        return rows
