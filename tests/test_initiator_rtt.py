@@ -96,3 +96,19 @@ def test_a_large_sample_raises_the_deviation_fast_and_the_mean_slowly():
     assert est.avg_us == 1390  # 356,000 / 256 = 1390.6
     assert est.dev_scaled == 100_000  # dev_us 12,500: gain 1/8
     assert est.retransmit_timeout_us() == 2781 + 100_000
+
+
+def test_seeding_from_the_first_sample_after_a_reset():
+    # RFC 6298 §2.2: mean R, deviation R/2; rto = 2R + 8(R/2) = 6R
+    est = RttEstimator(seed_from_first_sample=True)
+    assert est.retransmit_timeout_us() == 16_500_000  # before any sample: the driver's start
+    est.sample(1000)
+    assert (est.avg_us, est.dev_us, est.samples) == (1000, 500, 1)
+    assert est.retransmit_timeout_us() == 6000
+    # later samples follow the driver's gains: error 256, avg += 1 (256/256), dev += 256 - 500
+    est.sample(1256)
+    assert est.avg_scaled == (1000 << 8) + 256
+    assert est.dev_scaled == (500 << 3) + 256 - 500
+    est.reset()
+    est.sample(200)
+    assert (est.avg_us, est.dev_us) == (200, 100)

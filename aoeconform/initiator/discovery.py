@@ -127,7 +127,7 @@ class DiscoveryResult(list):
         self.timeout = timeout
 
 
-def _ignore_reason(shelf: int, slot: int) -> Optional[str]:
+def ignore_reason(shelf: int, slot: int) -> Optional[str]:
     """Why Linux would refuse a config reply from this address (``aoecmd_cfg_rsp``)."""
     if shelf == SHELF_BROADCAST or slot == SLOT_BROADCAST:
         return "a reply must carry the target's real shelf and slot, not a wildcard (§2.5); Linux drops it"
@@ -210,7 +210,7 @@ def collect_configs(
             reason = f"error reply {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
             ignored.setdefault(key, IgnoredReply(h.src, h.shelf, h.slot, reason))
             continue
-        reason = _ignore_reason(h.shelf, h.slot)
+        reason = ignore_reason(h.shelf, h.slot)
         if reason:
             if key not in ignored:
                 ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, reason)
@@ -320,5 +320,6 @@ __all__ = [
     "discover",
     "identify_all",
     "identify_frame",
+    "ignore_reason",
     "query_config_frame",
 ]

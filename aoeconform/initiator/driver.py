@@ -21,7 +21,7 @@ from typing import Callable, Iterable, List, Optional
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.transport.base import Transport
-from aoeconform.wire import ConfigArg, DecodeError, Frame, Header, IdentifyData
+from aoeconform.wire import DecodeError, Frame, IdentifyData
 from aoeconform.wire.constants import (
     BROADCAST_MAC,
     CMD_QUERY_CONFIG,
@@ -30,6 +30,8 @@ from aoeconform.wire.constants import (
     SLOT_BROADCAST,
     sectors_per_frame as mtu_sectors_per_frame,
 )
+
+from .discovery import TargetRecord, ignore_reason, query_config_frame
 
 from .engine import (
     AOE_ERRORS_FAIL,
@@ -43,8 +45,32 @@ from .window import DEFAULT_MAXOUT_CAP
 
 #: the driver's retransmit timer period (``TIMERTICK`` = HZ/10)
 TIMER_TICK = 0.1
-#: the shelf value Linux rejects as "dip switches set backwards" (reference §2)
-SHELF_ALL_ONES_12BIT = 0x0FFF
+#: frames taken from the transport per wake-up, at most
+RECV_BATCH = 64
+
+#: The driver's timers: checked every 100 ms, the estimate restarting at
+#: 250 ms / 2 s on IDENTIFY, no floor and no ceiling (reference §7).
+LINUX_TIMERS = {"precise_timeouts": False, "seed_rtt": False, "min_timeout": 0.0, "max_timeout": None}
+
+#: What the harness's own transfers use (``io``, ``bench initiator``, the
+#: end-to-end tests). The estimator is still Jacobson/Karels with the
+#: driver's gains and rto = 2·avg + 8·dev; what changes, and why:
+#:
+#: * each frame times out at its own deadline, not at the next 100 ms tick:
+#:   on a LAN the rto is a millisecond or two, and a tick of 100 ms would
+#:   stall every lost frame fifty times longer than needed;
+#: * the first round trip after IDENTIFY seeds the estimate (RFC 6298
+#:   §2.2), instead of decaying from 250 ms at gain 1/256, which takes some
+#:   1,400 replies and stalls every early loss for seconds;
+#: * a 5 ms floor: this initiator and the target share a busy machine, and
+#:   a process that is off the CPU for a scheduler time slice (a few ms)
+#:   must not look like a lost frame: each timeout collapses the window;
+#: * a 0.5 s ceiling, so a burst of losses while the estimate is still high
+#:   costs at most half a second per frame; slower targets see duplicates,
+#:   which AoE allows (requests are idempotent).
+HARNESS_TIMERS = {"precise_timeouts": True, "seed_rtt": True, "min_timeout": 0.005, "max_timeout": 0.5}
+
+TIMERS = {"linux": LINUX_TIMERS, "harness": HARNESS_TIMERS}
 
 
 @dataclass
@@ -96,11 +122,15 @@ class Initiator:
         clock: Callable[[], float] = time.monotonic,
         timer_tick: float = TIMER_TICK,
         precise_timeouts: bool = False,
+        seed_rtt: bool = False,
     ):
         """``timer_tick``: how often timeouts are checked, as the driver's timer.
         With ``precise_timeouts`` they are also checked at each frame's own
         deadline, so a loss costs about one rto rather than up to a tick
-        more (useful with a small ``max_timeout`` on a lossy link)."""
+        more (useful with a small ``max_timeout`` on a lossy link).
+        ``seed_rtt``: the first round trip after IDENTIFY sets the RTT
+        estimate (``rtt.RttEstimator``). The defaults are the driver's
+        behaviour; ``HARNESS_TIMERS`` is what the harness's own tools use."""
         self.transport = transport
         self.shelf = shelf
         self.slot = slot
@@ -115,6 +145,7 @@ class Initiator:
         self.clock = clock
         self.timer_tick = timer_tick
         self.precise_timeouts = precise_timeouts
+        self.seed_rtt = seed_rtt
         self.info: Optional[DeviceInfo] = None
         self.engine: Optional[InitiatorEngine] = None
         self._config_tags = TagAllocator()
@@ -122,14 +153,15 @@ class Initiator:
 
     # --- discovery -------------------------------------------------------
     def query_config(self) -> DeviceInfo:
-        """Query Config, unicast if ``target_mac`` is known, else broadcast; first valid answer wins."""
+        """Query Config, unicast if ``target_mac`` is known, else broadcast; first valid answer wins.
+
+        The frame and the rules for which replies count are discovery's
+        (``discovery.query_config_frame``, ``discovery.ignore_reason``).
+        """
         dst = self.target_mac or BROADCAST_MAC
         for _ in range(self.config_attempts):
             tag = self._config_tags.new_tag(self.clock())
-            request = Frame(
-                Header(dst, self.transport.mac, self.shelf, self.slot, CMD_QUERY_CONFIG, tag), ConfigArg()
-            ).encode(pad=True)
-            self.transport.send(request)
+            self.transport.send(query_config_frame(self.transport.mac, tag, self.shelf, self.slot, dst))
             end = self.clock() + self.config_timeout
             while True:
                 left = end - self.clock()
@@ -158,8 +190,7 @@ class Initiator:
         if not h.response or h.command != CMD_QUERY_CONFIG or h.tag != tag or h.error_flag:
             self.stray_frames += 1
             return None
-        # Linux refuses wildcard (and all-ones 12-bit) addresses in config replies
-        if h.shelf in (SHELF_BROADCAST, SHELF_ALL_ONES_12BIT) or h.slot == SLOT_BROADCAST:
+        if ignore_reason(h.shelf, h.slot) is not None:
             self.stray_frames += 1
             return None
         if self.shelf != SHELF_BROADCAST and h.shelf != self.shelf:
@@ -180,7 +211,26 @@ class Initiator:
 
     def identify(self) -> DeviceInfo:
         """Query Config, then ATA IDENTIFY; sets up the engine for reads and writes."""
-        info = self.query_config()
+        return self._identify(self.query_config())
+
+    def attach(self, record: TargetRecord) -> DeviceInfo:
+        """Set up for a target discovery already found (``addressing.open_target``):
+        no second Query Config. IDENTIFY is still sent, through the engine,
+        because the driver resets its RTT estimate on IDENTIFY and takes
+        28/48-bit addressing and the capacity from it."""
+        info = DeviceInfo(
+            target_mac=record.mac,
+            shelf=record.shelf,
+            slot=record.slot,
+            bufcnt=record.bufcnt,
+            firmware=record.firmware,
+            config_sector_count=record.sector_count,
+            sectors_per_frame=frame_sectors(self.transport.mtu, record.sector_count),
+            config=record.config,
+        )
+        return self._identify(info)
+
+    def _identify(self, info: DeviceInfo) -> DeviceInfo:
         now = self.clock()
         self.shelf, self.slot, self.target_mac = info.shelf, info.slot, info.target_mac
         self.engine = InitiatorEngine(
@@ -195,6 +245,7 @@ class Initiator:
             max_timeout=self.max_timeout,
             dead_after=self.dead_after,
             aoe_errors=self.aoe_errors,
+            seed_rtt=self.seed_rtt,
             now=now,
         )
         request = self.engine.submit_identify(now)
@@ -247,17 +298,34 @@ class Initiator:
 
         Raises ``TargetDead`` if the target stops answering.
         """
+        self._run(requests, every=True)
+
+    def wait_any(self, *requests: IoRequest) -> List[IoRequest]:
+        """Run the engine until at least one of ``requests`` is done; returns the done ones.
+
+        Lets a caller keep a pipeline full: submit more as each completes.
+        """
+        self._run(requests, every=False)
+        return [r for r in requests if r.done]
+
+    def _run(self, requests: Iterable[IoRequest], every: bool) -> None:
         engine = self._engine()
+        requests = list(requests)
+        waiting: List[IoRequest] = [r for r in requests if not r.done]
+        if not waiting or (not every and len(waiting) < len(requests)):
+            self._raise_if_dead(requests)
+            return
+        watched = None if every else {id(r) for r in waiting}
         clock = self.clock
         send = self.transport.send
-        recv = self.transport.recv
+        receive = self._receiver()
         tick_every = self.timer_tick
         precise = self.precise_timeouts
         on_frame, poll_sends, next_deadline = engine.on_frame, engine.poll_sends, engine.next_deadline
-        waiting: List[IoRequest] = [r for r in requests if not r.done]
+        window = engine.window
         now = clock()
         next_tick = now  # the engine's timer: every tick_every seconds (and at deadlines if precise)
-        while waiting:
+        while True:
             for _, frame in poll_sends(now):
                 send(frame)
             deadline = next_tick
@@ -266,18 +334,66 @@ class Initiator:
                 if frame_deadline is not None and frame_deadline < deadline:
                     deadline = frame_deadline
             wait = deadline - now
-            raw = recv(wait if wait > 0 else 0.0)
+            frames = receive(wait if wait > 0 else 0.0)
             now = clock()
-            if raw is not None:
-                on_frame(raw, now)
+            finished = False
+            for raw in frames:
+                done = on_frame(raw, now)
+                if done is not None and watched is not None and id(done) in watched:
+                    finished = True
+                # While the window may still grow, refill it after every
+                # answer, as the driver does from its receive path: it grows
+                # only on answers that find it full. At its cap one refill
+                # per batch does the same work with fewer calls.
+                if window.maxout < window.nframes:
+                    for _, frame in poll_sends(now):
+                        send(frame)
             if now >= deadline:
+                if frames:
+                    # Answers already queued in the socket are not late: this
+                    # process may have been off the CPU while they arrived. The
+                    # kernel driver handles them in softirq before its timer
+                    # runs; judge timeouts only once the queue is empty.
+                    frames = receive(0.0)
+                    while frames:
+                        now = clock()
+                        for raw in frames:
+                            done = on_frame(raw, now)
+                            if done is not None and watched is not None and id(done) in watched:
+                                finished = True
+                        frames = receive(0.0)
+                    now = clock()
                 dead = engine.on_tick(now)
                 if dead is not None:
                     raise dead
                 next_tick = now + tick_every
-            if waiting[-1].done or waiting[0].done:
-                waiting = [r for r in waiting if not r.done]
-        if engine.dead is not None and any(r.error is engine.dead for r in requests):
+            if watched is None:
+                if waiting[-1].done or waiting[0].done:
+                    waiting = [r for r in waiting if not r.done]
+                    if not waiting:
+                        break
+            elif finished:
+                break
+        self._raise_if_dead(requests)
+
+    def _receiver(self) -> Callable[[float], List[bytes]]:
+        """recv(timeout) -> frames: every frame already queued, in one call where
+        the transport can (``recv_many``), so bursts of replies cost one wake-up."""
+        recv_many = getattr(self.transport, "recv_many", None)
+        if recv_many is not None:
+            batch = RECV_BATCH
+            return lambda timeout: recv_many(batch, timeout)
+        recv = self.transport.recv
+
+        def receive(timeout: float) -> List[bytes]:
+            raw = recv(timeout)
+            return [] if raw is None else [raw]
+
+        return receive
+
+    def _raise_if_dead(self, requests: List[IoRequest]) -> None:
+        engine = self.engine
+        if engine is not None and engine.dead is not None and any(r.error is engine.dead for r in requests):
             raise engine.dead
 
     # --- reporting ---------------------------------------------------------------
@@ -295,4 +411,4 @@ class Initiator:
         return False
 
 
-__all__ = ["Initiator", "DeviceInfo", "frame_sectors", "AoEErrorReply"]
+__all__ = ["Initiator", "DeviceInfo", "frame_sectors", "AoEErrorReply", "HARNESS_TIMERS", "LINUX_TIMERS", "TIMERS"]

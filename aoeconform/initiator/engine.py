@@ -260,7 +260,12 @@ class EngineStats:
 
 # --- the engine -------------------------------------------------------------
 class InitiatorEngine:
-    """Initiator state for one AoE device (shelf.slot) reached at one target MAC."""
+    """Initiator state for one AoE device (shelf.slot) reached at one target MAC.
+
+    ``min_timeout``/``max_timeout`` clamp the retransmit timeout and
+    ``seed_rtt`` lets the first round trip after IDENTIFY set the estimate
+    (``rtt.RttEstimator``); the defaults are the driver's behaviour.
+    """
 
     def __init__(
         self,
@@ -278,6 +283,7 @@ class InitiatorEngine:
         max_timeout: Optional[float] = None,
         dead_after: float = DEFAULT_DEAD_AFTER,
         aoe_errors: str = AOE_ERRORS_FAIL,
+        seed_rtt: bool = False,
         tick: float = DEFAULT_TICK,
         tool_tag_bit: bool = False,
         now: float = 0.0,
@@ -295,7 +301,7 @@ class InitiatorEngine:
         self.capacity = capacity
         self.dead_after = dead_after
         self.aoe_errors = aoe_errors
-        self.rtt = RttEstimator(min_timeout, max_timeout)
+        self.rtt = RttEstimator(min_timeout, max_timeout, seed_rtt)
         self.window = CongestionWindow(bufcnt, maxout_cap, now)
         self.tags = TagAllocator(tick, tool_tag_bit)
         self.stats = EngineStats()
@@ -557,12 +563,15 @@ class InitiatorEngine:
             return self._unmatched(raw, verflags, tag, now)
         # RTT sample (rtt.RttEstimator.sample, inlined: this is the hot path)
         rtt = self.rtt
-        error = int((now - frame.sent_at) * 1_000_000) - (rtt.avg_scaled >> RTT_AVG_SCALE)
-        rtt.avg_scaled += error
-        if error < 0:
-            error = -error
-        rtt.dev_scaled += error - (rtt.dev_scaled >> RTT_DEV_SCALE)
-        rtt.samples += 1
+        if rtt.samples:
+            error = int((now - frame.sent_at) * 1_000_000) - (rtt.avg_scaled >> RTT_AVG_SCALE)
+            rtt.avg_scaled += error
+            if error < 0:
+                error = -error
+            rtt.dev_scaled += error - (rtt.dev_scaled >> RTT_DEV_SCALE)
+            rtt.samples += 1
+        else:
+            rtt.sample(int((now - frame.sent_at) * 1_000_000))
         window = self.window
         if window.maxout < window.nframes:
             window.on_answer(now)

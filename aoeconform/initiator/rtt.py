@@ -13,6 +13,13 @@ to 16e6 / 2**3 = 2 s. The first timeout is therefore
 2 * 250 ms + 8 * 2 s = 16.5 s.
 
 No clock is read here: callers pass measured round trips in.
+
+``seed_from_first_sample`` departs from the driver on purpose (off by
+default): after a reset the first measured round trip R sets mean R and
+deviation R/2, as RFC 6298 section 2.2 does for TCP, instead of being
+folded into the 250 ms starting guess with gain 1/256. With the driver's
+rule the timeout needs some 1,400 round trips to come down from seconds
+to a LAN's milliseconds, and every loss in that time stalls for seconds.
 """
 
 from __future__ import annotations
@@ -41,9 +48,15 @@ class RttEstimator:
     and no ceiling). The estimate itself is never clamped.
     """
 
-    __slots__ = ("avg_scaled", "dev_scaled", "samples", "_floor_us", "_ceiling_us")
+    __slots__ = ("avg_scaled", "dev_scaled", "samples", "seed_from_first_sample", "_floor_us", "_ceiling_us")
 
-    def __init__(self, min_timeout: float = 0.0, max_timeout: Optional[float] = None):
+    def __init__(
+        self,
+        min_timeout: float = 0.0,
+        max_timeout: Optional[float] = None,
+        seed_from_first_sample: bool = False,
+    ):
+        self.seed_from_first_sample = seed_from_first_sample
         self._floor_us = max(MIN_TIMEOUT_US, int(round(min_timeout * USEC_PER_SEC)))
         self._ceiling_us = None if max_timeout is None else int(round(max_timeout * USEC_PER_SEC))
         if self._ceiling_us is not None and self._ceiling_us < self._floor_us:
@@ -61,6 +74,11 @@ class RttEstimator:
 
     def sample(self, rtt_us: int) -> None:
         """Fold one measured round trip (integer microseconds) into the estimate."""
+        if not self.samples and self.seed_from_first_sample:
+            self.avg_scaled = rtt_us << RTT_AVG_SCALE
+            self.dev_scaled = (rtt_us // 2) << RTT_DEV_SCALE
+            self.samples = 1
+            return
         error = rtt_us - (self.avg_scaled >> RTT_AVG_SCALE)
         self.avg_scaled += error
         if error < 0:
