@@ -183,3 +183,26 @@ def test_close_delivers_what_is_still_held():
     inner_recv = receiver
     sender.close()
     assert drain(inner_recv) == [1]
+
+
+def test_recv_many_impairs_like_recv():
+    """Batch receiving must not bypass the impairments: the same seed gives
+    the same frames in the same order as receiving one at a time."""
+
+    def received(batch):
+        link = MemoryLink()
+        a, b = link.endpoint(A), link.endpoint(B)
+        receiver = ImpairedTransport(b, seed=5, loss=0.1, dup=0.1, direction="recv", clock=FakeClock())
+        for i in range(500):
+            a.send(numbered(i))
+        out = []
+        while True:
+            frames = receiver.recv_many(32, 0) if batch else [f for f in [receiver.recv(0)] if f]
+            if not frames:
+                return out, receiver.counters["recv"].dropped
+            out.extend(number(f) for f in frames)
+
+    one_by_one, dropped = received(False)
+    batched, dropped_batched = received(True)
+    assert batched == one_by_one
+    assert dropped == dropped_batched > 0
