@@ -209,6 +209,215 @@ def probe_announce(d):
     return len(d.announcements)
 
 
+def _alive_after(d, frame):
+    """1 when the target still answers a config read after ``frame``, else 0."""
+    d.exchange(frame, expect=False)
+    return len(d.exchange(d.config(0), expect=False))
+
+
+def probe_ethertype(d):
+    return len(d.exchange(d.config(0, ethertype=b"\x88\xa3"), expect=False))
+
+
+def probe_command_echo(d):
+    return _one(d, d.reserve(0))[19]
+
+
+def probe_e_flag_echo(d):
+    return _one(d, d.config(0, flags=0x04))[14] & 0x04
+
+
+def probe_slot(d):
+    return len(d.exchange(d.config(0, slot=7), expect=False))
+
+
+def probe_reply_shelf(d):
+    return bytes(_one(d, d.config(0))[16:18])
+
+
+def probe_tag_zero(d):
+    return len(d.exchange(d.config(0, tag=0), expect=False))
+
+
+def probe_unknown_crash(d):
+    return _alive_after(d, d.header(0x42) + bytes(36))
+
+
+def probe_vendor_crash(d):
+    return _alive_after(d, d.header(0xF7) + bytes(36))
+
+
+def probe_runt(d):
+    return _alive_after(d, d.config(0)[:20])
+
+
+def probe_mbz_crash(d):
+    return _alive_after(d, d.config(0, flags=0x01))
+
+
+def probe_lengths_from_frame(d):
+    return _config(_one(d, d.config(4, b"short+tail", length=5)))
+
+
+def probe_trailing(d):
+    return _err(_one(d, d.ata(0x24, 0, 1, data=bytes(100))))
+
+
+def probe_max_sectors(d):
+    return _one(d, d.config(0))[28]
+
+
+def probe_duplicate(d):
+    frame = d.ata(0xEC)
+    return len(d.burst([frame, frame]))
+
+
+def probe_overflow(d):
+    d.burst([d.config(0) for _ in range(17)])
+    return len(d.exchange(d.config(0), expect=False))
+
+
+def probe_torn(d):
+    d.burst([d.ata(0x34, 86, 2, data=b"\xB1" * 1024), d.ata(0x34, 87, 2, data=b"\xB2" * 1024)])
+    shared = d.read_image(87 * SECTOR, SECTOR)
+    return (shared[0], shared[-1])
+
+
+def probe_read_status(d):
+    return _status(_one(d, d.ata(0x24, 0, 1)))
+
+
+def probe_write_ignored(d):
+    d.exchange(d.ata(0x34, 5, 1, data=b"\x22" * SECTOR))
+    return d.read_image(5 * SECTOR, 1)[0]
+
+
+def probe_scnt_zero(d):
+    return _alive_after(d, d.ata(0x24, 0, 0))
+
+
+def probe_lba48_28(d):
+    return _status(_one(d, d.ata(0x24, 1 << 28, 1)))
+
+
+def probe_identify_scnt(d):
+    return len(_one(d, d.ata(0xEC, 0, 0)))
+
+
+def probe_identify_device(d):
+    return _status(_one(d, d.ata(0xEC, 0xA0000000, 1)))
+
+
+def probe_unsupported_crash(d):
+    return _alive_after(d, d.ata(0xB0))
+
+
+def probe_async_late(d):
+    d.exchange(d.ata(0x34, 9, 1, aflags=0x43, data=b"\x01" * SECTOR))
+    d.exchange(d.ata(0x34, 9, 1, data=b"\x02" * SECTOR))
+    return d.read_image(9 * SECTOR, 1)[0]
+
+
+def probe_reserved_lba(d):
+    return _status(_one(d, d.ata(0x24, 0, 1, reserved=1)))
+
+
+def probe_version_nibble(d):
+    return _err(_one(d, d.config(0, version=0)))
+
+
+def probe_config_read_echo(d):
+    d.exchange(d.config(4, b"abc"))
+    return _config(_one(d, d.config(0, b"xyz")))
+
+
+def probe_force_as_set(d):
+    d.exchange(d.config(4, b"abc"))
+    return _err(_one(d, d.config(4, b"xyz")))
+
+
+def probe_ccmd(d):
+    return _err(_one(d, d.config(5)))
+
+
+def probe_config_overflow(d):
+    return _alive_after(d, d.config(4, b"x", length=2000))
+
+
+def probe_config_text(d):
+    d.exchange(d.config(4, b"\x80\xff"))
+    return _config(_one(d, d.config(0)))
+
+
+def probe_prefix_empty(d):
+    d.exchange(d.config(4, b"abc"))
+    return len(d.exchange(d.config(2, b""), expect=False))
+
+
+def probe_config_torn(d):
+    d.burst([d.config(4, b"longer-string"), d.config(4, b"short")])
+    return _config(_one(d, d.config(0)))
+
+
+def probe_mask_count(d):
+    return _one(d, d.mask(0))[27]
+
+
+def probe_mask_dups(d):
+    return _one(d, d.mask(1, [(1, A), (1, A)], src=A))[27]
+
+
+def probe_mask_delete(d):
+    d.exchange(d.mask(1, [(1, A)], src=A))
+    return _alive_after(d, d.mask(1, [(2, A)], src=A))
+
+
+def probe_mcmd(d):
+    return _err(_one(d, d.mask(5)))
+
+
+def probe_dircount(d):
+    r = _one(d, d.mask(1, [(1, A)], count=20, src=A))
+    return (_err(r), len(d.target.mask))
+
+
+def probe_reserve_count(d):
+    return _one(d, d.reserve(0))[25]
+
+
+def probe_reserve_holder_set(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.reserve(1, [A], src=A)))
+
+
+def probe_reserve_force(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.reserve(2, [B], src=B)))
+
+
+def probe_reserve_release(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _one(d, d.reserve(2, [], src=A))[25]
+
+
+def probe_reserve_holder_io(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.ata(0x24, 0, 1, src=A)))
+
+
+def probe_reserve_silent(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return len(d.exchange(d.ata(0xEC, src=B), expect=False))
+
+
+def probe_rcmd_crash(d):
+    return _alive_after(d, d.reserve(9))
+
+
+def probe_nmacs(d):
+    return _err(_one(d, d.reserve(1, [A], nmacs=20, src=A)))
+
+
 #: quirk: (probe, start options, clean observation, quirky observation)
 CASES = {
     "ver-unchecked": (probe_ver, {}, (1, 5), (2, 0)),
@@ -246,6 +455,52 @@ CASES = {
     "check-power-wrong": (probe_power, {}, 0xFF, 0),
     "readonly-writes": (probe_readonly, {"readonly": True}, (0x41, 0), (0x40, 0x32)),
     "no-advertisement": (probe_announce, {}, 1, 0),
+    "any-ethertype": (probe_ethertype, {}, 0, 1),
+    "command-not-echoed": (probe_command_echo, {}, 3, 2),
+    "error-flag-echo": (probe_e_flag_echo, {}, 0, 0x04),
+    "wrong-slot": (probe_slot, {}, 0, 1),
+    "reply-shelf-little-endian": (probe_reply_shelf, {}, b"\x00\x01", b"\x01\x00"),
+    "tag-zero-silent": (probe_tag_zero, {}, 1, 0),
+    "unknown-command-crash": (probe_unknown_crash, {}, 1, 0),
+    "vendor-crash": (probe_vendor_crash, {}, 1, 0),
+    "crash-on-runt": (probe_runt, {}, 1, 0),
+    "mbz-crash": (probe_mbz_crash, {}, 1, 0),
+    "lengths-from-frame": (probe_lengths_from_frame, {}, b"short", b"short+tail"),
+    "trailing-bytes-rejected": (probe_trailing, {}, 0, 2),
+    "max-sectors-overstated": (probe_max_sectors, {}, 2, 3),
+    "duplicate-request-dropped": (probe_duplicate, {}, 2, 1),
+    "overflow-crash": (probe_overflow, {}, 1, 0),
+    "torn-overlapping-writes": (probe_torn, {}, (0xB2, 0xB2), (0xB2, 0xB1)),
+    "read-status-drq": (probe_read_status, {}, 0x40, 0x48),
+    "write-ignored": (probe_write_ignored, {}, 0x22, 0),
+    "scnt-zero-crash": (probe_scnt_zero, {}, 1, 0),
+    "lba48-limited-to-28-bits": (probe_lba48_28, {"image_bytes": ((1 << 28) + 16) * SECTOR}, 0x40, 0x41),
+    "identify-scnt-zero-empty": (probe_identify_scnt, {}, 36 + SECTOR, 60),
+    "identify-device-bits-rejected": (probe_identify_device, {}, 0x40, 0x41),
+    "unsupported-opcode-crash": (probe_unsupported_crash, {}, 1, 0),
+    "async-write-applied-late": (probe_async_late, {}, 2, 1),
+    "ata-reserved-as-lba": (probe_reserved_lba, {}, 0x40, 0x41),
+    "config-version-nibble-required": (probe_version_nibble, {}, 0, 2),
+    "config-read-echoes-request": (probe_config_read_echo, {}, b"abc", b"xyz"),
+    "config-force-as-set": (probe_force_as_set, {}, 0, 4),
+    "config-ccmd-unchecked": (probe_ccmd, {}, 2, 0),
+    "config-oversize-overflow": (probe_config_overflow, {}, 1, 0),
+    "config-text-only": (probe_config_text, {}, b"\x80\xff", b"??"),
+    "config-prefix-empty-silent": (probe_prefix_empty, {}, 1, 0),
+    "config-torn-set": (probe_config_torn, {}, b"short", b"shortr-string"),
+    "mask-dircount-overstated": (probe_mask_count, {}, 0, 1),
+    "mask-duplicate-entries": (probe_mask_dups, {}, 1, 2),
+    "mask-delete-crash": (probe_mask_delete, {}, 1, 0),
+    "mask-mcmd-unchecked": (probe_mcmd, {}, 2, 0),
+    "mask-dircount-unchecked": (probe_dircount, {}, (2, 0), (0, 1)),
+    "reserve-nmacs-overstated": (probe_reserve_count, {}, 0, 1),
+    "reserve-set-refuses-holder": (probe_reserve_holder_set, {}, 0, 6),
+    "reserve-force-refused": (probe_reserve_force, {}, 0, 6),
+    "reserve-release-ignored": (probe_reserve_release, {}, 0, 1),
+    "reserve-locks-out-holder": (probe_reserve_holder_io, {}, 0, 6),
+    "reserve-silent-to-others": (probe_reserve_silent, {}, 1, 0),
+    "reserve-rcmd-crash": (probe_rcmd_crash, {}, 1, 0),
+    "reserve-nmacs-unchecked": (probe_nmacs, {}, 2, 0),
 }
 
 

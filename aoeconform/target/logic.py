@@ -34,6 +34,7 @@ Choices where the protocol notes leave room (§10), all deterministic:
 from __future__ import annotations
 
 import struct
+from collections import deque
 from typing import Iterable, Optional
 
 from aoeconform.errors import UsageError
@@ -74,7 +75,7 @@ AFLAGS_DEFINED = 0x53  # E, D, A, W
 # Opcodes (ATA/ATAPI-6)
 READ28, READ48, WRITE28, WRITE48 = 0x20, 0x24, 0x30, 0x34
 CHECK_POWER_MODE, FLUSH_CACHE, FLUSH_CACHE_EXT, IDENTIFY = 0xE5, 0xE7, 0xEA, 0xEC
-STATUS_OK, STATUS_ERR, STATUS_FLUSH_QUIRK = 0x40, 0x41, 0x00
+STATUS_OK, STATUS_ERR, STATUS_FLUSH_QUIRK, STATUS_READ_DRQ = 0x40, 0x41, 0x00, 0x48
 ERR_ABRT, ERR_IDNF = 0x04, 0x10
 POWER_ACTIVE = 0xFF
 AFLAG_ASYNC = 0x02
@@ -96,8 +97,17 @@ CONFIG_FIELDS = struct.Struct("!HHBBH")
 FAST_REQUEST = struct.Struct("<12xHBBHBBIBBBBIH")
 FAST_REPLY = struct.Struct("<BBHBBIBBBBIHH")
 ETH_P_AOE_SWAPPED = 0xA288
+AOE_TYPE = ETH_P_AOE.to_bytes(2, "big")
 
 _NO_REPLY: tuple = ()
+ZERO_MAC = bytes(6)
+
+#: quirks after which the target stops answering anything (``Target.dead``)
+CRASH_QUIRKS = frozenset({
+    "crash-on-truncated", "crash-on-runt", "vendor-crash", "mbz-crash", "overflow-crash", "scnt-zero-crash",
+    "unsupported-opcode-crash", "config-oversize-overflow", "mask-delete-crash", "reserve-rcmd-crash", "unknown-command-crash",
+})
+KNOWN_OPCODES = frozenset({0x20, 0x24, 0x30, 0x34, 0xE5, 0xE7, 0xEA, 0xEC})
 
 
 class Target:
@@ -155,7 +165,9 @@ class Target:
         self.dead = False  # crash-on-truncated
 
         q = self.quirks
-        self._quirky_config = bool(q & {"config-test-mismatch", "config-prefix-mismatch", "config-set-overwrites", "config-set-equal-error", "config-stale-bytes", "config-nul-truncate"})
+        self._quirky_config = bool(q & {"config-test-mismatch", "config-prefix-mismatch", "config-set-overwrites", "config-set-equal-error", "config-stale-bytes", "config-nul-truncate",
+                                        "config-version-nibble-required", "config-read-echoes-request", "config-force-as-set", "config-ccmd-unchecked", "config-text-only",
+                                        "config-prefix-empty-silent", "config-torn-set", "lengths-from-frame", "trailing-bytes-rejected", "config-oversize-overflow"})
         self._ignore_flags = 0 if "answers-responses" in q else FLAG_R
         self._any_shelf = "wrong-shelf" in q
         self._check_version = "ver-unchecked" not in q
@@ -180,6 +192,48 @@ class Target:
         self._unsupported_result = (STATUS_OK, 0) if "unsupported-opcode-success" in q else (STATUS_ERR, ERR_ABRT)
         self._power_scnt = 0 if "check-power-wrong" in q else POWER_ACTIVE
         self._burst_limit = bufcnt // 2 if "bufcnt-overstated" in q else None
+        self._any_ethertype = "any-ethertype" in q
+        self._any_slot = "wrong-slot" in q
+        self._echo_flags = FLAG_E if "error-flag-echo" in q else 0
+        self._reply_shelf = int.from_bytes(shelf.to_bytes(2, "big"), "little") if "reply-shelf-little-endian" in q else shelf
+        self._reserve_command = 2 if "command-not-echoed" in q else 3
+        self._read_status = STATUS_READ_DRQ if "read-status-drq" in q else STATUS_OK
+        self._zero_crash = "scnt-zero-crash" in q
+        self._end48 = min(self._end, 1 << 28) if "lba48-limited-to-28-bits" in q else self._end
+        self._reserved_lba = "ata-reserved-as-lba" in q
+        self._identify_scnt = "identify-scnt-zero-empty" in q
+        self._identify_strict = "identify-device-bits-rejected" in q
+        self._unsupported_crash = "unsupported-opcode-crash" in q
+        self._from_frame = "lengths-from-frame" in q
+        self._trailing_rejected = "trailing-bytes-rejected" in q
+        self._mask_extra = 1 if "mask-dircount-overstated" in q else 0
+        self._mask_dups = "mask-duplicate-entries" in q
+        self._delete_crash = "mask-delete-crash" in q
+        self._mcmd_unchecked = "mask-mcmd-unchecked" in q
+        self._dircount_unchecked = "mask-dircount-unchecked" in q
+        self._reserve_extra = 1 if "reserve-nmacs-overstated" in q else 0
+        self._set_refuses_holder = "reserve-set-refuses-holder" in q
+        self._force_checked = "reserve-force-refused" in q
+        self._release_ignored = "reserve-release-ignored" in q
+        self._locks_holder = "reserve-locks-out-holder" in q
+        self._rcmd_crash = "reserve-rcmd-crash" in q
+        self._nmacs_unchecked = "reserve-nmacs-unchecked" in q
+        self._late_async = "async-write-applied-late" in q
+        self._late: Optional[tuple] = None
+        self._torn: list = []  # torn-overlapping-writes: the later halves, applied in reverse
+        self._burst_base = self.config  # config-torn-set: the string before the current burst
+        self._burst_sets = 0
+        # how a synchronous write reaches the media, chosen once
+        if "write-ignored" in q:
+            self._write_now = lambda data, offset: None
+        elif "torn-overlapping-writes" in q:
+            self._write_now = self._tear_write
+        else:
+            self._write_now = image.write
+        # the sector count advertised in config replies (rule 17)
+        self._advertised_sectors = max_sectors + 1 if "max-sectors-overstated" in q else max_sectors
+        if "max-sectors-overstated" in q:
+            self._scnt_limit = max(self._scnt_limit, max_sectors + 1)
 
         reported = self.capacity + (1 if "identify-capacity-mismatch" in q else 0)
         serial = f"{shelf}.{slot}" + (f":{hostname}" if hostname else "")
@@ -201,12 +255,26 @@ class Target:
 
         # Quirks that wrap the whole request path are chosen here, once.
         process = self._process
+        if "async-write-applied-late" in q:
+            process = self._wrap_late_async(process)
+        if "torn-overlapping-writes" in q:
+            process = self._wrap_torn(process)
+        if "config-torn-set" in q:
+            process = self._wrap_config_burst(process)
+        if "reserve-silent-to-others" in q:
+            process = self._wrap_reserve_silent(process)
+        if "duplicate-request-dropped" in q:
+            process = self._wrap_duplicates(process)
         if self._burst_limit is not None:
             process = self._wrap_burst(process)
         if "tag-reply-cache" in q:
             process = self._wrap_tag_cache(process)
         if "crash-on-truncated" in q:
             process = self._wrap_crash(process)
+        if "tag-zero-silent" in q:
+            process = self._wrap_tag_zero(process)
+        if q & CRASH_QUIRKS:
+            process = self._wrap_dead(process, q)
         self.process = process
 
     # -- public -------------------------------------------------------------
@@ -227,7 +295,7 @@ class Target:
         body = self._config_body(0)
         frames = []
         for dst in self._mask or [BROADCAST_MAC]:
-            head = dst + self.mac + ETH_P_AOE.to_bytes(2, "big") + REPLY_HEADER.pack(VER1 | FLAG_R, 0, self.shelf, self.slot, 1, 0)
+            head = dst + self.mac + ETH_P_AOE.to_bytes(2, "big") + REPLY_HEADER.pack(VER1 | FLAG_R, 0, self._reply_shelf, self.slot, 1, 0)
             frames.append(self._padded(head + body))
         return frames
 
@@ -244,13 +312,19 @@ class Target:
         return self._pending is not None
 
     def complete_pending(self) -> None:
-        """Apply an acknowledged asynchronous write now."""
+        """Apply an acknowledged asynchronous write now (and, with
+        torn-overlapping-writes, the halves still held back)."""
         pending, self._pending = self._pending, None
         if pending is not None:
             self.image.write(pending[0], pending[1])
+        if self._torn:
+            self._apply_torn()
 
     def close(self) -> None:
         self.complete_pending()
+        late, self._late = self._late, None
+        if late is not None:
+            self.image.write(late[0], late[1])
 
     # -- the request path ------------------------------------------------------
 
@@ -289,11 +363,11 @@ class Target:
             return _NO_REPLY
         ethertype, verflags, error, shelf, slot, command, tag = REQUEST_HEADER.unpack_from(frame, 12)
         # rules 1, 2, 10
-        if ethertype != ETH_P_AOE or verflags & self._ignore_flags:
+        if (ethertype != ETH_P_AOE and not self._any_ethertype) or verflags & self._ignore_flags:
             return _NO_REPLY
         if shelf != self.shelf and shelf != SHELF_BROADCAST and not self._any_shelf:
             return _NO_REPLY
-        if slot != self.slot and slot != SLOT_BROADCAST:
+        if slot != self.slot and slot != SLOT_BROADCAST and not self._any_slot:
             return _NO_REPLY
         if not frame[0] & 1 and frame[0:6] != self.mac:
             return _NO_REPLY  # another station's unicast seen on a shared link
@@ -324,9 +398,9 @@ class Target:
         elif self._echo_error:
             flags = version | FLAG_R | (verflags & FLAGS_MBZ)
         else:
-            flags, error = version | FLAG_R, 0
+            flags, error = version | FLAG_R | (verflags & self._echo_flags), 0
         if not self._wild_reply:
-            shelf, slot = self.shelf, self.slot
+            shelf, slot = self._reply_shelf, self.slot
         REPLY_HEADER.pack_into(reply, 14, flags, error, shelf, slot, command, tag & self._tag_mask)
 
     def _finish(self, length):
@@ -357,15 +431,23 @@ class Target:
             return self._truncated(frame, n, verflags, error, shelf, slot, 0, tag)
         aflags, _feature, scnt, opcode, lba_low, lba_high = ATA_REQUEST.unpack_from(frame, AOE_HEADER_LEN)
         if opcode == READ48 or opcode == READ28:
-            lba = (lba_low | lba_high << 32) & self._lba48_mask if opcode == READ48 else lba_low & self._lba28_mask
-            if self._reservation and frame[6:12] not in self._reserved_set and self._reserve_enforced:
+            if opcode == READ48:
+                lba, end = (lba_low | lba_high << 32) & self._lba48_mask, self._end48
+                if self._reserved_lba:
+                    lba |= int.from_bytes(frame[34:36], "little") << 48
+            else:
+                lba, end = lba_low & self._lba28_mask, self._end
+            if self._reservation and (frame[6:12] not in self._reserved_set or self._locks_holder) and self._reserve_enforced:
                 return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
-            if scnt > self._scnt_limit:
+            if not scnt and self._zero_crash:
+                self.dead = True
+                return _NO_REPLY
+            if scnt > self._scnt_limit or (n > ETH_MIN_FRAME and self._trailing_rejected):
                 return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
-            if lba + scnt > self._end:
+            if lba + scnt > end:
                 return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_IDNF, scnt, STATUS_ERR, lba_low, lba_high)
             self._header(frame, verflags, error, shelf, slot, 0, tag, 0)
-            ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
+            ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, 0, 0, self._read_status, lba_low, lba_high, 0)
             end = ATA_HEADER_END + (scnt << 9)
             if self._stale_read and scnt > 1:
                 self.image.readinto(self._view[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE], lba << 9)
@@ -373,17 +455,28 @@ class Target:
                 self.image.readinto(self._view[ATA_HEADER_END:end], lba << 9)
             return self._finish(end)
         if opcode == WRITE48 or opcode == WRITE28:
-            lba = (lba_low | lba_high << 32) & self._lba48_mask if opcode == WRITE48 else lba_low & self._lba28_mask
-            if self._reservation and frame[6:12] not in self._reserved_set and self._reserve_enforced:
+            if opcode == WRITE48:
+                lba, end = (lba_low | lba_high << 32) & self._lba48_mask, self._end48
+                if self._reserved_lba:
+                    lba |= int.from_bytes(frame[34:36], "little") << 48
+            else:
+                lba, end = lba_low & self._lba28_mask, self._end
+            if self._reservation and (frame[6:12] not in self._reserved_set or self._locks_holder) and self._reserve_enforced:
                 return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
-            if scnt > self._scnt_limit:
-                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+            if not scnt and self._zero_crash:
+                self.dead = True
+                return _NO_REPLY
             length = scnt << 9
-            if n - ATA_HEADER_END < length:
+            short = n - ATA_HEADER_END < length
+            if scnt > self._scnt_limit and not (short and self._short_write_ok):
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+            if short:
                 if not self._short_write_ok:
                     return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
                 length = n - ATA_HEADER_END
-            if lba + scnt > self._end:
+            elif self._from_frame:
+                length = n - ATA_HEADER_END  # lengths-from-frame: every byte the frame carries
+            if lba + scnt > end:
                 return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_IDNF, scnt, STATUS_ERR, lba_low, lba_high)
             if self._write_protected:
                 return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
@@ -391,12 +484,20 @@ class Target:
                 data = memoryview(frame)[ATA_HEADER_END:ATA_HEADER_END + length]
                 if aflags & AFLAG_ASYNC:
                     # acknowledged now, applied before the next request (rule 33)
-                    if not self._async_lost:
+                    if self._late_async:
+                        self._late = (data, lba << 9)  # applied after the next request
+                    elif not self._async_lost:
                         self._pending = (data, lba << 9)
                 else:
-                    self.image.write(data, lba << 9)
+                    self._write_now(data, lba << 9)
             return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, STATUS_OK, lba_low, lba_high)
         if opcode == IDENTIFY:
+            if self._identify_strict and (lba_low or lba_high):
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
+            if self._identify_scnt and not scnt:
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, STATUS_OK, lba_low, lba_high)
+            if n > ETH_MIN_FRAME and self._trailing_rejected:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
             self._header(frame, verflags, error, shelf, slot, 0, tag, 0)
             ATA_REPLY.pack_into(self._reply, AOE_HEADER_LEN, aflags & AFLAGS_DEFINED, 0, 0, STATUS_OK, lba_low, lba_high, 0)
             self._reply[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE] = self._identify
@@ -407,6 +508,9 @@ class Target:
             self.complete_pending()
             self.image.flush()
             return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, self._flush_status, lba_low, lba_high)
+        if self._unsupported_crash:
+            self.dead = True
+            return _NO_REPLY
         status, err = self._unsupported_result
         return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, err, scnt if err else 0, status, lba_low, lba_high)
 
@@ -418,12 +522,14 @@ class Target:
 
     # -- Query Config (§3.2) -------------------------------------------------------
 
-    def _config_body(self, ccmd: int) -> bytes:
-        return CONFIG_FIELDS.pack(self.bufcnt, FIRMWARE_VERSION, self.max_sectors, VER1 | ccmd, len(self.config)) + self.config
+    def _config_body(self, ccmd: int, string: Optional[bytes] = None) -> bytes:
+        if string is None:
+            string = self.config
+        return CONFIG_FIELDS.pack(self.bufcnt, FIRMWARE_VERSION, self._advertised_sectors, VER1 | ccmd, len(string)) + string
 
-    def _config_reply(self, frame, verflags, error, shelf, slot, tag, ccmd, code=0):
+    def _config_reply(self, frame, verflags, error, shelf, slot, tag, ccmd, code=0, string=None):
         self._header(frame, verflags, error, shelf, slot, 1, tag, code)
-        body = self._config_body(ccmd)
+        body = self._config_body(ccmd, string)
         self._reply[AOE_HEADER_LEN:AOE_HEADER_LEN + len(body)] = body
         return self._finish(AOE_HEADER_LEN + len(body))
 
@@ -433,6 +539,17 @@ class Target:
         _bufcnt, _firmware, _scnt, version_ccmd, length = CONFIG_FIELDS.unpack_from(frame, AOE_HEADER_LEN)
         ccmd = version_ccmd & 0x0F  # the version nibble is not required (aoetools leave it 0)
         present = n - CONFIG_HEADER_END
+        quirks = self.quirks if self._quirky_config else ()
+        if quirks:
+            if "config-version-nibble-required" in quirks and version_ccmd >> 4 != 1:
+                return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)
+            if "lengths-from-frame" in quirks:
+                length = len(bytes(frame[CONFIG_HEADER_END:n]).rstrip(b"\x00"))
+            if "trailing-bytes-rejected" in quirks and n > ETH_MIN_FRAME and present > length:
+                return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)
+            if "config-oversize-overflow" in quirks and length > CONFIG_STRING_MAX:
+                self.dead = True  # copied into a 1024-byte buffer
+                return _NO_REPLY
         if length > CONFIG_STRING_MAX or (length > present and "config-stale-bytes" not in self.quirks):
             return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 42
         if length > present:  # config-stale-bytes: the rest comes from whatever the buffer held
@@ -440,28 +557,39 @@ class Target:
         else:
             request = bytes(frame[CONFIG_HEADER_END:CONFIG_HEADER_END + length])
         current = self.config
-        quirks = self.quirks if self._quirky_config else ()
         if ccmd == 0:
-            pass
+            if "config-read-echoes-request" in quirks:
+                return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, 0, request)
         elif ccmd == 1:
             if request != current and "config-test-mismatch" not in quirks:
                 return _NO_REPLY  # rule 37
         elif ccmd == 2:
-            if not current.startswith(request) and "config-prefix-mismatch" not in quirks:
+            if (not current.startswith(request) or (not request and "config-prefix-empty-silent" in quirks)) and "config-prefix-mismatch" not in quirks:
                 return _NO_REPLY  # rule 38
-        elif ccmd == 3:
+        elif ccmd == 3 or (ccmd == 4 and "config-force-as-set" in quirks):
+            if quirks and "config-torn-set" in quirks and self._burst_sets:
+                current = self._burst_base  # checked against the string before the burst
             if current and (request != current or "config-set-equal-error" in quirks) and "config-set-overwrites" not in quirks:
                 return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_CONFIG_PRESENT)  # rule 39
             self._set_config(request, quirks)
         elif ccmd == 4:
             self._set_config(request, quirks)
-        else:
+        elif "config-ccmd-unchecked" not in quirks:
             return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 41
         return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd)
 
     def _set_config(self, request: bytes, quirks) -> None:
-        if "config-nul-truncate" in quirks:
-            request = request.split(b"\x00", 1)[0]
+        if quirks:
+            if "config-nul-truncate" in quirks:
+                request = request.split(b"\x00", 1)[0]
+            if "config-text-only" in quirks:
+                request = request.decode("ascii", "replace").encode("ascii", "replace")
+            if "config-torn-set" in quirks:
+                if self._burst_sets and len(request) < len(self.config):
+                    request = request + self.config[len(request):]
+                elif self._burst_sets:
+                    request = request[:len(self.config)]
+                self._burst_sets += 1
         self.config = request
 
     # -- Mac Mask List (§3.3) --------------------------------------------------------
@@ -471,15 +599,19 @@ class Target:
             return self._truncated(frame, n, verflags, error, shelf, slot, 2, tag)
         mcmd, count = frame[AOE_HEADER_LEN + 1], frame[AOE_HEADER_LEN + 3]
         if mcmd == 1:
+            if self._from_frame:
+                count = min((n - MASK_REPLY_HEAD) // 8, MASK_LIST_MAX)
             if MASK_REPLY_HEAD + 8 * count > n:
-                return self._error(frame, n, verflags, error, shelf, slot, 2, tag, E_BAD_ARG, 4)  # rule 53
+                if not self._dircount_unchecked:
+                    return self._error(frame, n, verflags, error, shelf, slot, 2, tag, E_BAD_ARG, 4)  # rule 53
+                frame = bytes(frame) + bytes(MASK_REPLY_HEAD + 8 * count - n)  # past the frame: zeros
             for index in range(count):
                 offset = MASK_REPLY_HEAD + 8 * index
                 dcmd, mac = frame[offset + 1], bytes(frame[offset + 2:offset + 8])
                 if dcmd == 0:
                     continue
                 if dcmd == 1:
-                    if mac in self._mask_set:
+                    if mac in self._mask_set and not self._mask_dups:
                         continue
                     if len(self._mask) >= self.mask_capacity:
                         return self._mask_failure(frame, verflags, error, shelf, slot, tag, mcmd, 3, index)
@@ -488,16 +620,19 @@ class Target:
                     self._restricted = True
                 elif dcmd == 2:
                     if mac in self._mask_set:
+                        if self._delete_crash:
+                            self.dead = True
+                            return _NO_REPLY
                         self._mask.remove(mac)
                         self._mask_set.discard(mac)
                         self._restricted = bool(self._mask or self._reservation)
                 else:
                     return self._mask_failure(frame, verflags, error, shelf, slot, tag, mcmd, 2, index)
-        elif mcmd != 0:
+        elif mcmd != 0 and not self._mcmd_unchecked:
             return self._error(frame, n, verflags, error, shelf, slot, 2, tag, E_BAD_ARG, 4)  # rule 50
         self._header(frame, verflags, error, shelf, slot, 2, tag, 0)
         entries = b"".join(b"\x00\x00" + mac for mac in self._mask)
-        self._reply[AOE_HEADER_LEN:MASK_REPLY_HEAD] = bytes((0, mcmd, 0, len(self._mask)))
+        self._reply[AOE_HEADER_LEN:MASK_REPLY_HEAD] = bytes((0, mcmd, 0, (len(self._mask) + self._mask_extra) & 0xFF))
         self._reply[MASK_REPLY_HEAD:MASK_REPLY_HEAD + len(entries)] = entries
         return self._finish(MASK_REPLY_HEAD + len(entries))
 
@@ -513,33 +648,42 @@ class Target:
 
     def _reserve(self, frame, n, verflags, error, shelf, slot, tag):
         if n < RESERVE_HEAD:
-            return self._truncated(frame, n, verflags, error, shelf, slot, 3, tag)
+            return self._truncated(frame, n, verflags, error, shelf, slot, self._reserve_command, tag)
         rcmd, count = frame[AOE_HEADER_LEN], frame[AOE_HEADER_LEN + 1]
         if rcmd == 1 or rcmd == 2:
+            if self._from_frame:
+                count = min((n - RESERVE_HEAD) // 6, 0xFF)
             if RESERVE_HEAD + 6 * count > n:
-                return self._error(frame, n, verflags, error, shelf, slot, 3, tag, E_BAD_ARG, 2)  # rule 58
+                if not self._nmacs_unchecked:
+                    return self._error(frame, n, verflags, error, shelf, slot, self._reserve_command, tag, E_BAD_ARG, 2)  # rule 58
+                frame = bytes(frame) + bytes(RESERVE_HEAD + 6 * count - n)  # past the frame: zeros
             if (
-                rcmd == 1
+                (rcmd == 1 or self._force_checked)
                 and self._reservation
-                and bytes(frame[6:12]) not in self._reserved_set
+                and (bytes(frame[6:12]) not in self._reserved_set or self._set_refuses_holder)
                 and "reserve-set-steals" not in self.quirks
             ):
                 return self._reserve_reply(frame, verflags, error, shelf, slot, tag, rcmd, E_RESERVED)  # rule 55
             macs: list[bytes] = []
             for offset in range(RESERVE_HEAD, RESERVE_HEAD + 6 * count, 6):
                 mac = bytes(frame[offset:offset + 6])
-                if mac not in macs:
+                if mac not in macs and not (self._from_frame and mac == ZERO_MAC):
                     macs.append(mac)
+            if not macs and self._release_ignored:
+                return self._reserve_reply(frame, verflags, error, shelf, slot, tag, rcmd)
             self._reservation = macs  # NMacs 0 releases (rule 56)
             self._reserved_set = set(macs)
             self._restricted = bool(self._mask or self._reservation)
         elif rcmd != 0:
-            return self._error(frame, n, verflags, error, shelf, slot, 3, tag, E_BAD_ARG, 2)  # rule 58
+            if self._rcmd_crash:
+                self.dead = True
+                return _NO_REPLY
+            return self._error(frame, n, verflags, error, shelf, slot, self._reserve_command, tag, E_BAD_ARG, 2)  # rule 58
         return self._reserve_reply(frame, verflags, error, shelf, slot, tag, rcmd)
 
     def _reserve_reply(self, frame, verflags, error, shelf, slot, tag, rcmd, code=0):
-        self._header(frame, verflags, error, shelf, slot, 3, tag, code)
-        body = bytes((rcmd, len(self._reservation))) + b"".join(self._reservation)
+        self._header(frame, verflags, error, shelf, slot, self._reserve_command, tag, code)
+        body = bytes((rcmd, (len(self._reservation) + self._reserve_extra) & 0xFF)) + b"".join(self._reservation)
         self._reply[AOE_HEADER_LEN:AOE_HEADER_LEN + len(body)] = body
         return self._finish(AOE_HEADER_LEN + len(body))
 
@@ -581,6 +725,130 @@ class Target:
             return process(frame, burst_index)
 
         return crashes
+
+
+    def _wrap_dead(self, process, q):
+        """The crash quirks: after the fatal frame, nothing is answered until a restart."""
+        runt, vendor, mbz = "crash-on-runt" in q, "vendor-crash" in q, "mbz-crash" in q
+        unknown = "unknown-command-crash" in q
+        overflow = self.bufcnt if "overflow-crash" in q else None
+
+        def guarded(frame, burst_index=0):
+            if self.dead:
+                return _NO_REPLY
+            if frame[12:14] == AOE_TYPE:
+                n = len(frame)
+                if n < AOE_HEADER_LEN:
+                    if runt:
+                        self.dead = True
+                        return _NO_REPLY
+                else:
+                    command = frame[19]
+                    if (
+                        (vendor and command >= 0xF0)
+                        or (unknown and 4 <= command < 0xF0)
+                        or (mbz and _has_mbz_bits(frame, n, command))
+                    ):
+                        self.dead = True
+                        return _NO_REPLY
+            if overflow is not None and burst_index >= overflow:
+                self.dead = True  # the queue overran
+                return _NO_REPLY
+            return process(frame, burst_index)
+
+        return guarded
+
+    def _wrap_tag_zero(self, process):
+        def tag_zero_silent(frame, burst_index=0):
+            if len(frame) >= AOE_HEADER_LEN and frame[20:24] == b"\x00\x00\x00\x00":
+                return _NO_REPLY
+            return process(frame, burst_index)
+
+        return tag_zero_silent
+
+    def _wrap_duplicates(self, process):
+        recent: dict = {}
+
+        def drop_repeats(frame, burst_index=0):
+            if burst_index == 0:
+                recent.clear()  # only a burst's frames are compared
+            elif len(frame) >= AOE_HEADER_LEN:
+                key = frame[0:6] + frame[12:20] + frame[24:]  # everything but the source and the tag
+                if key in recent.get(frame[6:12], ()):
+                    return _NO_REPLY  # "a retransmission"
+            if len(frame) >= AOE_HEADER_LEN:
+                key = frame[0:6] + frame[12:20] + frame[24:]
+                seen = recent.get(frame[6:12])
+                if seen is None:
+                    seen = recent[frame[6:12]] = deque(maxlen=4)
+                seen.append(key)
+            return process(frame, burst_index)
+
+        return drop_repeats
+
+    def _wrap_reserve_silent(self, process):
+        def silent_to_others(frame, burst_index=0):
+            if self._reservation and len(frame) >= AOE_HEADER_LEN and frame[19] == 0 and frame[6:12] not in self._reserved_set:
+                return _NO_REPLY
+            return process(frame, burst_index)
+
+        return silent_to_others
+
+    def _wrap_config_burst(self, process):
+        def config_burst(frame, burst_index=0):
+            if burst_index == 0:
+                self._burst_base, self._burst_sets = self.config, 0
+            return process(frame, burst_index)
+
+        return config_burst
+
+    def _wrap_late_async(self, process):
+        def late(frame, burst_index=0):
+            held, self._late = self._late, None
+            replies = process(frame, burst_index)
+            if held is not None:
+                self.image.write(held[0], held[1])  # lands over what this request wrote
+            return replies
+
+        return late
+
+    def _wrap_torn(self, process):
+        def torn(frame, burst_index=0):
+            if self._torn and (burst_index == 0 or not _is_write(frame)):
+                self._apply_torn()
+            return process(frame, burst_index)
+
+        return torn
+
+    def _tear_write(self, data, offset):
+        """torn-overlapping-writes: the first half of each sector now, the rest held back."""
+        if len(data) <= SECTOR_SIZE:
+            self.image.write(data, offset)
+            return
+        half = SECTOR_SIZE // 2
+        for pos in range(0, len(data), SECTOR_SIZE):
+            self.image.write(data[pos:pos + half], offset + pos)
+            if pos + half < len(data):
+                self._torn.append((bytes(data[pos + half:pos + SECTOR_SIZE]), offset + pos + half))
+
+    def _apply_torn(self):
+        torn, self._torn = self._torn, []
+        for data, offset in reversed(torn):
+            self.image.write(data, offset)
+
+
+def _has_mbz_bits(frame, n, command) -> bool:
+    if frame[14] & FLAGS_MBZ:
+        return True
+    if command == 0 and n > AOE_HEADER_LEN:
+        return bool(frame[AOE_HEADER_LEN] & ~AFLAGS_DEFINED & 0xFF)
+    if command == 2 and n > AOE_HEADER_LEN:
+        return frame[AOE_HEADER_LEN] != 0  # Mac Mask reserved byte
+    return False
+
+
+def _is_write(frame) -> bool:
+    return len(frame) >= ATA_HEADER_END and frame[19] == 0 and frame[27] in (WRITE28, WRITE48)
 
 
 def _is_truncated(frame) -> bool:
