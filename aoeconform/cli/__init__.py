@@ -39,12 +39,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_subcommand(argv: list[str] | None) -> str | None:
+    """The subcommand ``argv`` names, if it is one we know (then only its module
+    is imported: `aoeconform lab vblade` runs as a --restart-cmd, often)."""
+    args = argv if argv is not None else sys.argv[1:]
+    first = next((a for a in args if not a.startswith("-")), None)
+    return first if first in SUBCOMMAND_MODULES else None
+
+
+def build_parser(argv: list[str] | None = None, *, everything: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="aoeconform", description="ATA over Ethernet conformance and fuzzing harness")
     parser.add_argument("--version", action="version", version=f"aoeconform {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMAND_MODULES:
+    only = None if everything else _named_subcommand(argv)
+    for name in ([only] if only else SUBCOMMAND_MODULES):
         try:
             module = importlib.import_module(f"aoeconform.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -58,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("AOECONFORM_DEBUG"))
     try:
-        parser = build_parser()
+        parser = build_parser(argv, everything=False)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()

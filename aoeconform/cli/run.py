@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     g.add_argument("--restart-cmd", metavar="CMD", help="command that restarts the target when it stops answering")
     g.add_argument("--second-iface", metavar="IF", help="second interface for the second initiator MAC (default: a spoofed source MAC on the same interface)")
     g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
-    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s, 0.05 s for the in-memory target)")
+    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s; 0.05 s for the bundled target "
+                        "and for a target behind an `aoeconform lab` veth pair)")
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
     g.add_argument("--verbose", "-v", action="store_true", help="print every case, not only failures")
@@ -112,7 +113,7 @@ def run(args) -> int:
     endpoint = open_endpoint(args)
     try:
         allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
-        floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled else 0.25)
+        floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
         options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                              step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
                              expected_failures=expectations)

@@ -127,7 +127,8 @@ class Fuzzer:
         self.max_findings = max_findings
         self.log = log
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
-        self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_late_frame)
+        # frames seen during probes and replays may answer cases still outstanding
+        self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
         self.by_signature: Dict[tuple, Finding] = {}
         self._outstanding: Dict[int, _Pending] = {}
@@ -315,6 +316,10 @@ class Fuzzer:
             return
         self._on_late_frame(frame)
 
+    def _on_stray_frame(self, frame: bytes) -> None:
+        """A frame received outside the main loop (during a probe or a replay)."""
+        self._on_frame(frame, time.monotonic())
+
     def _on_late_frame(self, frame: bytes) -> None:
         """A frame that is not the reply to an outstanding case."""
         if len(frame) < 24 or is_advertisement(frame):
@@ -439,7 +444,7 @@ class Fuzzer:
                     continue
                 matched, others = replayer.exchange(case.frame, self.confirm_wait)
                 for frame in others:
-                    self._on_late_frame(frame)
+                    self._on_stray_frame(frame)
                 if not matched:
                     self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
                 else:

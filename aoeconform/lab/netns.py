@@ -351,14 +351,18 @@ class Lab:
         timeout: float = 10.0,
         process: Optional[TargetProcess] = None,
         interval: float = 0.05,
+        probe_src: Optional[bytes] = None,
     ) -> bytes:
-        """Send Query Config until shelf.slot answers; returns the reply frame."""
+        """Send Query Config until shelf.slot answers; returns the reply frame.
+
+        ``probe_src`` sends the probes from that MAC instead of the host end's
+        own, so a harness on the same interface can tell their replies apart."""
         from aoeconform.transport.raw import RawTransport
 
         deadline = time.monotonic() + timeout
         with RawTransport(self.host_if) as transport:
             tag = 0x80000000 | (os.getpid() & 0x7FFFFFFF)
-            probe = _query_config_frame(transport.mac, shelf, slot, tag)
+            probe = _query_config_frame(probe_src or transport.mac, shelf, slot, tag)
             while True:
                 transport.send(probe)
                 next_probe = min(deadline, time.monotonic() + interval)

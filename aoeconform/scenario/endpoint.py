@@ -13,7 +13,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -51,6 +50,8 @@ class TargetEndpoint:
     closers: list = field(default_factory=list)
     #: frames the target sent before the run looked (start-up announcements)
     announcements: list = field(default_factory=list)
+    #: the link is the host end of a lab veth pair (a known fast link: shorter timeout floor)
+    lab: bool = False
 
     def __post_init__(self):
         if not self.second_mac:
@@ -208,6 +209,7 @@ def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes:
     import tempfile
 
     from aoeconform.lab import Lab
+    from aoeconform.lab.service import PROBE_MAC
     from aoeconform.transport.raw import RawTransport
 
     lab = Lab(f"aoecrun{os.getpid() % 100000}", mtu=mtu)
@@ -226,7 +228,8 @@ def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes:
         for q in quirks:
             argv += ["--quirk", q]
         state["proc"] = lab.start_in_netns(argv, log_path=os.path.join(workdir, "target.log"))
-        lab.wait_for_target(BUNDLED_SHELF, BUNDLED_SLOT, timeout=15, process=state["proc"])
+        # probes from another MAC: their replies are not the start-up advertisement a case may check
+        lab.wait_for_target(BUNDLED_SHELF, BUNDLED_SLOT, timeout=15, process=state["proc"], probe_src=PROBE_MAC)
 
     def restart():
         proc = state.pop("proc", None)
@@ -274,17 +277,34 @@ def external(target: str, second_iface: Optional[str] = None, restart_cmd: Optio
             raise UsageError("--restart-cmd is empty")
 
         def restart():
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            # the engine then probes until the target answers, so no fixed wait here
+            try:
+                result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+            except OSError as exc:
+                raise UsageError(f"--restart-cmd could not be run: {exc}") from None
             if result.returncode != 0:
                 raise UsageError(f"--restart-cmd exited with status {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}")
-            time.sleep(0.2)
 
     ep = TargetEndpoint(transport, record.mac, record.shelf, record.slot, second=second, restart=restart, readonly=readonly,
-                        description=f"{transport.name}:{record.shelf}.{record.slot} ({record.mac.hex(':')})", iface=transport.name)
+                        description=f"{transport.name}:{record.shelf}.{record.slot} ({record.mac.hex(':')})", iface=transport.name,
+                        lab=_is_lab_interface(transport.name))
     ep.closers.append(transport.close)
     if second is not None:
         ep.closers.append(second.close)
     return ep
+
+
+def _is_lab_interface(name: str) -> bool:
+    """The host end of an `aoeconform lab` veth pair (named like one, and a veth)."""
+    from aoeconform.lab.netns import NAME_PREFIX
+
+    if not (name.startswith(NAME_PREFIX) and name.endswith("h")):
+        return False
+    try:
+        out = subprocess.run(["ip", "-d", "-o", "link", "show", "dev", name], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return " veth " in out
 
 
 def bundled(quirks=(), readonly: bool = False, mtu: int = 1500, mode: str = "auto") -> TargetEndpoint:

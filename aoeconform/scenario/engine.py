@@ -45,7 +45,7 @@ from aoeconform.wire.constants import (
 from . import results as R
 from .build import Built, build, changes_state
 from .endpoint import TargetEndpoint
-from .expect import CheckError, Env, ReplyView, Request, Verdict, evaluate, silence_seconds, waits_for_all
+from .expect import CheckError, Env, ReplyView, Request, Verdict, accepts_silence, evaluate, silence_seconds, waits_for_all
 from .expr import ExprError
 from .model import Case, Step
 from .shadow import ShadowDisk
@@ -56,6 +56,8 @@ OK_REPLY = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"b
 ASYNC_OK = {"any_of": [OK_REPLY, {"silence": True}]}
 ANY_REPLY = {"reply": {"header": {"error_flag": False}}}
 LIVENESS_ATTEMPTS = 3
+#: after a restart, how long the target may take to answer again
+RESTART_READY_SECONDS = 15.0
 
 #: skip reason for each missing capability
 CAPABILITY_SKIP = {"writes": R.NOT_PERMITTED, "config": R.NOT_PERMITTED}
@@ -166,6 +168,9 @@ class Engine:
 
     def timeout(self) -> float:
         return self.wire.timing.timeout()
+
+    def silence_window(self) -> float:
+        return self.wire.timing.silence()
 
     # -- simple exchanges used by probing, restore and liveness ------------------------
 
@@ -361,12 +366,18 @@ class Engine:
         self.wire.deadline = self.clock() + self.options.step_timeout
         self.wire.deadline_what = "restoring target state"
         try:
+            unanswered = ctx.unanswered
             if ctx.touched:
                 problems = self.restore(ctx.touched)
                 result.notes += problems
+                unanswered = any(p.startswith(UNANSWERED) for p in problems)
             if result.outcome == R.SKIPPED:
                 return
-            if not self._alive():
+            # restore already met silence: one more try decides (saves a timeout per dead target)
+            alive = self._alive(attempts=1 if unanswered else LIVENESS_ATTEMPTS)
+            if alive:
+                self._late_replies(ctx, result)
+            else:
                 note = "the target stopped answering Query Config after this case"
                 result.notes.append(note)
                 if result.outcome in (R.PASSED, R.XPASSED):
@@ -378,10 +389,45 @@ class Engine:
             self.wire.deadline = None
 
     def _alive(self, attempts: int = LIVENESS_ATTEMPTS) -> bool:
-        reply = self.query_config(attempts=attempts)
-        if reply is None and self.endpoint.second_mac:
-            reply = self.query_config(src=self.endpoint.second_mac, attempts=1)
-        return reply is not None
+        """A Query Config answered, from our MAC or the second one (a Mac Mask
+        list may exclude either); both go out together, one timeout per attempt."""
+        sources = [self.endpoint.transport.mac] + ([self.endpoint.second_mac] if self.endpoint.second_mac else [])
+        for _ in range(attempts):
+            tags = []
+            for src in sources:
+                frame = Frame(self._header(CMD_QUERY_CONFIG, src), ConfigArg())
+                tags.append(frame.header.tag)
+                self.wire.send(frame.encode(pad=True))
+            self.wire.wait(lambda: any(self.wire.replies(t) for t in tags), self.clock() + self.timeout())
+            answered = [t for t in tags if self.wire.take(t)]
+            if answered:
+                return True
+        return False
+
+    def _late_replies(self, ctx: "_CaseContext", result: R.CaseResult) -> None:
+        """Replies to requests judged by silence that came after the silence
+        window (the liveness probe has been answered, so a target that works
+        in order has sent them by now). A late reply the expectation accepts
+        anyway is a note; any other fails the case."""
+        for step_index, ex, waited in ctx.silent:
+            late = self.wire.take(ex.built.tag)
+            if not late:
+                continue
+            views = [ReplyView(r) for r in late]
+            verdict = evaluate(ex.spec, views, ctx._request(ex.built), ctx.env, waited)
+            what = f"step {step_index + 1}: {len(late)} reply(ies) to tag 0x{ex.built.tag:08x} came after the {waited:.3g} s silence window"
+            if verdict.ok:
+                result.notes.append(f"{what}; the expectation accepts {'it' if len(late) == 1 else 'them'}")
+                continue
+            result.notes.append(f"{what}: {verdict.message}")
+            if result.outcome in (R.PASSED, R.XPASSED):
+                result.outcome = R.FAILED
+                result.failed_step = step_index
+                result.message = f"{what}: {verdict.message}"
+                if 0 <= step_index < len(result.steps):
+                    record = result.steps[step_index]
+                    record.ok, record.message = False, result.message
+                    record.verdicts = list(record.verdicts or []) + [verdict.as_dict()]
 
     def _restart(self, result: R.CaseResult) -> bool:
         if self.endpoint.restart is None:
@@ -393,11 +439,21 @@ class Engine:
             result.notes.append(f"restart failed: {exc}")
             return False
         self.shadow.forget_all()  # a restarted target may have lost unflushed writes
-        alive = self._alive()
+        alive = self._wait_alive(RESTART_READY_SECONDS)
         result.notes.append("target restarted" + ("" if alive else ", but it still does not answer"))
         if alive:
             self.restore({"config", "mask", "reserve"})
         return alive
+
+    def _wait_alive(self, seconds: float) -> bool:
+        """Probe until the target answers or ``seconds`` pass (a restart hook
+        may return before the target is up)."""
+        until = self.clock() + seconds
+        while True:
+            if self._alive(attempts=1):
+                return True
+            if self.clock() >= until or self.wire.synchronous:
+                return False
 
     def restore(self, parts) -> list[str]:
         """Put back config string, mask list and reservation as they were at the
@@ -409,11 +465,14 @@ class Engine:
         if "mask" in parts and f.mask is not None:
             reply, src = None, ours
             for src in candidates:
-                reply = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=0)), 2)
+                reply = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=0)), 1)
                 if reply is not None:
                     break
-            if reply is None or not isinstance(reply.arg, MacMaskArg):
-                problems.append("could not read the Mac Mask list to restore it (locked out?)")
+            if reply is None:
+                # neither MAC gets an answer: dead, or locked out; nothing else can be put back
+                return problems + [f"{UNANSWERED}: could not read the Mac Mask list to restore it (locked out?)"]
+            if not isinstance(reply.arg, MacMaskArg):
+                problems.append("could not read the Mac Mask list to restore it")
             else:
                 current = [d.mac for d in reply.arg.directives]
                 from aoeconform.wire import Directive
@@ -422,25 +481,36 @@ class Engine:
                 directives += [Directive(DCMD_DELETE, m) for m in current if m not in f.mask]
                 if directives:
                     # add first, so the requester is never locked out midway
-                    self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=1, directives=directives)), 2)
+                    done = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=1, directives=directives)), 2)
+                    if done is None:
+                        return problems + [f"{UNANSWERED}: no answer to the Mac Mask edit that restores the list"]
                     check = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
-                    if check is None or sorted(d.mac for d in check.arg.directives) != sorted(f.mask):
+                    if check is None or not isinstance(check.arg, MacMaskArg) or \
+                            sorted(d.mac for d in check.arg.directives) != sorted(f.mask):
                         problems.append("the Mac Mask list could not be restored")
         if "reserve" in parts and f.reservation is not None:
-            self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=2, macs=list(f.reservation))), 2)
+            done = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=2, macs=list(f.reservation))), 2)
+            if done is None:
+                return problems + [f"{UNANSWERED}: no answer to the Reserve/Release force set that restores the reservation"]
             check = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
-            if check is None or sorted(check.arg.macs) != sorted(f.reservation):
+            if check is None or not isinstance(check.arg, ReserveArg) or sorted(check.arg.macs) != sorted(f.reservation):
                 problems.append("the reservation could not be restored")
         if "config" in parts:
-            self._exchange(Frame(self._header(CMD_QUERY_CONFIG), ConfigArg(ccmd=4, config=f.config)), 2)
-            check = self.query_config(attempts=2)
-            if check is None or check.arg.config != f.config:
+            done = self._exchange(Frame(self._header(CMD_QUERY_CONFIG), ConfigArg(ccmd=4, config=f.config)), 2)
+            if done is None:
+                return problems + [f"{UNANSWERED}: no answer to the Query Config force set that restores the config string"]
+            check = done if isinstance(done.arg, ConfigArg) and not done.header.error_flag else self.query_config(attempts=2)
+            if check is None or not isinstance(check.arg, ConfigArg) or check.arg.config != f.config:
                 problems.append(f"the config string could not be restored to {f.config!r}")
         return problems
 
     @property
     def exchanges_per_second(self) -> float:
         return self.wire.exchanges / self.elapsed if self.elapsed > 0 else 0.0
+
+
+#: how restore() problems start when the target did not answer at all
+UNANSWERED = "no answer while restoring"
 
 
 class _CaseContext:
@@ -457,6 +527,10 @@ class _CaseContext:
         self.last: Optional[_Exchange] = None
         self.sent_any = False
         self._pattern = 0
+        #: (step index, exchange, seconds waited) for requests judged by silence
+        self.silent: list = []
+        #: a restore step met a target that did not answer
+        self.unanswered = False
 
     @property
     def wire(self) -> Wire:
@@ -487,12 +561,15 @@ class _CaseContext:
 
     def step_expect(self, body, step: Step) -> list[Verdict]:
         """More replies: to the last request's tag (match: tag), or any frame at all (match: any)."""
-        timeout = max(body.get("timeout", 0) or 0, self.engine.timeout(), silence_seconds(body))
+        quiet = accepts_silence(body) and body.get("match") != "any"
+        base = self.engine.silence_window() if quiet else self.engine.timeout()
+        timeout = max(body.get("timeout", 0) or 0, base, silence_seconds(body))
         until = self.engine.clock() + timeout
         if body.get("match") == "any":
-            self.wire.wait(lambda: bool(self.wire.arrivals) and not waits_for_all(body), until)
-            replies = [raw for _, raw in self.wire.arrivals]
+            self.wire.wait(lambda: bool(self._unsolicited()) and not waits_for_all(body), until)
+            replies = self._unsolicited()
             self.wire.arrivals.clear()
+            self.wire.unsolicited.clear()
             request = None
         else:
             if self.last is None:
@@ -501,7 +578,16 @@ class _CaseContext:
             self.wire.wait(lambda: bool(self.wire.replies(tag)) and not waits_for_all(body), until)
             replies = self.wire.take(tag)
             request = self._request(self.last.built)
+            if quiet and not replies:
+                self.silent.append((len(self.result.steps) - 1, _Exchange(self.last.built, body), timeout))
         return [evaluate(body, [ReplyView(r) for r in replies], request, self.env, timeout)]
+
+    def _unsolicited(self) -> list[bytes]:
+        """Frames that arrived for the harness (broadcast, or one of its MACs) and
+        answer none of its requests: what `match: any` judges. Late replies, and
+        replies to readiness probes a restart hook sent from another MAC, are not."""
+        ours = {self.engine.endpoint.transport.mac, self.engine.endpoint.second_mac}
+        return [raw for raw in self.wire.unsolicited if raw[0] & 1 or bytes(raw[:6]) in ours]
 
     def step_duplicate(self, body, step: Step) -> list[Verdict]:
         copies = body.get("copies", 2)
@@ -570,12 +656,15 @@ class _CaseContext:
         parts = {p for p in ("config", "mask", "reserve") if body.get(p, True)}
         problems = self.engine.restore(parts)
         self.touched -= parts
+        self.unanswered = self.unanswered or any(p.startswith(UNANSWERED) for p in problems)
         return [Verdict(not problems, "; ".join(problems) or "restored")]
 
     def step_restart(self, body, step: Step) -> list[Verdict]:
         if self.engine.endpoint.restart is None:
             raise CaseStop(R.SKIPPED, "unsupported: no way to restart the target (give --restart-cmd)", R.UNSUPPORTED)
+        self.wire.drain()  # what was on its way before the restart is not the target's start-up
         self.wire.arrivals.clear()
+        self.wire.unsolicited.clear()
         self.engine.endpoint.restart()
         self.engine.shadow.forget_all()
         return []
@@ -715,7 +804,10 @@ class _CaseContext:
                 for touched in changes_state(ex.built.raw):
                     self.touched.add(touched)
                 # nothing to check: do not wait (a later `expect` step may still collect replies)
-                timeout = max(engine.timeout(), silence_seconds(ex.spec), (ex.spec or {}).get("timeout", 0) or 0) if ex.spec else 0.0
+                timeout = 0.0
+                if ex.spec:
+                    base = engine.silence_window() if accepts_silence(ex.spec) else engine.timeout()
+                    timeout = max(base, silence_seconds(ex.spec), ex.spec.get("timeout", 0) or 0)
                 for _ in range(ex.copies):
                     wire.send(ex.built.raw)
                 self.sent_any = True
@@ -749,6 +841,8 @@ class _CaseContext:
                     verdicts.append(v)
             else:
                 verdicts.append(evaluate(ex.spec, views, request, self.env, ex.waited))
+                if not views and accepts_silence(ex.spec):
+                    self.silent.append((len(self.result.steps) - 1, ex, ex.waited))
             self._update_shadow(ex, views)
         return verdicts
 

@@ -263,6 +263,19 @@ def waits_for_all(spec: Optional[Mapping]) -> bool:
     return "silence" in spec and "reply" not in spec
 
 
+def accepts_silence(spec: Optional[Mapping]) -> bool:
+    """Whether no reply at all can satisfy ``spec`` (then the engine waits the
+    silence window rather than the reply timeout, and checks afterwards for a
+    reply that came late)."""
+    if not spec or "count" in spec:
+        return False
+    if "any_of" in spec:
+        if "reply" in spec or "silence" in spec:
+            return "silence" in spec and "reply" not in spec and any(accepts_silence(a) for a in spec["any_of"])
+        return any(accepts_silence(a) for a in spec["any_of"])
+    return "silence" in spec and "reply" not in spec
+
+
 def silence_seconds(spec: Optional[Mapping]) -> float:
     if not spec:
         return 0.0

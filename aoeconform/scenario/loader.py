@@ -154,6 +154,44 @@ def _schema_problems(data, lines: _Lines, filename: str) -> list[str]:
     return problems
 
 
+# Schema validation is most of the time it takes to load the shipped suites
+# (about a second). A text that passed once against the same schema passes
+# again, so its digest is remembered (in memory, and in the user's cache
+# directory when it is writable); the semantic checks below always run.
+_validated: set[str] = set()
+
+
+def _validation_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "aoeconform", "valid-suites")
+
+
+def _text_digest(text: str) -> str:
+    h = hashlib.sha256(json.dumps(schema(), sort_keys=True).encode())
+    h.update(b"\0" + text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _known_valid(digest: str) -> bool:
+    if digest in _validated:
+        return True
+    if os.path.exists(os.path.join(_validation_cache_dir(), digest)):
+        _validated.add(digest)
+        return True
+    return False
+
+
+def _remember_valid(digest: str) -> None:
+    _validated.add(digest)
+    try:
+        directory = _validation_cache_dir()
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, digest), "w"):
+            pass
+    except OSError:
+        pass  # no cache then
+
+
 # -- semantic checks -----------------------------------------------------------
 
 _INT_FIELDS = {
@@ -289,7 +327,12 @@ def load_suite_text(text: str, filename: str) -> tuple[Optional[Suite], list[str
         return None, problems
     if not isinstance(data, dict):
         return None, problems + [f"{filename}:1: a suite is a mapping with `suite:` and `cases:`, not a {type(data).__name__}"]
-    problems += _schema_problems(data, lines, filename)
+    digest = _text_digest(text)
+    if not _known_valid(digest):
+        schema_problems = _schema_problems(data, lines, filename)
+        if not schema_problems:
+            _remember_valid(digest)
+        problems += schema_problems
     if problems:
         return None, problems
     name = data["suite"]

@@ -28,11 +28,24 @@ class Watchdog(Exception):
     """A step or case ran past its time limit."""
 
 
+#: the shortest silence window (see ``Timing.silence``)
+SILENCE_FLOOR = 0.05
+
+
 class Timing:
-    """Adaptive timeout: max(floor, factor × median RTT), at most ``ceiling``."""
+    """Adaptive timeout: max(floor, factor × median RTT), at most ``ceiling``.
+
+    ``silence()`` is the window for judging that no reply comes. A reply that
+    does come returns early, so the reply timeout can afford a generous floor;
+    a silence window is always waited out in full, so it is shorter:
+    max(min(floor, SILENCE_FLOOR), factor × median RTT, 2 × the slowest recent
+    RTT), never longer than the reply timeout. The engine still catches a
+    reply that arrives after the window (``Engine._late_replies``).
+    """
 
     def __init__(self, floor: float = 0.25, factor: float = 8.0, ceiling: float = 5.0, window: int = 256):
         self.floor = floor
+        self.silence_floor = min(floor, SILENCE_FLOOR)
         self.factor = factor
         self.ceiling = max(ceiling, floor)
         self.samples: deque[float] = deque(maxlen=window)
@@ -53,6 +66,12 @@ class Timing:
             return self.ceiling if self.floor >= self.ceiling else max(self.floor, min(1.0, self.ceiling))
         return min(self.ceiling, max(self.floor, self.factor * median))
 
+    def silence(self) -> float:
+        if not self.samples:
+            return self.timeout()
+        window = max(self.silence_floor, self.factor * self.median, 2 * max(self.samples))
+        return min(self.timeout(), window)
+
 
 class Wire:
     def __init__(self, primary: Transport, second: Optional[Transport] = None, timing: Optional[Timing] = None,
@@ -67,6 +86,9 @@ class Wire:
         #: frames in arrival order that no tag has claimed yet (for `match: any`)
         self.arrivals: list[tuple[int, bytes]] = []
         self._sent_at: dict[int, float] = {}
+        #: AoE frames that answered no outstanding request (start-up advertisements,
+        #: duplicates), for `match: any`; cleared with ``arrivals``
+        self.unsolicited: list[bytes] = []
         self._recent_sent: deque[bytes] = deque(maxlen=256)
         self.records: Optional[list[FrameRecord]] = None
         self.deadline: Optional[float] = None
@@ -80,6 +102,7 @@ class Wire:
         self.records = []
         self.inbox.clear()
         self.arrivals.clear()
+        self.unsolicited.clear()
         return self.records
 
     def _record(self, direction: str, transport: Transport, raw: bytes) -> None:
@@ -138,6 +161,8 @@ class Wire:
             sent = self._sent_at.pop(tag, None)
             if sent is not None:
                 self.timing.add(self.clock() - sent)
+            else:
+                self.unsolicited.append(raw)
             self.inbox[tag].append(raw)
             self.arrivals.append((tag, raw))
         return True

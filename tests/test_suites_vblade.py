@@ -1,0 +1,184 @@
+"""The shipped suites against Debian's vblade 25 in a lab, as the README documents it.
+
+vblade runs as `aoeconform lab vblade ... --restart` (the same command is the
+run's --restart-cmd: vblade 25 dies on Mac Mask deletes). The run must end
+with exit status 1, no harness errors, vblade's known deviations (protocol
+notes §8, §11) as failures with their sections, and what vblade gets right
+passed. With suites/expectations/vblade-25.yaml every failure is expected:
+exit status 0, each listed case xfailed, none xpassed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from aoeconform.lab import Lab, make_sparse_image
+
+from conftest import _up_or_skip, need_program, need_root, unique_lab_name
+
+pytestmark = [pytest.mark.root, pytest.mark.vblade]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPECTATIONS = os.path.join(ROOT, "suites", "expectations", "vblade-25.yaml")
+SHELF, SLOT = 1, 2
+
+#: vblade 25's documented deviations: case id -> section it must be reported under
+DEVIATIONS = {
+    # Ver never checked, echoed (§8, §11)
+    "header/version/2-gets-error-5": "2.2",
+    "header/version/0-gets-error-5": "2.2",
+    "header/version/15-gets-error-5": "2.2",
+    "header/version/2-config-set-no-side-effect": "2.2",
+    "header/version/2-write-no-side-effect": "2.2",
+    # advertisement with Ver 0 (§8)
+    "header/advertisement/at-startup-ver-1": "2.2",
+    # E bit and MBZ bits echoed (§8)
+    "header/flags/mbz-bits-ignored-and-cleared": "2.3",
+    "header/flags/mbz-bits-ata-cleared": "2.3",
+    "header/flags/e-set-in-request-not-echoed": "2.3",
+    # Error byte echoed (§8)
+    "header/error/byte-zero-when-e-clear": "2.4",
+    "header/error/ata-byte-zero-when-e-clear": "2.4",
+    "header/error/mask-byte-zero-when-e-clear": "2.4",
+    # unpadded replies on veth (§1, §11)
+    "header/padding/config-reply": "2.1",
+    "header/padding/ata-error-reply": "2.1",
+    "header/padding/mask-read-reply": "2.1",
+    "header/padding/reserve-read-reply": "2.1",
+    # FLUSH CACHE status 0x00, FLUSH CACHE EXT unsupported; CHECK POWER MODE scnt 1-254 unanswered (§3)
+    "ata/flush/e7-status-drdy": "3.1",
+    "ata/flush/ea-status-drdy": "3.1",
+    "ata/check-power/request-scnt-1": "3.1",
+    # config length checked against the whole frame: stale bytes (§4)
+    "config/length/beyond-bytes-present-near": "3.2",
+    # Dir Count not checked against the frame (§5)
+    "mask/dir-count/beyond-frame": "3.3",
+    "robustness/lengths/mask-dir-count-255-empty": "3.3",
+    # aborts on a Mac Mask delete of a listed MAC (found by this harness)
+    "mask/edit/add-two": "3.3",
+    "mask/edit/delete": "3.3",
+    "mask/enforce/ata-from-unlisted-silent": "3.3",
+    "mask/enforce/listed-macs-served": "3.3",
+}
+
+#: what vblade 25 does right
+CORRECT = [
+    "ata/read-ext/one-sector",
+    "ata/write-ext/one-sector-persists",
+    "ata/capacity/one-past-end-read-idnf",
+    "ata/unsupported/0x99",
+    "ata/scnt/above-max-read-rejected",
+    "header/unknown-command/4-error-1",
+    "header/tag/bit31-ata",
+    "header/addressing/other-shelf-silent",
+    "header/flags/r-set-config-silent",
+    "header/padding/ata-write-reply",
+    "config/set/different-gets-error-4",
+    "config/test/different-string-silent",
+    "mask/read/empty-list",
+    "reserve/enforce/read-ext-from-unlisted-error-6",
+    "reserve/set/by-other-mac-error-6",
+    "robustness/truncated/ata-27-bytes",
+    "buffers/bufcnt/reads-all-answered",
+]
+
+
+def _aoeconform(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "aoeconform", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def vblade_target(tmp_path_factory):
+    """A lab with vblade started by `aoeconform lab vblade`; yields (host_if, restart_cmd)."""
+    need_root()
+    need_program("vblade", "vblade")
+    lab = Lab(unique_lab_name())
+    _up_or_skip(lab)
+    try:
+        where = tmp_path_factory.mktemp("vblade-suites")
+        image = where / "disk.img"
+        make_sparse_image(image, 64 << 20)
+        start = ["lab", "vblade", "--name", lab.name, "--shelf", str(SHELF), "--slot", str(SLOT),
+                 "--pidfile", str(where / "vblade.pid"), str(image)]
+        started = _aoeconform(*start)
+        assert started.returncode == 0, started.stderr
+        restart = shlex.join([sys.executable, "-m", "aoeconform", *start, "--restart"])
+        yield lab.host_if, restart, where
+    finally:
+        lab.down()
+
+
+def _run(vblade_target, name, *extra):
+    host_if, restart, where = vblade_target
+    report_dir = where / name
+    begun = time.monotonic()
+    proc = _aoeconform("run", "--target", f"{host_if}:{SHELF}.{SLOT}", "--allow-write", "--restart-cmd", restart,
+                       "--report-dir", str(report_dir), *extra, timeout=240)
+    elapsed = time.monotonic() - begun
+    doc = json.loads((report_dir / "report.json").read_text())
+    return proc, doc, elapsed
+
+
+@pytest.fixture(scope="module")
+def plain_run(vblade_target):
+    return _run(vblade_target, "plain")
+
+
+def test_exit_status_1_and_no_harness_errors(plain_run):
+    proc, doc, elapsed = plain_run
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [(c["id"], c["message"]) for c in doc["cases"] if c["outcome"] == "error"]
+    assert errors == []
+    assert doc["summary"]["errors"] == 0
+    assert "exchanges/s" in proc.stdout
+    assert elapsed < 60, f"the whole suite took {elapsed:.1f} s against vblade"
+
+
+def test_known_deviations_fail_with_their_sections(plain_run):
+    _, doc, _ = plain_run
+    by_id = {c["id"]: c for c in doc["cases"]}
+    wrong = {}
+    for case_id, section in DEVIATIONS.items():
+        case = by_id[case_id]
+        if case["outcome"] not in ("failed", "timeout") or case["section"] != section or not case["message"]:
+            wrong[case_id] = (case["outcome"], case["section"], case["message"])
+    assert wrong == {}
+
+
+def test_what_vblade_gets_right_passes(plain_run):
+    _, doc, _ = plain_run
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert {i: by_id[i]["outcome"] for i in CORRECT} == {i: "passed" for i in CORRECT}
+
+
+def test_every_failure_is_in_the_expectations_file(plain_run):
+    _, doc, _ = plain_run
+    with open(EXPECTATIONS) as f:
+        expected = yaml.safe_load(f)
+    assert set(DEVIATIONS) <= set(expected)
+    failing = {c["id"] for c in doc["cases"] if c["outcome"] in ("failed", "timeout")}
+    assert failing == set(expected)
+
+
+def test_with_expectations_everything_is_xfailed_and_exit_0(vblade_target, tmp_path):
+    with open(EXPECTATIONS) as f:
+        expected = yaml.safe_load(f)
+    # one wrong expectation on a case vblade passes: reported as XPASS, exit 0 without --strict
+    mixed = tmp_path / "expectations.yaml"
+    mixed.write_text(yaml.safe_dump({**expected, "ata/read-ext/one-sector": "deliberately wrong expectation"}))
+    select = [a for i in list(expected) + ["ata/read-ext/one-sector", "ata/unsupported/0x99"] for a in ("--select", i)]
+    proc, doc, _ = _run(vblade_target, "expected", "--expectations", str(mixed), *select)
+    outcomes = {c["id"]: c["outcome"] for c in doc["cases"]}
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {i: outcomes[i] for i in expected} == {i: "xfailed" for i in expected}
+    assert outcomes["ata/read-ext/one-sector"] == "xpassed"
+    assert outcomes["ata/unsupported/0x99"] == "passed"
+    assert doc["summary"]["xpassed"] == 1 and doc["summary"]["failed"] == 0 and doc["summary"]["errors"] == 0
