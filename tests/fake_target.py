@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from aoeconform.wire import IdentifyData
 from aoeconform.wire.constants import (

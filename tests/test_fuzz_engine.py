@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load

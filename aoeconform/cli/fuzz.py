@@ -6,46 +6,16 @@ Exit status: 0 no findings, 1 findings (saved under --out), 2 usage error
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shlex
 import subprocess
 import sys
 
+from aoeconform.cli.argtypes import integer, seconds
 from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
 
 COMMANDS = ("ata", "config", "mask", "reserve", "all")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is not negative, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -62,17 +32,17 @@ def register(subparsers) -> None:
     p.add_argument("--in-memory", action="store_true", help="fuzz the bundled reference target in this process instead (no root needed)")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="with --in-memory: give the reference target a defect (see `aoeconform target --list-quirks`)")
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--seconds", type=_seconds, metavar="S", help="fuzz for S seconds")
-    limit.add_argument("--cases", type=_positive_int, metavar="N", help="send N cases (default 1000 when neither is given)")
-    p.add_argument("--seed", type=_seed, metavar="N", help="seed of the case sequence (default: random, printed)")
+    limit.add_argument("--seconds", type=seconds, metavar="S", help="fuzz for S seconds")
+    limit.add_argument("--cases", type=integer(1), metavar="N", help="send N cases (default 1000 when neither is given)")
+    p.add_argument("--seed", type=integer(0), metavar="N", help="seed of the case sequence (default: random, printed)")
     p.add_argument("--corpus", metavar="DIR", help="seed frames (*.hex, *.bin); default corpora/ next to the package, plus generated seeds")
     p.add_argument("--out", metavar="DIR", default="fuzz-findings", help="where findings are saved (default ./fuzz-findings)")
     p.add_argument("--restart-cmd", metavar="CMD", help="shell command that restarts the target after it stops answering")
     p.add_argument("--command", choices=COMMANDS, default="all", help="which AoE command to fuzz (default all)")
     p.add_argument("--allow-write", action="store_true", help="let WRITE SECTORS (EXT) through, inside --lba-window only")
     p.add_argument("--lba-window", metavar="START:COUNT", help="sectors writes may touch (default: 64 in the middle of the disk)")
-    p.add_argument("--health-every", type=_positive_int, default=100, metavar="N", help="health check every N cases (default 100)")
-    p.add_argument("--window", type=_positive_int, metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
+    p.add_argument("--health-every", type=integer(1), default=100, metavar="N", help="health check every N cases (default 100)")
+    p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
     p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
     p.add_argument("--replay", metavar="FILE", help="send a saved finding's (shrunk) frames again; exit 1 if it still fires")
     p.add_argument("--quiet", action="store_true", help="print only the summary")

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import socket
 import sys
 
+from aoeconform.cli.argtypes import integer
 from aoeconform.errors import UsageError
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
 def register(subparsers) -> None:
@@ -26,9 +19,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("image", nargs="?", metavar="IMAGE", help="image file, or mem:SIZE")
     p.add_argument("--iface", "-i", metavar="IF", help="network interface to serve on")
-    p.add_argument("--shelf", type=_int, metavar="S", help="shelf (AoE major) number, 0-65534")
-    p.add_argument("--slot", type=_int, metavar="N", help="slot (AoE minor) number, 0-254")
-    p.add_argument("--bufcnt", type=_int, default=16, metavar="N", help="Buffer Count to advertise and queue (default 16)")
+    p.add_argument("--shelf", type=integer(), metavar="S", help="shelf (AoE major) number, 0-65534")
+    p.add_argument("--slot", type=integer(), metavar="N", help="slot (AoE minor) number, 0-254")
+    p.add_argument("--bufcnt", type=integer(), default=16, metavar="N", help="Buffer Count to advertise and queue (default 16)")
     p.add_argument("--readonly", action="store_true", help="refuse writes (ATA ABRT)")
     p.add_argument("--sync", action="store_true", help="write through to stable storage before acknowledging (O_DSYNC)")
     p.add_argument("--config", metavar="STRING", help="initial config string")

@@ -9,7 +9,7 @@ check in the engine (kind ``unresponsive``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 from aoeconform.wire import DecodeError, Frame
 from aoeconform.wire.constants import (
