@@ -431,17 +431,10 @@ class Target:
             return self._truncated(frame, n, verflags, error, shelf, slot, 0, tag)
         aflags, _feature, scnt, opcode, lba_low, lba_high = ATA_REQUEST.unpack_from(frame, AOE_HEADER_LEN)
         if opcode == READ48 or opcode == READ28:
-            if opcode == READ48:
-                lba, end = (lba_low | lba_high << 32) & self._lba48_mask, self._end48
-                if self._reserved_lba:
-                    lba |= int.from_bytes(frame[34:36], "little") << 48
-            else:
-                lba, end = lba_low & self._lba28_mask, self._end
-            if self._reservation and (frame[6:12] not in self._reserved_set or self._locks_holder) and self._reserve_enforced:
-                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
-            if not scnt and self._zero_crash:
-                self.dead = True
-                return _NO_REPLY
+            lba, end = self._address(frame, opcode == READ48, lba_low, lba_high)
+            refused = self._refuse_io(frame, n, verflags, error, shelf, slot, tag, scnt)
+            if refused is not None:
+                return refused
             if scnt > self._scnt_limit or (n > ETH_MIN_FRAME and self._trailing_rejected):
                 return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
             if lba + scnt > end:
@@ -455,17 +448,10 @@ class Target:
                 self.image.readinto(self._view[ATA_HEADER_END:end], lba << 9)
             return self._finish(end)
         if opcode == WRITE48 or opcode == WRITE28:
-            if opcode == WRITE48:
-                lba, end = (lba_low | lba_high << 32) & self._lba48_mask, self._end48
-                if self._reserved_lba:
-                    lba |= int.from_bytes(frame[34:36], "little") << 48
-            else:
-                lba, end = lba_low & self._lba28_mask, self._end
-            if self._reservation and (frame[6:12] not in self._reserved_set or self._locks_holder) and self._reserve_enforced:
-                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
-            if not scnt and self._zero_crash:
-                self.dead = True
-                return _NO_REPLY
+            lba, end = self._address(frame, opcode == WRITE48, lba_low, lba_high)
+            refused = self._refuse_io(frame, n, verflags, error, shelf, slot, tag, scnt)
+            if refused is not None:
+                return refused
             length = scnt << 9
             short = n - ATA_HEADER_END < length
             if scnt > self._scnt_limit and not (short and self._short_write_ok):
@@ -513,6 +499,26 @@ class Target:
             return _NO_REPLY
         status, err = self._unsupported_result
         return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, err, scnt if err else 0, status, lba_low, lba_high)
+
+    def _address(self, frame, extended, lba_low, lba_high):
+        """(first sector, end of the addressable range) for a READ or WRITE:
+        48-bit opcodes use all six LBA bytes, 28-bit ones ignore lba3's high
+        nibble (rule 26, 27)."""
+        if extended:
+            lba = (lba_low | lba_high << 32) & self._lba48_mask
+            if self._reserved_lba:
+                lba |= int.from_bytes(frame[34:36], "little") << 48
+            return lba, self._end48
+        return lba_low & self._lba28_mask, self._end
+
+    def _refuse_io(self, frame, n, verflags, error, shelf, slot, tag, scnt):
+        """The reply that stops a READ or WRITE before it touches the media, or None."""
+        if self._reservation and (frame[6:12] not in self._reserved_set or self._locks_holder) and self._reserve_enforced:
+            return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)  # rule 57
+        if not scnt and self._zero_crash:
+            self.dead = True
+            return _NO_REPLY
+        return None
 
     def _ata_status(self, frame, verflags, error, shelf, slot, tag, aflags, ata_error, scnt, status, lba_low, lba_high):
         """An ATA reply without data (AoE E=0)."""
