@@ -192,6 +192,16 @@ def probe_identify(d):
     return sum(words[100 + i] << (16 * i) for i in range(4)) - d.capacity
 
 
+def probe_identify_lba28(d):
+    words = struct.unpack_from("<256H", _one(d, d.ata(0xEC)), 36)
+    return words[60] | words[61] << 16
+
+
+def probe_identify_lba48_bit(d):
+    words = struct.unpack_from("<256H", _one(d, d.ata(0xEC)), 36)
+    return (words[83] >> 10 & 1, words[86] >> 10 & 1)
+
+
 def probe_unsupported(d):
     return _status(_one(d, d.ata(0xB0)))
 
@@ -451,6 +461,8 @@ CASES = {
     "short-write-partial": (probe_short_write, {}, (2, 0), (0, 0x23)),
     "oversize-scnt-accepted": (probe_oversize, {}, (2, False), (0, True)),
     "identify-capacity-mismatch": (probe_identify, {}, 0, 1),
+    "identify-lba28-words-zero": (probe_identify_lba28, {}, 16384, 0),
+    "identify-lba48-bit-missing": (probe_identify_lba48_bit, {}, (1, 1), (0, 0)),
     "unsupported-opcode-success": (probe_unsupported, {}, 0x41, 0x40),
     "check-power-wrong": (probe_power, {}, 0xFF, 0),
     "readonly-writes": (probe_readonly, {"readonly": True}, (0x41, 0), (0x40, 0x32)),

@@ -27,6 +27,9 @@ FIELD_KINDS = {
     "config": {**{n: "int" for n in ("bufcnt", "firmware", "sector_count", "ccmd", "version", "config_length")}, "config": "bytes"},
     "mask": {**{n: "int" for n in ("reserved", "mcmd", "merror", "dir_count")}, "directives": "directives", "macs": "maclist"},
     "reserve": {"rcmd": "int", "nmacs": "int", "macs": "maclist"},
+    # the IDENTIFY DEVICE block carried as data by an ATA reply (rule 28)
+    "identify": {"lba28_capacity": "int", "lba48_capacity": "int", "lba48_supported": "bool",
+                 "lba48_enabled": "bool", "capabilities_lba": "bool"},
 }
 _ARG_CLASS = {"ata": "AtaArg", "config": "ConfigArg", "mask": "MacMaskArg", "reserve": "ReserveArg"}
 _HEX_FIELDS = {"flags", "aflags", "err_feature", "cmd_status", "tag", "error", "mbz", "ethertype", "firmware"}
@@ -119,6 +122,8 @@ class ReplyView:
             return {"response": h.response, "error_flag": h.error_flag, "mbz": h.mbz}.get(name, getattr(h, name, None))
         if self.frame is None:
             raise CheckError(f"reply cannot be decoded: {self.decode_error}")
+        if section == "identify":
+            return self._identify_field(name)
         arg = self.frame.arg
         if type(arg).__name__ != _ARG_CLASS[section]:
             raise CheckError(f"reply is command {self.header.command}, it has no {section} argument")
@@ -133,6 +138,16 @@ class ReplyView:
         if section == "mask" and name == "directives":
             return [(d.dcmd, d.mac) for d in arg.directives]
         return getattr(arg, name)
+
+    def _identify_field(self, name: str):
+        from aoeconform.wire.identify import CAPABILITY_LBA, IDENTIFY_LEN, W_CAPABILITIES, IdentifyData
+
+        if len(self.data) < IDENTIFY_LEN:
+            raise CheckError(f"reply carries {len(self.data)} data bytes, not a 512-byte IDENTIFY block")
+        block = IdentifyData.decode(self.data[:IDENTIFY_LEN])
+        if name == "capabilities_lba":
+            return bool(block.words[W_CAPABILITIES] & CAPABILITY_LBA)
+        return getattr(block, name)
 
     def path(self, path: str):
         """A dotted path for captures: header.tag, ata.lba, config.config, data, frame.length."""

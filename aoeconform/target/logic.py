@@ -237,7 +237,13 @@ class Target:
 
         reported = self.capacity + (1 if "identify-capacity-mismatch" in q else 0)
         serial = f"{shelf}.{slot}" + (f":{hostname}" if hostname else "")
-        self._identify = IdentifyData.build(reported, model=MODEL, serial=serial[:20], firmware=FIRMWARE_TEXT).encode()
+        identify = IdentifyData.build(reported, model=MODEL, serial=serial[:20], firmware=FIRMWARE_TEXT)
+        if "identify-lba28-words-zero" in q:
+            identify.lba28_capacity = 0
+        if "identify-lba48-bit-missing" in q:
+            identify.words[83] &= ~(1 << 10)
+            identify.words[86] &= ~(1 << 10)
+        self._identify = identify.encode()
 
         # One reply buffer, reused: the header fields that never change are
         # written once. Big enough for the largest read a quirk may serve.

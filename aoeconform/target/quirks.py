@@ -56,6 +56,8 @@ QUIRKS: dict[str, Quirk] = {
         Quirk("short-write-partial", (23,), "writes what a short write payload holds instead of rejecting it, whatever the sector count"),
         Quirk("oversize-scnt-accepted", (24,), "serves sector counts above the advertised maximum, in frames beyond the MTU"),
         Quirk("identify-capacity-mismatch", (28,), "IDENTIFY reports one sector more than can be read"),
+        Quirk("identify-lba28-words-zero", (28,), "IDENTIFY leaves words 60-61 (the 28-bit capacity) zero on a 48-bit device"),
+        Quirk("identify-lba48-bit-missing", (28,), "IDENTIFY fills words 100-103 but clears the 48-bit feature bit in words 83 and 86"),
         Quirk("unsupported-opcode-success", (29,), "answers unknown ATA opcodes with status 0x40"),
         Quirk("check-power-wrong", (30,), "answers CHECK POWER MODE with sector count 0"),
         Quirk("readonly-writes", (32,), "writes to a read-only export"),
