@@ -75,7 +75,8 @@ class Reader:
 class _Ours:
     """The reference initiator on one transport, identified once and warmed up."""
 
-    COUNTED = ("frames_sent", "retransmissions", "timeouts", "duplicate_replies", "late_replies")
+    COUNTED = ("frames_sent", "retransmissions", "fast_retransmissions", "timeout_retransmissions", "timeouts",
+               "fast_losses", "fast_recoveries", "duplicate_replies", "late_replies")
 
     def __init__(self, transport):
         from aoeconform.initiator.driver import HARNESS_TIMERS, Initiator
@@ -233,8 +234,9 @@ def report(result: dict, as_json: bool) -> str:
         aim = f" (aim >= {AIM_LOSS[1]})" if row["loss"] == AIM_LOSS[0] else ""
         lines.append(
             f"  {row['loss']:5.1%} loss each way                           {row['mb_per_s']:8.1f} MB/s   "
-            f"{_fmt(row['fraction_of_lossless'])} of lossless{aim}; {c.get('retransmissions', 0)} retransmissions, "
-            f"{c.get('timeouts', 0)} timeouts"
+            f"{_fmt(row['fraction_of_lossless'])} of lossless{aim}; {c.get('retransmissions', 0)} retransmissions "
+            f"({c.get('fast_retransmissions', 0)} fast, {c.get('timeout_retransmissions', 0)} after timeouts), "
+            f"{c.get('late_replies', 0)} late replies"
         )
     lines.append(
         f"  RTT avg {ours['rtt_avg_us'] / 1000:.2f} ms, dev {ours['rtt_dev_us'] / 1000:.2f} ms, "

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
 from typing import Optional
 
+from aoeconform.cli.argtypes import integer, probability, seconds
 from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
 
 SECTOR = 512
@@ -31,51 +31,21 @@ PROGRESS_INTERVAL = 0.1
 PROGRESS_WIDTH = 30
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability; use a value from 0 to 1 (0.05 for 5%)")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", "-t", required=True, metavar="IF[:S.N]",
                    help="interface, and shelf.slot when several targets answer there (e.g. aoec0h:1.2)")
-    p.add_argument("--timeout", type=_seconds, default=1.0, help="seconds to wait for discovery replies (default 1)")
+    p.add_argument("--timeout", type=seconds, default=1.0, help="seconds to wait for discovery replies (default 1)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     timers = p.add_argument_group("timers")
     timers.add_argument("--timer", choices=("harness", "linux"), default="harness",
                         help="harness (default): per-frame deadlines, estimate seeded by the first round trip, "
                         "5 ms floor, 0.5 s ceiling; linux: the driver's 100 ms timer and 250 ms start")
-    timers.add_argument("--dead-after", type=_seconds, default=20.0,
+    timers.add_argument("--dead-after", type=seconds, default=20.0,
                         help="give up (exit 3) when a frame goes unanswered this long (default 20 s; Linux: 180)")
     imp = p.add_argument_group("impairment (applied by the harness to this initiator's frames)")
-    imp.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="drop each frame with probability P")
-    imp.add_argument("--dup", type=_probability, default=0.0, metavar="P", help="duplicate each frame with probability P")
-    imp.add_argument("--reorder", type=_probability, default=0.0, metavar="P",
+    imp.add_argument("--loss", type=probability, default=0.0, metavar="P", help="drop each frame with probability P")
+    imp.add_argument("--dup", type=probability, default=0.0, metavar="P", help="duplicate each frame with probability P")
+    imp.add_argument("--reorder", type=probability, default=0.0, metavar="P",
                      help="hold a frame back behind the next --reorder-depth frames with probability P")
     imp.add_argument("--reorder-depth", type=int, default=3, metavar="N", help="frames a reordered frame waits for (default 3)")
     imp.add_argument("--direction", choices=("both", "send", "recv"), default="both",
@@ -106,14 +76,14 @@ def register(subparsers) -> None:
 
     p = actions.add_parser("read", help="read sectors into a file")
     _common(p)
-    p.add_argument("--lba", type=_count, default=0, help="first sector (default 0)")
-    p.add_argument("--count", type=_count, required=True, help="number of sectors")
+    p.add_argument("--lba", type=integer(0), default=0, help="first sector (default 0)")
+    p.add_argument("--count", type=integer(0), required=True, help="number of sectors")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="where to write the data ('-' for stdout)")
     p.set_defaults(func=run_read)
 
     p = actions.add_parser("write", help="write a file's contents to sectors (destructive: needs --yes)")
     _common(p)
-    p.add_argument("--lba", type=_count, default=0, help="first sector (default 0)")
+    p.add_argument("--lba", type=integer(0), default=0, help="first sector (default 0)")
     p.add_argument("--in", "-i", dest="infile", required=True, metavar="FILE",
                    help="data to write, a whole number of 512-byte sectors ('-' for stdin)")
     _destructive(p)
@@ -121,8 +91,8 @@ def register(subparsers) -> None:
 
     p = actions.add_parser("verify", help="write a seeded pattern, read it back, compare (destructive: needs --yes)")
     _common(p)
-    p.add_argument("--lba", type=_count, default=0, help="first sector (default 0)")
-    p.add_argument("--count", type=_count, default=None,
+    p.add_argument("--lba", type=integer(0), default=0, help="first sector (default 0)")
+    p.add_argument("--count", type=integer(0), default=None,
                    help=f"number of sectors (default {DEFAULT_VERIFY_SECTORS}, or up to the end of the device)")
     _destructive(p)
     p.set_defaults(func=run_verify)
@@ -198,7 +168,7 @@ def summary_line(summary: dict) -> str:
     line = (
         f"{summary['operation']} {summary['sectors']} sectors ({summary['bytes'] / 1048576:.1f} MiB) "
         f"of {summary['target']} in {summary['seconds']:.2f} s: {summary['mb_per_s']:.1f} MB/s; "
-        f"{c['retransmissions']} retransmissions, {c['duplicate_replies']} duplicates, "
+        f"{c['retransmissions']} retransmissions ({c.get('fast_retransmissions', 0)} fast, {c.get('timeout_retransmissions', 0)} after timeouts), {c['duplicate_replies']} duplicates, "
         f"{c['late_replies']} late replies; RTT avg {c['rtt_avg_us'] / 1000:.2f} ms dev {c['rtt_dev_us'] / 1000:.2f} ms"
     )
     imp = summary.get("impairment")

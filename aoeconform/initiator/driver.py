@@ -67,8 +67,15 @@ LINUX_TIMERS = {"precise_timeouts": False, "seed_rtt": False, "min_timeout": 0.0
 #:   must not look like a lost frame: each timeout collapses the window;
 #: * a 0.5 s ceiling, so a burst of losses while the estimate is still high
 #:   costs at most half a second per frame; slower targets see duplicates,
-#:   which AoE allows (requests are idempotent).
-HARNESS_TIMERS = {"precise_timeouts": True, "seed_rtt": True, "min_timeout": 0.005, "max_timeout": 0.5}
+#:   which AoE allows (requests are idempotent);
+#: * loss detection from later replies (``fast_retransmit``, see ``engine``):
+#:   a frame overtaken by 3 answered later frames, and older than
+#:   avg + 4·dev, is resent at once and the window is halved, not collapsed
+#:   to 1. On a lossy link the 5 ms floor would otherwise hold each lost
+#:   frame's slot for 5 ms and every loss would restart slow start from 1.
+#:   Timeouts (no later replies) still collapse the window to 1.
+HARNESS_TIMERS = {"precise_timeouts": True, "seed_rtt": True, "min_timeout": 0.005, "max_timeout": 0.5,
+                  "fast_retransmit": True}
 
 TIMERS = {"linux": LINUX_TIMERS, "harness": HARNESS_TIMERS}
 
@@ -123,14 +130,18 @@ class Initiator:
         timer_tick: float = TIMER_TICK,
         precise_timeouts: bool = False,
         seed_rtt: bool = False,
+        fast_retransmit: bool = False,
     ):
         """``timer_tick``: how often timeouts are checked, as the driver's timer.
         With ``precise_timeouts`` they are also checked at each frame's own
         deadline, so a loss costs about one rto rather than up to a tick
         more (useful with a small ``max_timeout`` on a lossy link).
         ``seed_rtt``: the first round trip after IDENTIFY sets the RTT
-        estimate (``rtt.RttEstimator``). The defaults are the driver's
-        behaviour; ``HARNESS_TIMERS`` is what the harness's own tools use."""
+        estimate (``rtt.RttEstimator``). ``fast_retransmit``: a frame that
+        later replies show lost is resent before its timeout, with a
+        fast-recovery cut of the window (``engine``). The defaults are the
+        driver's behaviour; ``HARNESS_TIMERS`` is what the harness's own
+        tools use."""
         self.transport = transport
         self.shelf = shelf
         self.slot = slot
@@ -146,6 +157,7 @@ class Initiator:
         self.timer_tick = timer_tick
         self.precise_timeouts = precise_timeouts
         self.seed_rtt = seed_rtt
+        self.fast_retransmit = fast_retransmit
         self.info: Optional[DeviceInfo] = None
         self.engine: Optional[InitiatorEngine] = None
         self._config_tags = TagAllocator()
@@ -246,6 +258,7 @@ class Initiator:
             dead_after=self.dead_after,
             aoe_errors=self.aoe_errors,
             seed_rtt=self.seed_rtt,
+            fast_retransmit=self.fast_retransmit,
             now=now,
         )
         request = self.engine.submit_identify(now)

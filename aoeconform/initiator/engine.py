@@ -35,6 +35,22 @@ Rules kept from the driver:
 * ATA status & 0xA9 fails the request at once (``AtaError``), as does a
   read reply shorter than the request's sector count (``RuntReply``).
 
+Not in the driver, off by default (``fast_retransmit``): loss detection
+from later replies, like TCP's fast retransmit and RACK (RFC 8985). A frame
+is declared lost before its timeout once replies have completed
+``fast_retransmit_after`` (3) frames sent after it *and* it has waited
+longer than avg + 4·dev of the RTT estimate (the reordering allowance:
+targets and the harness's fault layer may answer out of order). It is
+resent at once with a fresh tag, even beyond ``maxout`` but never beyond
+the target's buffer count, and the window takes a fast-recovery cut
+(``CongestionWindow.on_fast_loss``) instead of collapsing to 1; losses of
+frames sent before the last cut (or before the last timeout) cut nothing
+more, so a burst of losses in one window halves it once. A timeout (no
+later replies: a dead or stalled target, a lost tail) still collapses the
+window to 1 and halves the threshold. A spurious early retransmission is
+harmless: requests are idempotent, and the late reply to the old tag is
+counted (``late_replies``) and dropped like any other.
+
 Where the driver only logs: an AoE error reply (E=1) fails the request with
 ``AoEErrorReply`` by default; ``aoe_errors='retry'`` drops it like the
 driver, so the frame times out and is retried until ``dead_after``.
@@ -81,6 +97,8 @@ from .window import DEFAULT_MAXOUT_CAP, CongestionWindow
 DEFAULT_DEAD_AFTER = 180.0
 #: 28-bit commands address 2**28 sectors
 LBA28_LIMIT = 1 << 28
+#: later frames answered before an unanswered one counts as lost (TCP's DupThresh)
+FAST_RETRANSMIT_AFTER = 3
 #: how many used-up tags are remembered to tell late and duplicate replies apart
 SPENT_TAGS_REMEMBERED = 16384
 
@@ -219,7 +237,10 @@ class IoRequest:
 class _Frame:
     """One frame's worth of a request, and its transmission history."""
 
-    __slots__ = ("request", "index", "tag", "lba", "offset", "nbytes", "body", "sent_at", "first_sent_at", "waited", "sends")
+    __slots__ = (
+        "request", "index", "tag", "lba", "offset", "nbytes", "body", "sent_at", "first_sent_at", "waited", "sends",
+        "seq", "overtaken", "fast",
+    )
 
     def __init__(self, request: IoRequest, index: int, lba: int, offset: int, nbytes: int, body: Optional[bytes]):
         self.request = request
@@ -233,6 +254,9 @@ class _Frame:
         self.first_sent_at = 0.0
         self.waited = 0.0  # time spent waiting in earlier transmissions
         self.sends = 0
+        self.seq = 0  # the engine's transmission counter at the last send
+        self.overtaken = 0  # frames sent after this transmission and answered before it
+        self.fast = False  # out of the window by loss detection, not by a timeout
 
 
 @dataclass
@@ -242,7 +266,9 @@ class EngineStats:
     requests: int = 0
     frames: int = 0  # frames made from requests
     frames_sent: int = 0  # first transmissions
-    retransmissions: int = 0
+    retransmissions: int = 0  # all of them: timeout_ plus fast_retransmissions
+    timeout_retransmissions: int = 0  # frames resent after their retransmit timeout
+    fast_retransmissions: int = 0  # frames resent after later frames were answered (fast_retransmit)
     replies: int = 0  # replies that completed a frame
     late_replies: int = 0  # to a tag replaced by a retransmission
     duplicate_replies: int = 0  # to a tag already answered
@@ -250,6 +276,8 @@ class EngineStats:
     ignored_frames: int = 0  # not a response, another command, device or tool tag
     malformed: int = 0  # too short to be an ATA reply
     timeouts: int = 0
+    fast_losses: int = 0  # frames declared lost by later replies, before their timeout
+    fast_recoveries: int = 0  # window cuts those losses made (at most one per window of frames)
     aoe_errors: int = 0
     ata_errors: int = 0
     runts: int = 0
@@ -264,7 +292,9 @@ class InitiatorEngine:
 
     ``min_timeout``/``max_timeout`` clamp the retransmit timeout and
     ``seed_rtt`` lets the first round trip after IDENTIFY set the estimate
-    (``rtt.RttEstimator``); the defaults are the driver's behaviour.
+    (``rtt.RttEstimator``); ``fast_retransmit`` detects losses from later
+    replies before the timeout (module docstring); the defaults are the
+    driver's behaviour.
     """
 
     def __init__(
@@ -284,12 +314,16 @@ class InitiatorEngine:
         dead_after: float = DEFAULT_DEAD_AFTER,
         aoe_errors: str = AOE_ERRORS_FAIL,
         seed_rtt: bool = False,
+        fast_retransmit: bool = False,
+        fast_retransmit_after: int = FAST_RETRANSMIT_AFTER,
         tick: float = DEFAULT_TICK,
         tool_tag_bit: bool = False,
         now: float = 0.0,
     ):
         if sectors_per_frame < 1:
             raise ValueError(f"sectors_per_frame must be at least 1, got {sectors_per_frame}")
+        if fast_retransmit_after < 1:
+            raise ValueError(f"fast_retransmit_after must be at least 1 reply, got {fast_retransmit_after}")
         if aoe_errors not in (AOE_ERRORS_FAIL, AOE_ERRORS_RETRY):
             raise ValueError(f"aoe_errors must be 'fail' or 'retry', got {aoe_errors!r}")
         self.src_mac = bytes(src_mac)
@@ -301,6 +335,8 @@ class InitiatorEngine:
         self.capacity = capacity
         self.dead_after = dead_after
         self.aoe_errors = aoe_errors
+        self.fast_retransmit = fast_retransmit
+        self.fast_retransmit_after = fast_retransmit_after
         self.rtt = RttEstimator(min_timeout, max_timeout, seed_rtt)
         self.window = CongestionWindow(bufcnt, maxout_cap, now)
         self.tags = TagAllocator(tick, tool_tag_bit)
@@ -313,7 +349,14 @@ class InitiatorEngine:
         self._pending: Deque[_Frame] = deque()  # never sent
         self._rexmit: Deque[_Frame] = deque()  # timed out, waiting for window room
         self._active: Dict[int, _Frame] = {}  # on the wire, in send order
-        self._deferred: Dict[int, _Frame] = {}  # tags of frames in _rexmit
+        self._fast: Deque[_Frame] = deque()  # declared lost by later replies, to resend at once
+        self._deferred: Dict[int, _Frame] = {}  # tags of frames in _rexmit and _fast
+        # transmissions so far (each frame's seq is its place in this count), the
+        # last one before the latest window cut, and when the first frame that is
+        # overtaken often enough will have waited out the reordering allowance
+        self._seq = 0
+        self._recover = 0
+        self._reorder_deadline: Optional[float] = None
         # used-up tags, in two generations so the memory stays bounded
         self._answered: set = set()
         self._answered_old: set = set()
@@ -339,7 +382,7 @@ class InitiatorEngine:
     @property
     def idle(self) -> bool:
         """Nothing queued, in flight or waiting for retransmission."""
-        return not (self._pending or self._active or self._rexmit)
+        return not (self._pending or self._active or self._rexmit or self._fast)
 
     @property
     def outstanding(self) -> int:
@@ -475,9 +518,14 @@ class InitiatorEngine:
         return _ATA_ARG_PADDED.pack(aflags, 0, nsect, request.opcode, lba & 0xFFFFFFFF, lba >> 32)
 
     def poll_sends(self, now: float) -> List[Tuple[int, bytes]]:
-        """Frames to put on the wire now, as (tag, frame bytes); respects the window."""
+        """Frames to put on the wire now, as (tag, frame bytes); respects the window.
+
+        Frames declared lost by later replies go first and may exceed
+        ``maxout`` (the lost frame left the window), never ``nframes``.
+        """
         window = self.window
-        if window.nout >= window.maxout or self.dead is not None:
+        fast = self._fast
+        if (window.nout >= window.maxout and not fast) or self.dead is not None:
             return []
         out = []
         prefix = self._prefix
@@ -491,8 +539,21 @@ class InitiatorEngine:
         if tags.tool_bit:
             ticks |= TAG_TOOL_BIT
         counter = tags.counter
-        while window.nout < window.maxout:
-            if rexmit:
+        seq = self._seq
+        while True:
+            if fast and window.nout < window.nframes:
+                frame = fast.popleft()
+                old = frame.tag
+                del deferred[old]
+                self._spend(old, self._superseded)
+                if frame.request.done:
+                    continue
+                frame.waited += now - frame.sent_at
+                stats.retransmissions += 1
+                stats.fast_retransmissions += 1
+            elif window.nout >= window.maxout:
+                break
+            elif rexmit:
                 frame = rexmit.popleft()
                 old = frame.tag
                 del deferred[old]
@@ -501,6 +562,7 @@ class InitiatorEngine:
                     continue  # failed meanwhile: nothing left to ask for
                 frame.waited += now - frame.sent_at
                 stats.retransmissions += 1
+                stats.timeout_retransmissions += 1
             elif pending:
                 frame = pending.popleft()
                 if frame.request.done:
@@ -520,10 +582,14 @@ class InitiatorEngine:
             frame.tag = tag
             frame.sent_at = now
             frame.sends += 1
+            seq += 1
+            frame.seq = seq
+            frame.overtaken = 0
             active[tag] = frame
             window.nout += 1
             out.append((tag, prefix + pack_tag(tag) + frame.body))
         tags.counter = counter
+        self._seq = seq
         return out
 
     # --- receiving -----------------------------------------------------------
@@ -577,7 +643,50 @@ class InitiatorEngine:
             window.on_answer(now)
         elif window.nout > 0:
             window.nout -= 1
+        if self.fast_retransmit and self._active:
+            # frames still out that were sent before this one were overtaken
+            if next(iter(self._active.values())).seq < frame.seq:
+                self._overtaken(frame.seq, now)
         return self._answered_frame(frame, raw, verflags, tag, now)
+
+    def _reorder_allowance(self) -> float:
+        """How long a frame may wait before later replies can prove it lost: avg + 4·dev, seconds."""
+        rtt = self.rtt
+        return ((rtt.avg_scaled >> RTT_AVG_SCALE) + 4 * (rtt.dev_scaled >> RTT_DEV_SCALE)) / 1_000_000
+
+    def _overtaken(self, seq: int, now: float) -> None:
+        """A reply completed transmission ``seq``: every frame sent before it and
+        still out was overtaken once more; those overtaken often enough that
+        have waited out the reordering allowance are lost."""
+        threshold = self.fast_retransmit_after
+        allowance = self._reorder_allowance()
+        lost = []
+        for frame in self._active.values():
+            if frame.seq > seq:
+                break  # in send order: the rest were sent later
+            frame.overtaken += 1
+            if frame.overtaken >= threshold:
+                due = frame.sent_at + allowance
+                if now >= due:
+                    lost.append(frame)
+                elif self._reorder_deadline is None or due < self._reorder_deadline:
+                    self._reorder_deadline = due
+        for frame in lost:
+            self._fast_loss(frame, now)
+
+    def _fast_loss(self, frame: _Frame, now: float) -> None:
+        """Take a frame proven lost out of the window and queue it to be resent at once."""
+        del self._active[frame.tag]
+        self._deferred[frame.tag] = frame
+        frame.fast = True
+        self._fast.append(frame)
+        self.stats.fast_losses += 1
+        # one cut per window of frames: only a frame sent after the last cut makes another
+        cut = frame.seq > self._recover
+        if cut:
+            self._recover = self._seq
+            self.stats.fast_recoveries += 1
+        self.window.on_fast_loss(now, cut)
 
     def _unmatched(self, raw: bytes, verflags: int, tag: int, now: float) -> Optional[IoRequest]:
         frame = self._deferred.pop(tag, None)
@@ -591,8 +700,8 @@ class InitiatorEngine:
             else:
                 self.stats.unknown_replies += 1
             return None
-        # timed out but not yet resent: the answer still counts
-        self._rexmit.remove(frame)
+        # out of the window but not yet resent: the answer still counts
+        (self._fast if frame.fast else self._rexmit).remove(frame)
         self.rtt.sample(int((now - frame.sent_at) * 1_000_000))
         return self._answered_frame(frame, raw, verflags, tag, now)
 
@@ -656,10 +765,14 @@ class InitiatorEngine:
         Uses the timeout computed at the last ``on_tick``: like the driver's
         timer, the estimate is read once per tick, so call ``on_tick``
         regularly (the driver does every 100 ms) as well as at deadlines.
+        With ``fast_retransmit`` this is earlier when a frame already
+        overtaken often enough will have waited out the reordering allowance.
         """
+        reorder = self._reorder_deadline
         for frame in self._active.values():
-            return frame.sent_at + self._timeout
-        return None
+            deadline = frame.sent_at + self._timeout
+            return reorder if reorder is not None and reorder < deadline else deadline
+        return reorder
 
     def on_tick(self, now: float) -> Optional[TargetDead]:
         """Time out old frames (they are resent by ``poll_sends``) and detect a dead target.
@@ -667,15 +780,17 @@ class InitiatorEngine:
         Returns the ``TargetDead`` event the first time the target is declared dead.
         """
         self._timeout = timeout = self.rtt.retransmit_timeout()
-        if self.dead is not None or not (self._active or self._rexmit):
+        self._reorder_deadline = None
+        if self.dead is not None or not (self._active or self._rexmit or self._fast):
             return None
         dead_after = self.dead_after
         expired = []
         for frame in self._active.values():
-            if now - frame.sent_at < timeout:
+            # the same sum as next_deadline(), so a tick at a deadline always finds it due
+            if now < frame.sent_at + timeout:
                 break  # in send order: the rest are younger
             expired.append(frame)
-        for frame in list(self._rexmit) + expired:
+        for frame in list(self._rexmit) + list(self._fast) + expired:
             waited = frame.waited + (now - frame.sent_at)
             if dead_after and waited > dead_after:
                 return self._declare_dead(frame, waited, now)
@@ -684,14 +799,37 @@ class InitiatorEngine:
             del self._active[frame.tag]
             self._deferred[frame.tag] = frame
             self._rexmit.append(frame)
+            frame.fast = False
             window.on_timeout(now)
             self.stats.timeouts += 1
+        if expired:
+            # the frames out now belong to the window the timeout just cut
+            self._recover = self._seq
+        if self.fast_retransmit and self._active:
+            self._check_overtaken(now)
         return None
+
+    def _check_overtaken(self, now: float) -> None:
+        """Frames overtaken often enough whose reordering allowance ran out
+        while no reply came: lost (the replies that would tell may never come)."""
+        threshold = self.fast_retransmit_after
+        allowance = self._reorder_allowance()
+        lost = []
+        for frame in self._active.values():
+            if frame.overtaken < threshold:
+                break  # older frames are overtaken at least as often as newer ones
+            due = frame.sent_at + allowance
+            if now >= due:
+                lost.append(frame)
+            elif self._reorder_deadline is None or due < self._reorder_deadline:
+                self._reorder_deadline = due
+        for frame in lost:
+            self._fast_loss(frame, now)
 
     def _declare_dead(self, frame: _Frame, waited: float, now: float) -> TargetDead:
         dead = TargetDead(waited, self.dead_after, self.shelf, self.slot, frame.sends)
         self.dead = dead
-        for group in (self._active.values(), self._rexmit, self._pending):
+        for group in (self._active.values(), self._rexmit, self._fast, self._pending):
             for f in group:
                 request = f.request
                 if not request.done:
@@ -703,6 +841,8 @@ class InitiatorEngine:
         self._active.clear()
         self._deferred.clear()
         self._rexmit.clear()
+        self._fast.clear()
+        self._reorder_deadline = None
         self._pending.clear()
         self.window.nout = 0
         return dead

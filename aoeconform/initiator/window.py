@@ -11,6 +11,12 @@ many frames may be on the wire at once:
 * a timeout halves ssthresh from the current window and drops maxout to 1;
 * maxout never exceeds nframes, so never more than Buffer Count frames are out.
 
+Not in the driver (used only with the engine's ``fast_retransmit``): a frame
+shown lost by later replies, before its timeout, makes a fast-recovery cut
+as TCP's (RFC 5681 §3.2): ssthresh = max(maxout/2, 2) and maxout down to
+it, then linear growth from there; no collapse to 1. The engine decides
+which losses cut (one per window of frames).
+
 Time only enters as a label for the recorded history.
 """
 
@@ -89,6 +95,18 @@ class CongestionWindow:
 
     def on_late_answer(self) -> None:
         """An answer for a frame already counted out by a timeout: the window is unchanged."""
+
+    def on_fast_loss(self, now: float, cut: bool = True) -> None:
+        """A frame in flight was shown lost by later replies: it leaves the window;
+        with ``cut``, halve the window (at least 2) and make that the threshold."""
+        if cut:
+            self.ssthresh = max(self.maxout // 2, 2)
+            if self.ssthresh < self.maxout:
+                self._set(self.ssthresh, now)
+            # a whole window of replies before the next linear step
+            self.next_cwnd = self.maxout
+        if self.nout > 0:
+            self.nout -= 1
 
     def on_timeout(self, now: float) -> None:
         """A frame in flight timed out: collapse to one frame, remember half the old window."""
