@@ -23,6 +23,9 @@ HARNESS_MAC = bytes.fromhex("020000a0e001")
 BUNDLED_TARGET_MAC = bytes.fromhex("020000a0e0fe")
 BUNDLED_SHELF, BUNDLED_SLOT = 1, 2
 BUNDLED_IMAGE_BYTES = 16 << 20
+#: in a lab the image is a sparse file, so it can be large enough for the cases
+#: that address sectors above 2^28 (only written sectors take disk space)
+LAB_IMAGE_BYTES = ((1 << 28) + (1 << 16)) * 512
 
 
 def spoofed_mac(mac: bytes) -> bytes:
@@ -203,7 +206,7 @@ def bundled_thread(quirks=(), readonly: bool = False, mtu: int = 1500, image_byt
     return ep
 
 
-def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES,
+def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = LAB_IMAGE_BYTES,
                 second_iface: Optional[str] = None) -> TargetEndpoint:
     """The reference target in its own network namespace behind a veth pair (root)."""
     import tempfile

@@ -20,7 +20,6 @@ from .model import Case
 from .results import FAILING
 
 SEED = 20240601
-BIG_IMAGE_BYTES = ((1 << 28) + (1 << 16)) * 512
 ENVIRONMENTS = ("normal", "readonly", "big")
 
 
@@ -64,7 +63,7 @@ def run_one(quirk: Optional[str], cases: list[Case]) -> QuirkRun:
         if not chosen:
             continue
         endpoint = ep.bundled_loopback(quirks, readonly=(env == "readonly"),
-                                       image_bytes=BIG_IMAGE_BYTES if env == "big" else ep.BUNDLED_IMAGE_BYTES)
+                                       image_bytes=ep.LAB_IMAGE_BYTES if env == "big" else ep.BUNDLED_IMAGE_BYTES)
         try:
             engine = Engine(endpoint, RunOptions(seed=SEED, timeout_floor=0.05, step_timeout=10, case_timeout=30))
             try:
