@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = [
     "list",
     "selftest",
     "replay",
+    "compare",
     "discover",
     "lab",
     "target",
