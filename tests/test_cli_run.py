@@ -102,3 +102,13 @@ def test_selftest_on_fixture_with_one_quirk(capsys):
 def test_selftest_uncaught_quirk_exits_1(capsys):
     assert main(["selftest", FIXTURE, "--quirk", "check-power-wrong", "-j", "1"]) == 1
     assert "caught by no case" in capsys.readouterr().out
+
+
+def test_start_after_resumes_behind_the_named_case(tmp_path, capsys):
+    assert run(tmp_path) == 0
+    every = [c["id"] for c in json.loads((tmp_path / "report.json").read_text())["cases"]]
+    assert run(tmp_path, "--start-after", every[2]) == 0
+    resumed = [c["id"] for c in json.loads((tmp_path / "report.json").read_text())["cases"]]
+    assert resumed == every[3:]
+    assert run(tmp_path, "--start-after", "basic/no-such-case") == 2
+    assert "--start-after basic/no-such-case" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def test_replay_rechecks(failing_run):
     assert main(["replay", path, "--bundled", "loopback", "--frames"]) == 0
 
 
-def test_interrupted_run_still_writes_reports(tmp_path, monkeypatch):
+def test_interrupted_run_still_writes_reports(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the middle: reports hold what ran, and the status is 130."""
     from aoeconform.scenario import engine as engine_module
 
@@ -107,6 +107,7 @@ def test_interrupted_run_still_writes_reports(tmp_path, monkeypatch):
     assert status == 130
     doc = json.loads((tmp_path / "report.json").read_text())
     assert len(doc["cases"]) == 2 and doc["run"]["interrupted"] is True
+    assert f"--start-after {doc['cases'][-1]['id']}" in capsys.readouterr().err
     assert len(ET.parse(tmp_path / "junit.xml").getroot().findall(".//testcase")) == 2
     assert (tmp_path / "report.html").exists() and (tmp_path / "report.sarif").exists()
 

@@ -19,6 +19,8 @@ def add_selection_flags(p) -> None:
     g = p.add_argument_group("selection (applied before anything is sent)")
     g.add_argument("--select", action="append", default=[], metavar="GLOB", help="run only cases whose id matches (repeatable)")
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never run cases whose id matches (repeatable)")
+    g.add_argument("--start-after", metavar="ID",
+                   help="skip every case up to and including this id (resume a run that was interrupted)")
     g.add_argument("-k", dest="keyword", metavar="EXPR",
                    help="boolean expression over tags, levels (MUST/SHOULD/MAY), suite names, sections (s3.1), rule<N>, id globs; e.g. 'ata and not lba48'")
 
@@ -79,6 +81,12 @@ def prepare(args):
     if args.keyword:
         check_keyword(args.keyword)
     chosen = select(cases, args.select, args.exclude, args.keyword)
+    start_after = getattr(args, "start_after", None)
+    if start_after:
+        ids = [c.id for c in chosen]
+        if start_after not in ids:
+            raise UsageError(f"--start-after {start_after}: no such case among the selected ones (see `aoeconform list`)")
+        chosen = chosen[ids.index(start_after) + 1:]
     if not chosen:
         raise UsageError(f"no case selected out of {len(cases)}; check --select/--exclude/-k")
     expectations = load_expectations(args.expectations, [c.id for c in cases]) if getattr(args, "expectations", None) else {}
@@ -143,6 +151,8 @@ def run(args) -> int:
             writer.close()
             _print_summary(run_info, args.report_dir)
         if interrupted:
+            if run_info.results:
+                print(f"aoeconform: to go on from here, add --start-after {run_info.results[-1].id}", file=sys.stderr)
             raise KeyboardInterrupt
     finally:
         endpoint.close()
