@@ -35,7 +35,7 @@ def build_manifest(*, suites, endpoint, facts, options, argv=None, start=None) -
         "suites": [{"name": s.name, "path": s.path, "sha256": s.sha256, "cases": len(s.cases)} for s in suites],
         "suites_sha256": hashlib.sha256("".join(s.sha256 for s in suites).encode()).hexdigest(),
         "target_description": endpoint.description if endpoint else "",
-        "interface": endpoint.iface or (endpoint.transport.name if endpoint else ""),
+        "interface": (endpoint.iface or endpoint.transport.name) if endpoint else "",
         "mtu": endpoint.mtu if endpoint else None,
         "harness_mac": endpoint.transport.mac.hex(":") if endpoint else "",
         "second_mac": endpoint.second_mac.hex(":") if endpoint else "",
