@@ -80,3 +80,23 @@ def test_sigterm_ends_run_like_ctrl_c(tmp_path, monkeypatch, capsys):
     root, errors = junit_errors(tmp_path)
     assert len(root.findall(".//testcase")) == 4 and [e.get("type") for e in errors] == ["terminated"]
     assert "terminated" in capsys.readouterr().err
+
+
+def test_unwritable_report_dir_is_a_usage_error_before_sending(tmp_path, monkeypatch, capsys):
+    """Root ignores permission bits, so the unwritable places are a path under
+    a regular file, /proc and /sys. Nothing may be sent: the endpoint is never opened."""
+    from aoeconform.cli import run as run_module
+
+    opened = []
+    monkeypatch.setattr(run_module, "open_endpoint", lambda args: opened.append(args) or 1 / 0)
+    regular = tmp_path / "a-file"
+    regular.write_text("")
+    for bad in (str(regular / "reports"), str(regular), "/proc/aoeconform-reports", "/sys/aoeconform-reports"):
+        assert main(["run", FIXTURE, "--report-dir", bad, "--bundled", "loopback"]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--report-dir {bad}: cannot write reports there" in err
+        assert "internal error" not in err
+    (tmp_path / "r" / "junit.xml").mkdir(parents=True)
+    assert main(["run", FIXTURE, "--report-dir", str(tmp_path / "r"), "--bundled", "loopback"]) == 2
+    assert "junit.xml there is a directory" in capsys.readouterr().err
+    assert opened == []
