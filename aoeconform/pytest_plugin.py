@@ -3,7 +3,7 @@
 With ``--aoe-target IF:S.N`` (repeatable; ``bundled`` or ``bundled:QUIRK,...``
 names a fresh reference target) or ``--aoe-bundled``, every case of the
 YAML suites becomes a pytest item whose name is the case id (``[target]``
-appended when there are several targets): the shipped suites, the files
+appended, except for a lone bundled target): the shipped suites, the files
 and directories named with ``--aoe-suite``, and ``.yaml`` suites in the
 tree pytest collects. A YAML file is a suite only if its top level has both
 ``suite:`` and ``cases:``, so other YAML in a test tree is left alone, and
@@ -17,9 +17,9 @@ Levels (MUST, SHOULD, MAY) and tags are markers, so ``-m`` and ``-k`` select
 the way they do for Python tests; JUnit XML carries case_id, rule, section,
 level and target as properties.
 
-Under pytest-xdist each target is one ``xdist_group`` and the distribution
-mode is ``loadgroup``, so one worker owns a target at a time. A single
-bundled target is not grouped: each worker starts its own.
+Under pytest-xdist the plugin schedules one work unit per target (read from
+the ``[target]`` in the item's name), so one worker owns a target at a time.
+A lone bundled target is not split that way: each worker starts its own.
 
 Fixtures for hand-written tests: ``aoe_target``, ``aoe_reference_target``,
 ``aoe_lab``, ``aoe_vblade``, ``aoe_initiator`` (see docs/pytest.md).
@@ -41,7 +41,6 @@ _RESERVED_MARKERS = {"skip", "skipif", "xfail", "parametrize", "usefixtures", "f
                      "slow", "root", "vblade", "xdist_group", "tryfirst", "trylast", "aoe", "aoe_case"}
 _SUITE_LINE = re.compile(r"^suite\s*:", re.M)
 _CASES_LINE = re.compile(r"^cases\s*:", re.M)
-_SPLIT_DIST_MODES = ("load", "loadscope", "loadfile", "worksteal")
 
 
 def pytest_addoption(parser):
@@ -84,7 +83,7 @@ class AoeConfig:
 
     @property
     def grouped(self) -> bool:
-        """Items carry an xdist_group per target (all but a lone bundled target)."""
+        """Items are named and scheduled by target (all but a lone bundled target)."""
         return len(self.targets) > 1 or not self.targets[0].bundled
 
     def expectations_for(self, case_ids: list) -> dict:
@@ -142,9 +141,6 @@ def pytest_configure(config):
     config.stash[_KEY] = aoe
     if not aoe.active:
         return
-    # one worker per target at a time: xdist's splitting modes would interleave on one target
-    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in _SPLIT_DIST_MODES:
-        config.option.dist = "loadgroup"
     if not config.option.aoe_suite and config.args_source != pytest.Config.ArgsSource.ARGS:
         from aoeconform.scenario.loader import shipped_suites_dir
 
@@ -156,6 +152,18 @@ def pytest_configure(config):
         if not os.path.exists(path):
             raise pytest.UsageError(f"aoeconform: --aoe-suite {path}: no such file or directory")
     _replace_args(config, [os.path.abspath(p) for p in config.option.aoe_suite])
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist, on the controller: one work unit per target, so one worker owns a target
+    at a time (the items' names carry the target's label)."""
+    aoe = config.stash.get(_KEY, None)
+    if aoe is None or not aoe.active or not aoe.grouped or config.getoption("dist", "no") == "each":
+        return None
+    from aoeconform.scenario.xdist_scheduling import TargetScheduling
+
+    return TargetScheduling(config, log, [t.label for t in aoe.targets])
 
 
 def _replace_args(config, suite_paths: list) -> None:
@@ -215,7 +223,7 @@ class AoeSuiteFile(pytest.File):
             suites = load_suites([str(self.path)])
         except SuiteError as exc:
             raise AoeSuiteError(str(exc)) from None
-        several = len(aoe.targets) > 1
+        labelled = aoe.grouped  # the xdist scheduler reads the target from the name
         try:
             expected = aoe.expectations_for([c.id for s in suites for c in s.cases])
         except HarnessError as exc:
@@ -223,7 +231,7 @@ class AoeSuiteFile(pytest.File):
         for suite in suites:
             for case in suite.cases:
                 for target in aoe.targets:
-                    name = f"{case.id}[{target.label}]" if several else case.id
+                    name = f"{case.id}[{target.label}]" if labelled else case.id
                     item = AoeCaseItem.from_parent(self, name=name, case=case, target=target)
                     _mark(item, aoe, case, target, expected.get(case.id))
                     yield item
@@ -248,15 +256,9 @@ def _mark(item, aoe: AoeConfig, case, target, reason: Optional[str]) -> None:
         name = _marker_name(tag)
         config.addinivalue_line("markers", f"{name}: aoeconform suite tag {tag}")
         item.add_marker(getattr(pytest.mark, name))
-    if aoe.grouped:
-        item.add_marker(pytest.mark.xdist_group(name=_group_name(target)))
     if reason is not None:
         item.add_marker(pytest.mark.xfail(reason=reason or "listed in the expectations file", strict=aoe.strict,
                                           raises=AoeCaseFailed))
-
-
-def _group_name(target) -> str:
-    return f"aoe-target-{target.label}"
 
 
 class AoeCaseFailed(AssertionError):
@@ -348,24 +350,13 @@ def _up_or_skip(lab):
 
 
 def pytest_generate_tests(metafunc):
-    """A test using ``aoe_target`` runs once per target named on the command line."""
+    """A test using ``aoe_target`` runs once per target named on the command line
+    (its name carries the target, as the YAML cases' names do)."""
     if "aoe_target" not in metafunc.fixturenames:
         return
-    targets = _aoe(metafunc.config).targets
-    if len(targets) > 1:
-        metafunc.parametrize("aoe_target", targets, indirect=True, ids=[t.label for t in targets])
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup renames the items
-def pytest_collection_modifyitems(session, config, items):
-    aoe = config.stash.get(_KEY, None)
-    if aoe is None or not aoe.grouped:
-        return
-    for item in items:
-        if "aoe_target" in getattr(item, "fixturenames", ()):
-            callspec = getattr(item, "callspec", None)
-            target = callspec.params.get("aoe_target") if callspec is not None else None
-            item.add_marker(pytest.mark.xdist_group(name=_group_name(target or aoe.targets[0])))
+    aoe = _aoe(metafunc.config)
+    if aoe.grouped:
+        metafunc.parametrize("aoe_target", aoe.targets, indirect=True, ids=[t.label for t in aoe.targets])
 
 
 @pytest.fixture
