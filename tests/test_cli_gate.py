@@ -100,3 +100,41 @@ def test_unwritable_report_dir_is_a_usage_error_before_sending(tmp_path, monkeyp
     assert main(["run", FIXTURE, "--report-dir", str(tmp_path / "r"), "--bundled", "loopback"]) == 2
     assert "junit.xml there is a directory" in capsys.readouterr().err
     assert opened == []
+
+
+def _suite(name: str, case: str = "x") -> str:
+    return (f"suite: {name}\ncases:\n  - id: {name}/{case}\n    requirement: r\n    section: \"3.1\"\n"
+            f"    steps:\n      - send: {{command: config, config: {{ccmd: 0}}}}\n        expect: {{reply: {{header: {{response: true}}}}}}\n")
+
+
+def test_run_takes_a_directory_leaving_out_expectations(tmp_path, capsys):
+    d = tmp_path / "suites"
+    (d / "more").mkdir(parents=True)
+    (d / "expectations").mkdir()
+    (d / "a.yaml").write_text(_suite("a"))
+    (d / "more" / "b.yml").write_text(_suite("b"))
+    (d / "expectations" / "vendor.yaml").write_text("a/x: broken on purpose\n")
+    (d / "known.yaml").write_text("# beside the suites\nb/x: the vendor says so\nb/*: globs too\n")
+    (d / "notes.txt").write_text("not a suite")
+    assert main(["list", str(d), "--json"]) == 0
+    assert [c["id"] for c in json.loads(capsys.readouterr().out)] == ["a/x", "b/x"]
+    reports = tmp_path / "reports"
+    assert main(["run", str(d), "--report-dir", str(reports), "--bundled", "loopback"]) == 0
+    doc = json.loads((reports / "report.json").read_text())
+    assert sorted(c["id"] for c in doc["cases"]) == ["a/x", "b/x"]
+    # named on its own, an expectations file is a mistake worth one line
+    assert main(["list", str(d / "known.yaml")]) == 2
+    assert "known.yaml:1: an expectations file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["list", str(tmp_path / "empty")]) == 2
+    assert "no .yaml suite files" in capsys.readouterr().err
+
+
+def test_shipped_suites_directory_runs_as_the_default(capsys):
+    from aoeconform.scenario.loader import shipped_suite_paths, shipped_suites_dir
+
+    assert main(["list", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["list", shipped_suites_dir(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    assert not any("expectations" in p for p in shipped_suite_paths())

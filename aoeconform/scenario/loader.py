@@ -321,10 +321,23 @@ def _known_quirks() -> set[str]:
     return set(QUIRKS)
 
 
-def load_suite_text(text: str, filename: str) -> tuple[Optional[Suite], list[str]]:
+def is_expectations_document(data) -> bool:
+    """An expectations file's top level: case ids (or globs) mapped to reasons,
+    no `suite:` key. Such files sit beside suites (suites/expectations/)."""
+    return (isinstance(data, dict) and "suite" not in data and bool(data)
+            and all(isinstance(v, str) or v is None for v in data.values()))
+
+
+def load_suite_text(text: str, filename: str, *, skip_expectations: bool = False) -> tuple[Optional[Suite], list[str]]:
+    """The suite in ``text``, or the problems found. With ``skip_expectations``
+    (files collected from a directory), an expectations document gives (None, [])."""
     data, lines, problems = _parse_yaml(text, filename)
     if data is None:
         return None, problems
+    if is_expectations_document(data) and not problems:
+        if skip_expectations:
+            return None, []
+        return None, [f"{filename}:1: an expectations file (case id -> reason), not a suite; give it with --expectations"]
     if not isinstance(data, dict):
         return None, problems + [f"{filename}:1: a suite is a mapping with `suite:` and `cases:`, not a {type(data).__name__}"]
     digest = _text_digest(text)
@@ -397,23 +410,47 @@ def load_suite_text(text: str, filename: str) -> tuple[Optional[Suite], list[str
     return Suite(name, data.get("description", ""), filename, digest, cases), []
 
 
+#: directories never searched for suites: expectations files live there
+SKIPPED_DIRS = ("expectations",)
+
+
+def suite_files_in(directory: str) -> list[str]:
+    """The .yaml/.yml files under ``directory``, sorted, leaving out hidden
+    directories and expectations/ (expectations documents elsewhere are left
+    out when loaded, by their content)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        found += [os.path.join(root, n) for n in sorted(files) if n.endswith((".yaml", ".yml")) and not n.startswith(".")]
+    return found
+
+
 def load_suites(paths: Iterable[str]) -> list[Suite]:
-    """Every suite, or SuiteError listing every problem in every file."""
+    """Every suite, or SuiteError listing every problem in every file.
+
+    A directory stands for the suites under it (see ``suite_files_in``)."""
     suites, problems = [], []
+    files: list[tuple[str, bool]] = []  # (path, collected from a directory)
     for path in paths:
+        if os.path.isdir(path):
+            inside = suite_files_in(path)
+            if not inside:
+                problems.append(f"{path}: no .yaml suite files in this directory")
+            files += [(f, True) for f in inside]
+        else:
+            files.append((path, False))
+    for path, collected in files:
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             problems.append(f"{path}: no such suite file")
             continue
-        except IsADirectoryError:
-            problems.append(f"{path}: is a directory; name the .yaml files, or leave SUITE out to run the shipped suites")
-            continue
         except UnicodeDecodeError as exc:
             problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
             continue
-        suite, found = load_suite_text(text, os.path.relpath(path) if not os.path.isabs(path) or path.startswith(os.getcwd()) else path)
+        suite, found = load_suite_text(text, os.path.relpath(path) if not os.path.isabs(path) or path.startswith(os.getcwd()) else path,
+                                       skip_expectations=collected)
         problems += found
         if suite is not None:
             suites.append(suite)
@@ -452,7 +489,7 @@ def shipped_suite_paths() -> list[str]:
     where = shipped_suites_dir()
     if where is None:
         raise UsageError("no shipped suites found (looked for suites/ beside the package); name suite files, or set AOECONFORM_SUITES")
-    paths = sorted(os.path.join(where, n) for n in os.listdir(where) if n.endswith((".yaml", ".yml")))
+    paths = suite_files_in(where)
     if not paths:
         raise UsageError(f"no suites in {where}; name suite files on the command line")
     return paths
