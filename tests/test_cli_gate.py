@@ -138,3 +138,31 @@ def test_shipped_suites_directory_runs_as_the_default(capsys):
     assert main(["list", shipped_suites_dir(), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == default
     assert not any("expectations" in p for p in shipped_suite_paths())
+
+
+HEAD = 'suite: a\ncases:\n  - id: a/x\n'
+BROKEN_YAML = [
+    # (name, text, line where the problem starts, words the message holds)
+    ("unclosed-quote-at-end", HEAD + '    requirement: "never closed\n', 4, "quoted scalar"),
+    ("unclosed-quote-swallows-lines", HEAD.replace("a/x", '"a/x') + '    requirement: r\n    section: "3.1"\n    steps: []\n', 3,
+     "closing quote missing"),
+    ("unclosed-bracket", HEAD + '    requirement: r\n    tags: [one, two\n    section: "3.1"\n    steps: []\n', 5, "flow sequence"),
+    ("unclosed-brace", HEAD + '    requirement: {a: 1\n    section: "3.1"\n\n\n', 4, "flow mapping"),
+    ("bad-indent", HEAD + '    requirement: r\n   section: "3.1"\n    steps: []\n', 5, "indentation"),
+    ("tab", HEAD + '    requirement: r\n\tsteps: []\n', 5, "tab character"),
+    ("colon-in-value", HEAD + '    requirement: r: s\n', 4, "mapping values"),
+]
+
+
+def test_yaml_syntax_errors_point_at_where_the_problem_starts(tmp_path, capsys):
+    for name, text, line, words in BROKEN_YAML:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        assert main(["list", str(path)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"{path}:{line}: YAML syntax:") and words in err[-1], (name, err)
+    # expectations files share the same reading
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("basic/config/read: fine\nbasic/ata/read-one: [unclosed\nbasic/x: y\n")
+    assert main(["run", FIXTURE, "--expectations", str(exp), "--bundled", "loopback", "--report-dir", str(tmp_path / "r")]) == 2
+    assert f"{exp}:2: YAML syntax:" in capsys.readouterr().err

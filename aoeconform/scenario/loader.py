@@ -92,6 +92,53 @@ def _convert(node, loader, path: tuple, lines: _Lines, problems: list[str], file
     return loader.construct_object(node, deep=True)
 
 
+def _quoted_scalar_ending_at(text: str, mark) -> Optional[int]:
+    """The 1-based line where a quoted string starts that runs on over several
+    lines and ends on the line of ``mark``: the sign of a missing closing quote
+    (a multi-line quoted string is valid YAML, so only what follows it fails)."""
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=_LOADER):
+            if token.start_mark.index >= mark.index:
+                break
+            last = token
+    except yaml.YAMLError:
+        pass
+    if (isinstance(last, yaml.ScalarToken) and last.style in ('"', "'")
+            and last.start_mark.line != last.end_mark.line and last.end_mark.line == mark.line):
+        return last.start_mark.line + 1
+    return None
+
+
+def yaml_syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> str:
+    """``file:line: YAML syntax: what`` with the line where the problem starts.
+
+    PyYAML notices a problem where it gives up, often lines later: an unclosed
+    quote at the end of the file, a `[` or `{` at the next key. For scanner
+    errors and flow collections its context mark is where the unfinished thing
+    began; a quoted string that swallowed lines is found from the tokens."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    what = exc.problem or str(exc)
+    start = exc.context_mark
+    context = exc.context or ""
+    # (not a plain scalar: there the problem, such as a tab, is what follows it)
+    if (start is not None and context.startswith(("while scanning", "while parsing a flow"))
+            and context != "while scanning a plain scalar" and start.line + 1 < line):
+        what += f" (noticed at line {line})"
+        line = start.line + 1
+    elif exc.problem_mark is not None:
+        opened = _quoted_scalar_ending_at(text, exc.problem_mark)
+        if opened is not None and opened < line:
+            what += f" at line {line}: the quoted string that starts here runs on to it; is its closing quote missing?"
+            line, context = opened, ""
+    if context.startswith("while parsing a block"):
+        what += " (check this line's indentation)"
+    if context:
+        what = f"{context}: {what}"
+    return f"{filename}:{line}: YAML syntax: {what}"
+
+
 def _parse_yaml(text: str, filename: str) -> tuple[Any, _Lines, list[str]]:
     lines = _Lines()
     problems: list[str] = []
@@ -102,12 +149,7 @@ def _parse_yaml(text: str, filename: str) -> tuple[Any, _Lines, list[str]]:
             return None, lines, [f"{filename}:1: the file is empty; a suite needs `suite:` and `cases:`"]
         data = _convert(node, loader, (), lines, problems, filename)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        what = exc.problem or str(exc)
-        if exc.context:
-            what = f"{exc.context}: {what}"
-        return None, lines, [f"{filename}:{line}: YAML syntax: {what}"]
+        return None, lines, [yaml_syntax_problem(exc, text, filename)]
     except yaml.YAMLError as exc:
         return None, lines, [f"{filename}:1: YAML: {exc}"]
     finally:
