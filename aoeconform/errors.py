@@ -6,6 +6,8 @@ Exit statuses (shared by every subcommand):
   2  usage or input error (bad flags, malformed suite file, missing interface)
   3  target unreachable (never answered)
   4  internal error (a bug in aoeconform)
+  130  interrupted (Ctrl-C); `run` still writes its reports
+  143  terminated (SIGTERM); `run` still writes its reports
 """
 
 EXIT_OK = 0
@@ -13,6 +15,8 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class HarnessError(Exception):
@@ -39,3 +43,8 @@ class TargetUnreachable(HarnessError):
     """The target never answered within the time allowed."""
 
     exit_status = EXIT_UNREACHABLE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so the same clean-up runs (reports
+    written, target released); the exit status is 143 instead of 130."""

@@ -108,7 +108,12 @@ def test_interrupted_run_still_writes_reports(tmp_path, monkeypatch, capsys):
     doc = json.loads((tmp_path / "report.json").read_text())
     assert len(doc["cases"]) == 2 and doc["run"]["interrupted"] is True
     assert f"--start-after {doc['cases'][-1]['id']}" in capsys.readouterr().err
-    assert len(ET.parse(tmp_path / "junit.xml").getroot().findall(".//testcase")) == 2
+    assert doc["run"]["stopped"]["reason"] == "interrupted"
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert len(root.findall(".//testcase")) == 3  # the two that ran, and one error saying what happened
+    errors = root.findall(".//testcase/error")
+    assert len(errors) == 1 and errors[0].get("type") == "interrupted" and "interrupted (Ctrl-C) after 2 of 10" in errors[0].get("message")
+    assert root.get("errors") == "1"
     assert (tmp_path / "report.html").exists() and (tmp_path / "report.sarif").exists()
 
 

@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from aoeconform import __version__
-from aoeconform.errors import EXIT_INTERNAL, EXIT_USAGE, HarnessError
+from aoeconform.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, HarnessError, Terminated
 
 # Modules are imported lazily by name so that a missing optional piece
 # (or a slow import such as scapy) does not burden every command.
@@ -79,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"aoeconform: error: {exc}", file=sys.stderr)
         return exc.exit_status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print("aoeconform: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         print("aoeconform: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug in aoeconform: one line unless --debug

@@ -8,11 +8,17 @@ the target never answered, 4 for internal errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
+import signal
 import sys
+import threading
 import time
 
-from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
+from aoeconform.errors import EXIT_FAILURES, EXIT_OK, TargetUnreachable, Terminated, UsageError
+
+
+SUITES_HELP = "suite files, or directories of them (expectations files there are left out); default: the shipped suites"
 
 
 def add_selection_flags(p) -> None:
@@ -29,7 +35,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run conformance suites against a target",
                               description="Run conformance suites (default: every shipped suite) against a target; "
                                           "without --target, against the bundled reference target.")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite files (default: the shipped suites)")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
     p.add_argument("--target", metavar="IF[:S.N]", help="interface, and shelf.slot when several targets answer there")
     p.add_argument("--report-dir", default="reports", metavar="DIR", help="where reports go (default: reports/)")
     add_selection_flags(p)
@@ -107,6 +113,24 @@ def open_endpoint(args):
     return ep.bundled(check_quirks(args.quirk), readonly=args.readonly_target, mtu=args.mtu, mode=args.bundled)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a CI job cancelled, `timeout`, `docker stop`) ends the run the
+    way Ctrl-C does: reports written for what ran, the target released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args) -> int:
     from aoeconform.report.model import RunInfo
     from aoeconform.report.terminal import Fanout, Progress
@@ -118,44 +142,59 @@ def run(args) -> int:
     window = parse_window(args.lba_window)
     suites, cases, chosen, expectations = prepare(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
-    endpoint = open_endpoint(args)
+    run_info = RunInfo(strict=args.strict)
+    run_info.manifest = build_manifest(suites=suites, endpoint=None, facts=None, options=None, start=run_info.start)
+    run_info.manifest["target_description"] = args.target or "bundled reference target"
+    # The writer exists before the first frame is sent, so that whatever ends
+    # the run (no target, Ctrl-C, SIGTERM) still leaves report.json and junit.xml.
+    writer = ReportWriter(args.report_dir, run_info, {c.id: c for c in cases}, context={"seed": seed, "lba_window": window})
+    endpoint = engine = progress = None
     try:
-        allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
-        floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
-        options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
-                             step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
-                             expected_failures=expectations)
-        engine = Engine(endpoint, options)
-        facts = engine.probe()
-        if window is not None and facts.capacity and window[0] + window[1] > facts.capacity:
-            raise UsageError(f"--lba-window {args.lba_window} runs past the target's {facts.capacity} sectors")
-        run_info = RunInfo(strict=args.strict)
-        run_info.manifest = build_manifest(suites=suites, endpoint=endpoint, facts=facts, options=options, start=run_info.start)
-        by_id = {c.id: c for c in cases}
-        writer = ReportWriter(args.report_dir, run_info, by_id,
-                              context={"seed": seed, "lba_window": window, "target": facts.as_dict()})
-        progress = Progress(len(chosen) * args.repeat, verbose=args.verbose)
-        print(f"aoeconform: {len(chosen)} of {len(cases)} cases against {endpoint.description}; seed {seed}; "
-              f"second MAC {endpoint.second_mac.hex(':')} ({endpoint.second_mode}); writes {'allowed' if allow_write else 'off'}",
-              flush=True)
-        interrupted = False
-        try:
+        with _sigterm_interrupts():
+            endpoint = open_endpoint(args)
+            allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
+            floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
+            options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
+                                 step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
+                                 expected_failures=expectations)
+            engine = Engine(endpoint, options)
+            facts = engine.probe()
+            if window is not None and facts.capacity and window[0] + window[1] > facts.capacity:
+                raise UsageError(f"--lba-window {args.lba_window} runs past the target's {facts.capacity} sectors")
+            run_info.manifest = build_manifest(suites=suites, endpoint=endpoint, facts=facts, options=options, start=run_info.start)
+            writer.context["target"] = facts.as_dict()
+            progress = Progress(len(chosen) * args.repeat, verbose=args.verbose)
+            print(f"aoeconform: {len(chosen)} of {len(cases)} cases against {endpoint.description}; seed {seed}; "
+                  f"second MAC {endpoint.second_mac.hex(':')} ({endpoint.second_mode}); writes {'allowed' if allow_write else 'off'}",
+                  flush=True)
             engine.run(chosen, Fanout(writer, progress))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            progress.finish()
-            run_info.interrupted = interrupted
-            run_info.exchanges = engine.wire.exchanges
-            run_info.elapsed = engine.elapsed or max(1e-9, time.monotonic() - engine.started)
-            writer.close()
-            _print_summary(run_info, args.report_dir)
-        if interrupted:
-            if run_info.results:
-                print(f"aoeconform: to go on from here, add --start-after {run_info.results[-1].id}", file=sys.stderr)
-            raise KeyboardInterrupt
+    except TargetUnreachable as exc:
+        run_info.stop("target_unreachable", str(exc))
+        raise
+    except KeyboardInterrupt as exc:
+        how = "terminated by SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        message = f"run {how} after {len(run_info.results)} of {len(chosen) * args.repeat} cases"
+        if run_info.results:
+            message += f"; to go on from here, add --start-after {run_info.results[-1].id}"
+        run_info.stop("terminated" if isinstance(exc, Terminated) else "interrupted", message)
+        raise
     finally:
-        endpoint.close()
+        if progress is not None:
+            progress.finish()
+        if engine is not None:
+            run_info.exchanges = engine.wire.exchanges
+            run_info.elapsed = engine.elapsed or (max(1e-9, time.monotonic() - engine.started) if engine.started else 0.0)
+        try:
+            writer.close()
+            if progress is not None:
+                _print_summary(run_info, args.report_dir)
+            else:
+                print(f"aoeconform: nothing ran; reports in {args.report_dir}/", flush=True)
+            if run_info.stopped and run_info.interrupted:
+                print(f"aoeconform: {run_info.stopped['message']}", file=sys.stderr)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
     return EXIT_FAILURES if run_info.gating_failures() else EXIT_OK
 
 

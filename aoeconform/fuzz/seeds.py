@@ -148,9 +148,12 @@ def load_corpus(directory: str) -> List[Seed]:
 
 
 def default_corpus_dir() -> str:
-    """corpora/ at the top of the source tree, when the package runs from one."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "corpora"))
+    """corpora/ at the top of the source tree when the package runs from one,
+    else ``aoeconform/corpora`` inside an installed package (a wheel build
+    copies it there, see setup.py)."""
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    checkout = os.path.join(os.path.dirname(package_dir), "corpora")
+    return checkout if os.path.isdir(checkout) else os.path.join(package_dir, "corpora")
 
 
 def select_seeds(seeds: Iterable[Seed], commands: Sequence[int]) -> List[Seed]:

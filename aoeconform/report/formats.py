@@ -36,6 +36,8 @@ def json_report(run: RunInfo) -> dict:
             "start": run.start, "end": run.end, "elapsed": round(run.elapsed, 3), "exchanges": run.exchanges,
             "exchanges_per_second": round(run.exchanges_per_second, 1), "interrupted": run.interrupted,
             "strict": run.strict, "must_failures": len(run.must_failures()),
+            # why the run ended early (target_unreachable, interrupted, terminated, maxfail), else null
+            "stopped": run.stopped,
         },
         "manifest": run.manifest,
     }
@@ -97,6 +99,19 @@ def junit_tree(run: RunInfo) -> ET.Element:
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value
+    if run.stopped:
+        # CI tools show testcases, not report.json: a run that did not run to
+        # the end leaves one testcase saying so (an error when the run itself
+        # failed, a skip when --maxfail cut it short as asked)
+        name = "aoeconform"
+        suite = ET.SubElement(root, "testsuite", name=name, tests="1", time="0.000", failures="0",
+                              errors="1" if run.aborted else "0", skipped="0" if run.aborted else "1")
+        case = ET.SubElement(suite, "testcase", classname="aoeconform.run", name=f"run stopped: {run.stopped['reason']}", time="0")
+        node = ET.SubElement(case, "error" if run.aborted else "skipped", message=run.stopped["message"][:500],
+                             type=run.stopped["reason"])
+        node.text = run.stopped["message"]
+        totals["errors" if run.aborted else "skipped"] += 1
+        root.set("tests", str(len(run.results) + 1))
     for key, value in totals.items():
         root.set(key, str(value))
     return root
@@ -148,10 +163,20 @@ def sarif(run: RunInfo) -> dict:
         "runs": [{
             "tool": {"driver": {"name": "aoeconform", "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}},
             "results": results,
-            "invocations": [{"executionSuccessful": not run.interrupted,
-                             "commandLine": run.manifest.get("command_line", "")}],
+            "invocations": [_invocation(run)],
         }],
     }
+
+
+def _invocation(run: RunInfo) -> dict:
+    out = {"executionSuccessful": not (run.interrupted or run.aborted), "commandLine": run.manifest.get("command_line", "")}
+    if run.stopped:
+        out["toolExecutionNotifications"] = [{
+            "level": "error" if run.aborted else "note",
+            "message": {"text": run.stopped["message"]},
+            "descriptor": {"id": run.stopped["reason"]},
+        }]
+    return out
 
 
 def write_sarif(run: RunInfo, path: str) -> None:

@@ -67,7 +67,11 @@ def _summary(run: RunInfo) -> str:
         ("command line", m.get("command_line", "")),
     ]
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in info)
-    note = "<p><b>Interrupted:</b> the report covers the cases that ran.</p>" if run.interrupted else ""
+    note = ""
+    if run.stopped:
+        note = f"<p><b>Stopped early ({escape(run.stopped['reason'])}):</b> {escape(run.stopped['message'])}; the report covers the cases that ran.</p>"
+    elif run.interrupted:
+        note = "<p><b>Interrupted:</b> the report covers the cases that ran.</p>"
     return f"<h2>Summary</h2>{note}<table><tr>{cells}</tr><tr>{values}</tr></table><table>{rows}</table>"
 
 

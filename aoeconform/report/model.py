@@ -10,6 +10,12 @@ from aoeconform.scenario.results import FAILING, OUTCOMES, SUMMARY_KEYS, CaseRes
 from aoeconform.scenario.rules import RULES
 
 
+#: why a run can stop early; the first three are errors of the run itself (an
+#: error testcase in junit.xml, executionSuccessful false in SARIF)
+ABORTS = ("target_unreachable", "interrupted", "terminated")
+STOP_REASONS = ABORTS + ("maxfail",)
+
+
 @dataclass
 class RunInfo:
     results: list[CaseResult] = field(default_factory=list)
@@ -20,6 +26,20 @@ class RunInfo:
     elapsed: float = 0.0
     interrupted: bool = False
     strict: bool = False
+    #: why the run ended before every selected case ran: {"reason": ..., "message": ...}
+    #: with reason one of STOP_REASONS; None when it ran to the end
+    stopped: Optional[dict] = None
+
+    def stop(self, reason: str, message: str) -> None:
+        assert reason in STOP_REASONS, reason
+        self.stopped = {"reason": reason, "message": message}
+        if reason in ("interrupted", "terminated"):
+            self.interrupted = True
+
+    @property
+    def aborted(self) -> bool:
+        """Stopped by something other than the user's own limit (--maxfail)."""
+        return bool(self.stopped) and self.stopped["reason"] in ABORTS
 
     @property
     def exchanges_per_second(self) -> float:

@@ -17,6 +17,7 @@ import time
 from typing import Optional
 
 from aoeconform import __version__
+from aoeconform.errors import UsageError
 from aoeconform.scenario.results import CaseResult
 
 from .artifacts import write_pcap, write_replay
@@ -35,7 +36,7 @@ def build_manifest(*, suites, endpoint, facts, options, argv=None, start=None) -
         "suites": [{"name": s.name, "path": s.path, "sha256": s.sha256, "cases": len(s.cases)} for s in suites],
         "suites_sha256": hashlib.sha256("".join(s.sha256 for s in suites).encode()).hexdigest(),
         "target_description": endpoint.description if endpoint else "",
-        "interface": endpoint.iface or (endpoint.transport.name if endpoint else ""),
+        "interface": (endpoint.iface or endpoint.transport.name) if endpoint else "",
         "mtu": endpoint.mtu if endpoint else None,
         "harness_mac": endpoint.transport.mac.hex(":") if endpoint else "",
         "second_mac": endpoint.second_mac.hex(":") if endpoint else "",
@@ -50,6 +51,28 @@ def build_manifest(*, suites, endpoint, facts, options, argv=None, start=None) -
     }
 
 
+def prepare_report_dir(directory: str) -> None:
+    """Make ``directory`` (and its failures/) and prove it is writable, before
+    anything is sent: a place reports cannot go is a usage error, not a crash
+    at the end of a long run. Permission bits do not stop root, so this writes
+    a file rather than asking os.access()."""
+    where = f"--report-dir {directory}"
+    try:
+        os.makedirs(os.path.join(directory, "failures"), exist_ok=True)
+        for name in FILES:
+            if os.path.isdir(os.path.join(directory, name)):
+                raise UsageError(f"{where}: {name} there is a directory; reports cannot be written (choose another --report-dir)")
+        probe = os.path.join(directory, f".aoeconform-write-test.{os.getpid()}")
+        with open(probe, "w", encoding="utf-8") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            what = "a part of the path is a file, not a directory"
+        raise UsageError(f"{where}: cannot write reports there ({what}); choose a writable directory") from None
+
+
 class ReportWriter:
     """A run listener that writes reports; ``cases_by_id`` supplies case sources for replay files."""
 
@@ -61,7 +84,7 @@ class ReportWriter:
         self.flush_every = max(1, flush_every)
         self.context = context or {}
         self.written: list[str] = []
-        os.makedirs(os.path.join(directory, "failures"), exist_ok=True)
+        prepare_report_dir(directory)
         self._since_flush = 0
 
     def case_started(self, case, repeat: int) -> None:
