@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = [
     "io",
     "bench",
     "fuzz",
+    "linux",
 ]
 
 
