@@ -161,9 +161,35 @@ def pytest_xdist_make_scheduler(config, log):
     aoe = config.stash.get(_KEY, None)
     if aoe is None or not aoe.active or not aoe.grouped or config.getoption("dist", "no") == "each":
         return None
-    from aoeconform.scenario.xdist_scheduling import TargetScheduling
+    return _target_scheduling(config, log, [t.label for t in aoe.targets])
 
-    return TargetScheduling(config, log, [t.label for t in aoe.targets])
+
+def target_of(nodeid: str, labels) -> Optional[str]:
+    """The label in ``nodeid``'s parameters (``case/id[LABEL]``, ``test_x[LABEL-3]``), longest first."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = nodeid[nodeid.index("[", nodeid.rfind("::") + 2 if "::" in nodeid else 0) + 1:-1]
+    for label in sorted(labels, key=len, reverse=True):
+        if params == label or params.startswith(label + "-") or params.endswith("-" + label) or f"-{label}-" in params:
+            return label
+    return None
+
+
+def _target_scheduling(config, log, labels):
+    """xdist's LoadScope scheduling with one work unit per target.
+
+    xdist's own ``--dist loadgroup`` reads ``xdist_group`` marks from node ids it
+    rewrites on the workers, which pytest 9.2's structured node ids no longer
+    allow; this reads the target from the ``[...]`` of the item's name instead.
+    Items of no known target stay units of their own."""
+    from xdist.scheduler import LoadScopeScheduling  # only called by a running xdist
+
+    class TargetScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            label = target_of(nodeid, labels)
+            return f"aoe-target:{label}" if label is not None else nodeid
+
+    return TargetScheduling(config, log)
 
 
 def _replace_args(config, suite_paths: list) -> None:
