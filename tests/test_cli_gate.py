@@ -100,3 +100,69 @@ def test_unwritable_report_dir_is_a_usage_error_before_sending(tmp_path, monkeyp
     assert main(["run", FIXTURE, "--report-dir", str(tmp_path / "r"), "--bundled", "loopback"]) == 2
     assert "junit.xml there is a directory" in capsys.readouterr().err
     assert opened == []
+
+
+def _suite(name: str, case: str = "x") -> str:
+    return (f"suite: {name}\ncases:\n  - id: {name}/{case}\n    requirement: r\n    section: \"3.1\"\n"
+            f"    steps:\n      - send: {{command: config, config: {{ccmd: 0}}}}\n        expect: {{reply: {{header: {{response: true}}}}}}\n")
+
+
+def test_run_takes_a_directory_leaving_out_expectations(tmp_path, capsys):
+    d = tmp_path / "suites"
+    (d / "more").mkdir(parents=True)
+    (d / "expectations").mkdir()
+    (d / "a.yaml").write_text(_suite("a"))
+    (d / "more" / "b.yml").write_text(_suite("b"))
+    (d / "expectations" / "vendor.yaml").write_text("a/x: broken on purpose\n")
+    (d / "known.yaml").write_text("# beside the suites\nb/x: the vendor says so\nb/*: globs too\n")
+    (d / "notes.txt").write_text("not a suite")
+    assert main(["list", str(d), "--json"]) == 0
+    assert [c["id"] for c in json.loads(capsys.readouterr().out)] == ["a/x", "b/x"]
+    reports = tmp_path / "reports"
+    assert main(["run", str(d), "--report-dir", str(reports), "--bundled", "loopback"]) == 0
+    doc = json.loads((reports / "report.json").read_text())
+    assert sorted(c["id"] for c in doc["cases"]) == ["a/x", "b/x"]
+    # named on its own, an expectations file is a mistake worth one line
+    assert main(["list", str(d / "known.yaml")]) == 2
+    assert "known.yaml:1: an expectations file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["list", str(tmp_path / "empty")]) == 2
+    assert "no .yaml suite files" in capsys.readouterr().err
+
+
+def test_shipped_suites_directory_runs_as_the_default(capsys):
+    from aoeconform.scenario.loader import shipped_suite_paths, shipped_suites_dir
+
+    assert main(["list", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["list", shipped_suites_dir(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    assert not any("expectations" in p for p in shipped_suite_paths())
+
+
+HEAD = 'suite: a\ncases:\n  - id: a/x\n'
+BROKEN_YAML = [
+    # (name, text, line where the problem starts, words the message holds)
+    ("unclosed-quote-at-end", HEAD + '    requirement: "never closed\n', 4, "quoted scalar"),
+    ("unclosed-quote-swallows-lines", HEAD.replace("a/x", '"a/x') + '    requirement: r\n    section: "3.1"\n    steps: []\n', 3,
+     "closing quote missing"),
+    ("unclosed-bracket", HEAD + '    requirement: r\n    tags: [one, two\n    section: "3.1"\n    steps: []\n', 5, "flow sequence"),
+    ("unclosed-brace", HEAD + '    requirement: {a: 1\n    section: "3.1"\n\n\n', 4, "flow mapping"),
+    ("bad-indent", HEAD + '    requirement: r\n   section: "3.1"\n    steps: []\n', 5, "indentation"),
+    ("tab", HEAD + '    requirement: r\n\tsteps: []\n', 5, "tab character"),
+    ("colon-in-value", HEAD + '    requirement: r: s\n', 4, "mapping values"),
+]
+
+
+def test_yaml_syntax_errors_point_at_where_the_problem_starts(tmp_path, capsys):
+    for name, text, line, words in BROKEN_YAML:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        assert main(["list", str(path)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"{path}:{line}: YAML syntax:") and words in err[-1], (name, err)
+    # expectations files share the same reading
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("basic/config/read: fine\nbasic/ata/read-one: [unclosed\nbasic/x: y\n")
+    assert main(["run", FIXTURE, "--expectations", str(exp), "--bundled", "loopback", "--report-dir", str(tmp_path / "r")]) == 2
+    assert f"{exp}:2: YAML syntax:" in capsys.readouterr().err

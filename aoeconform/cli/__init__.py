@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES = [
     "io",
     "bench",
     "fuzz",
+    "linux",
 ]
 
 

@@ -8,10 +8,10 @@ from aoeconform.errors import EXIT_OK
 
 
 def register(subparsers) -> None:
-    from .run import add_selection_flags
+    from .run import SUITES_HELP, add_selection_flags
 
     p = subparsers.add_parser("list", help="list case ids, levels, sections and requirements (sends nothing)")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite files (default: the shipped suites)")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
     add_selection_flags(p)
     p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=run)

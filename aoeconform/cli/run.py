@@ -18,6 +18,9 @@ import time
 from aoeconform.errors import EXIT_FAILURES, EXIT_OK, TargetUnreachable, Terminated, UsageError
 
 
+SUITES_HELP = "suite files, or directories of them (expectations files there are left out); default: the shipped suites"
+
+
 def add_selection_flags(p) -> None:
     g = p.add_argument_group("selection (applied before anything is sent)")
     g.add_argument("--select", action="append", default=[], metavar="GLOB", help="run only cases whose id matches (repeatable)")
@@ -32,7 +35,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run conformance suites against a target",
                               description="Run conformance suites (default: every shipped suite) against a target; "
                                           "without --target, against the bundled reference target.")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite files (default: the shipped suites)")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
     p.add_argument("--target", metavar="IF[:S.N]", help="interface, and shelf.slot when several targets answer there")
     p.add_argument("--report-dir", default="reports", metavar="DIR", help="where reports go (default: reports/)")
     add_selection_flags(p)

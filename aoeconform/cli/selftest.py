@@ -13,8 +13,10 @@ from aoeconform.errors import EXIT_FAILURES, EXIT_OK
 
 
 def register(subparsers) -> None:
+    from .run import SUITES_HELP
+
     p = subparsers.add_parser("selftest", help="prove the suites against the reference target and its quirks (in memory)")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite files (default: the shipped suites)")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="only these quirks (repeatable; default all)")
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
     p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="parallel processes (default: one per CPU)")

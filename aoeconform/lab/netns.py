@@ -343,6 +343,36 @@ class Lab:
             raise
         return proc
 
+    def start_reference_target(
+        self,
+        shelf: int,
+        slot: int,
+        image_path,
+        *,
+        quirks: Sequence[str] = (),
+        readonly: bool = False,
+        log_path: Optional[str] = None,
+        ready_timeout: float = 15.0,
+        probe_src: Optional[bytes] = None,
+    ) -> TargetProcess:
+        """Run the bundled reference target (``aoeconform target``) on the
+        target end and wait until it answers."""
+        import sys
+
+        argv = [sys.executable, "-m", "aoeconform", "target", os.fspath(image_path), "--iface", self.target_if,
+                "--shelf", str(shelf), "--slot", str(slot)]
+        if readonly:
+            argv.append("--readonly")
+        for quirk in quirks:
+            argv += ["--quirk", quirk]
+        proc = self.start_in_netns(argv, log_path=log_path)
+        try:
+            self.wait_for_target(shelf, slot, timeout=ready_timeout, process=proc, probe_src=probe_src)
+        except BaseException:
+            proc.stop()
+            raise
+        return proc
+
     def wait_for_target(
         self,
         shelf: int = SHELF_BROADCAST,

@@ -93,6 +93,53 @@ def _convert(node, loader, path: tuple, lines: _Lines, problems: list[str], file
     return loader.construct_object(node, deep=True)
 
 
+def _quoted_scalar_ending_at(text: str, mark) -> Optional[int]:
+    """The 1-based line where a quoted string starts that runs on over several
+    lines and ends on the line of ``mark``: the sign of a missing closing quote
+    (a multi-line quoted string is valid YAML, so only what follows it fails)."""
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=_LOADER):
+            if token.start_mark.index >= mark.index:
+                break
+            last = token
+    except yaml.YAMLError:
+        pass
+    if (isinstance(last, yaml.ScalarToken) and last.style in ('"', "'")
+            and last.start_mark.line != last.end_mark.line and last.end_mark.line == mark.line):
+        return last.start_mark.line + 1
+    return None
+
+
+def yaml_syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> str:
+    """``file:line: YAML syntax: what`` with the line where the problem starts.
+
+    PyYAML notices a problem where it gives up, often lines later: an unclosed
+    quote at the end of the file, a `[` or `{` at the next key. For scanner
+    errors and flow collections its context mark is where the unfinished thing
+    began; a quoted string that swallowed lines is found from the tokens."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    what = exc.problem or str(exc)
+    start = exc.context_mark
+    context = exc.context or ""
+    # (not a plain scalar: there the problem, such as a tab, is what follows it)
+    if (start is not None and context.startswith(("while scanning", "while parsing a flow"))
+            and context != "while scanning a plain scalar" and start.line + 1 < line):
+        what += f" (noticed at line {line})"
+        line = start.line + 1
+    elif exc.problem_mark is not None:
+        opened = _quoted_scalar_ending_at(text, exc.problem_mark)
+        if opened is not None and opened < line:
+            what += f" at line {line}: the quoted string that starts here runs on to it; is its closing quote missing?"
+            line, context = opened, ""
+    if context.startswith("while parsing a block"):
+        what += " (check this line's indentation)"
+    if context:
+        what = f"{context}: {what}"
+    return f"{filename}:{line}: YAML syntax: {what}"
+
+
 def _parse_yaml(text: str, filename: str) -> tuple[Any, _Lines, list[str]]:
     lines = _Lines()
     problems: list[str] = []
@@ -103,12 +150,7 @@ def _parse_yaml(text: str, filename: str) -> tuple[Any, _Lines, list[str]]:
             return None, lines, [f"{filename}:1: the file is empty; a suite needs `suite:` and `cases:`"]
         data = _convert(node, loader, (), lines, problems, filename)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        what = exc.problem or str(exc)
-        if exc.context:
-            what = f"{exc.context}: {what}"
-        return None, lines, [f"{filename}:{line}: YAML syntax: {what}"]
+        return None, lines, [yaml_syntax_problem(exc, text, filename)]
     except yaml.YAMLError as exc:
         return None, lines, [f"{filename}:1: YAML: {exc}"]
     finally:
@@ -327,10 +369,23 @@ def _known_quirks() -> set[str]:
     return set(QUIRKS)
 
 
-def load_suite_text(text: str, filename: str) -> tuple[Optional[Suite], list[str]]:
+def is_expectations_document(data) -> bool:
+    """An expectations file's top level: case ids (or globs) mapped to reasons,
+    no `suite:` key. Such files sit beside suites (suites/expectations/)."""
+    return (isinstance(data, dict) and "suite" not in data and bool(data)
+            and all(isinstance(v, str) or v is None for v in data.values()))
+
+
+def load_suite_text(text: str, filename: str, *, skip_expectations: bool = False) -> tuple[Optional[Suite], list[str]]:
+    """The suite in ``text``, or the problems found. With ``skip_expectations``
+    (files collected from a directory), an expectations document gives (None, [])."""
     data, lines, problems = _parse_yaml(text, filename)
     if data is None:
         return None, problems
+    if is_expectations_document(data) and not problems:
+        if skip_expectations:
+            return None, []
+        return None, [f"{filename}:1: an expectations file (case id -> reason), not a suite; give it with --expectations"]
     if not isinstance(data, dict):
         return None, problems + [f"{filename}:1: a suite is a mapping with `suite:` and `cases:`, not a {type(data).__name__}"]
     digest = _text_digest(text)
@@ -409,23 +464,47 @@ def load_suite_text(text: str, filename: str) -> tuple[Optional[Suite], list[str
     return Suite(name, data.get("description", ""), filename, digest, cases), []
 
 
+#: directories never searched for suites: expectations files live there
+SKIPPED_DIRS = ("expectations",)
+
+
+def suite_files_in(directory: str) -> list[str]:
+    """The .yaml/.yml files under ``directory``, sorted, leaving out hidden
+    directories and expectations/ (expectations documents elsewhere are left
+    out when loaded, by their content)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        found += [os.path.join(root, n) for n in sorted(files) if n.endswith((".yaml", ".yml")) and not n.startswith(".")]
+    return found
+
+
 def load_suites(paths: Iterable[str]) -> list[Suite]:
-    """Every suite, or SuiteError listing every problem in every file."""
+    """Every suite, or SuiteError listing every problem in every file.
+
+    A directory stands for the suites under it (see ``suite_files_in``)."""
     suites, problems = [], []
+    files: list[tuple[str, bool]] = []  # (path, collected from a directory)
     for path in paths:
+        if os.path.isdir(path):
+            inside = suite_files_in(path)
+            if not inside:
+                problems.append(f"{path}: no .yaml suite files in this directory")
+            files += [(f, True) for f in inside]
+        else:
+            files.append((path, False))
+    for path, collected in files:
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             problems.append(f"{path}: no such suite file")
             continue
-        except IsADirectoryError:
-            problems.append(f"{path}: is a directory; name the .yaml files, or leave SUITE out to run the shipped suites")
-            continue
         except UnicodeDecodeError as exc:
             problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
             continue
-        suite, found = load_suite_text(text, os.path.relpath(path) if not os.path.isabs(path) or path.startswith(os.getcwd()) else path)
+        suite, found = load_suite_text(text, os.path.relpath(path) if not os.path.isabs(path) or path.startswith(os.getcwd()) else path,
+                                       skip_expectations=collected)
         problems += found
         if suite is not None:
             suites.append(suite)
@@ -464,7 +543,7 @@ def shipped_suite_paths() -> list[str]:
     where = shipped_suites_dir()
     if where is None:
         raise UsageError("no shipped suites found (looked for suites/ beside the package); name suite files, or set AOECONFORM_SUITES")
-    paths = sorted(os.path.join(where, n) for n in os.listdir(where) if n.endswith((".yaml", ".yml")))
+    paths = suite_files_in(where)
     if not paths:
         raise UsageError(f"no suites in {where}; name suite files on the command line")
     return paths

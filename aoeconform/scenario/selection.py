@@ -129,14 +129,20 @@ def select(cases: Iterable[Case], select=(), exclude=(), keyword: Optional[str] 
 def load_expectations(path: str, known_ids: Iterable[str] = ()) -> dict[str, str]:
     """An expectations file: YAML mapping of case id (or glob) to the reason it is
     expected to fail. Globs are expanded against ``known_ids``."""
+    from .loader import yaml_syntax_problem
+
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise UsageError(f"--expectations {path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
+    except yaml.MarkedYAMLError as exc:
+        raise UsageError(yaml_syntax_problem(exc, text, path)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UsageError(f"{path}:{mark.line + 1 if mark else 1}: YAML syntax: {getattr(exc, 'problem', exc)}") from None
+        raise UsageError(f"{path}:1: YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
