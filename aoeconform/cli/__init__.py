@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 from aoeconform import __version__
 from aoeconform.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, HarnessError, Terminated
@@ -37,7 +38,7 @@ SUBCOMMAND_MODULES = [
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit status 2
+    def error(self, message: str) -> NoReturn:  # one line, exit status 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
