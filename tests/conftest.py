@@ -72,6 +72,16 @@ def need_program(program: str, package: str) -> str:
     return path
 
 
+def need_uml() -> None:
+    """Skip (fail under CI) where the user-mode Linux guest cannot start."""
+    need_root()
+    from aoeconform.lab.uml import uml_problem
+
+    problem = uml_problem()
+    if problem:
+        missing(problem)
+
+
 @pytest.fixture
 def require_root() -> None:
     need_root()

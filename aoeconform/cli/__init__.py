@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 from aoeconform import __version__
 from aoeconform.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_TERMINATED, EXIT_USAGE, HarnessError,
@@ -33,11 +34,12 @@ SUBCOMMAND_MODULES = [
     "io",
     "bench",
     "fuzz",
+    "linux",
 ]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit status 2
+    def error(self, message: str) -> NoReturn:  # one line, exit status 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

@@ -284,9 +284,8 @@ class Lab:
     def __enter__(self) -> "Lab":
         return self.up()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.down()
-        return False
 
     # -- targets -----------------------------------------------------------
 
@@ -338,6 +337,36 @@ class Lab:
         proc = self.start_in_netns(argv, log_path=log_path)
         try:
             self.wait_for_target(shelf, slot, timeout=ready_timeout, process=proc)
+        except BaseException:
+            proc.stop()
+            raise
+        return proc
+
+    def start_reference_target(
+        self,
+        shelf: int,
+        slot: int,
+        image_path,
+        *,
+        quirks: Sequence[str] = (),
+        readonly: bool = False,
+        log_path: Optional[str] = None,
+        ready_timeout: float = 15.0,
+        probe_src: Optional[bytes] = None,
+    ) -> TargetProcess:
+        """Run the bundled reference target (``aoeconform target``) on the
+        target end and wait until it answers."""
+        import sys
+
+        argv = [sys.executable, "-m", "aoeconform", "target", os.fspath(image_path), "--iface", self.target_if,
+                "--shelf", str(shelf), "--slot", str(slot)]
+        if readonly:
+            argv.append("--readonly")
+        for quirk in quirks:
+            argv += ["--quirk", quirk]
+        proc = self.start_in_netns(argv, log_path=log_path)
+        try:
+            self.wait_for_target(shelf, slot, timeout=ready_timeout, process=proc, probe_src=probe_src)
         except BaseException:
             proc.stop()
             raise

@@ -96,9 +96,9 @@ def junit_tree(run: RunInfo) -> ET.Element:
             elif r.outcome == "xpassed":
                 out = ET.SubElement(case, "system-out")
                 out.text = r.message
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
+        for key, count in counts.items():
+            suite.set(key, str(count))
+            totals[key] += count
     if run.stopped:
         # CI tools show testcases, not report.json: a run that did not run to
         # the end leaves one testcase saying so (an error when the run itself
@@ -112,8 +112,8 @@ def junit_tree(run: RunInfo) -> ET.Element:
         node.text = run.stopped["message"]
         totals["errors" if run.aborted else "skipped"] += 1
         root.set("tests", str(len(run.results) + 1))
-    for key, value in totals.items():
-        root.set(key, str(value))
+    for key, total in totals.items():
+        root.set(key, str(total))
     return root
 
 
@@ -127,7 +127,8 @@ def write_junit(run: RunInfo, path: str) -> None:
 
 
 def sarif(run: RunInfo) -> dict:
-    rules, index = [], {}
+    rules: list[dict] = []
+    index: dict[str, int] = {}
     for r in run.results:
         if r.id in index:
             continue

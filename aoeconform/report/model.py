@@ -39,7 +39,7 @@ class RunInfo:
     @property
     def aborted(self) -> bool:
         """Stopped by something other than the user's own limit (--maxfail)."""
-        return bool(self.stopped) and self.stopped["reason"] in ABORTS
+        return self.stopped is not None and self.stopped.get("reason") in ABORTS
 
     @property
     def exchanges_per_second(self) -> float:

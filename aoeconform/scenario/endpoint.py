@@ -224,15 +224,10 @@ def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes:
     state: dict = {}
 
     def start():
-        argv = [sys.executable, "-m", "aoeconform", "target", image_path, "--iface", lab.target_if,
-                "--shelf", str(BUNDLED_SHELF), "--slot", str(BUNDLED_SLOT)]
-        if readonly:
-            argv.append("--readonly")
-        for q in quirks:
-            argv += ["--quirk", q]
-        state["proc"] = lab.start_in_netns(argv, log_path=os.path.join(workdir, "target.log"))
         # probes from another MAC: their replies are not the start-up advertisement a case may check
-        lab.wait_for_target(BUNDLED_SHELF, BUNDLED_SLOT, timeout=15, process=state["proc"], probe_src=PROBE_MAC)
+        state["proc"] = lab.start_reference_target(BUNDLED_SHELF, BUNDLED_SLOT, image_path, quirks=quirks,
+                                                   readonly=readonly, log_path=os.path.join(workdir, "target.log"),
+                                                   probe_src=PROBE_MAC)
 
     def restart():
         proc = state.pop("proc", None)

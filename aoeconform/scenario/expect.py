@@ -9,7 +9,7 @@ to wait; this module only judges what arrived.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from aoeconform.wire import DecodeError, Frame, Header
 from aoeconform.wire.constants import ATA_HEADER_END, ETH_MIN_FRAME
@@ -124,7 +124,7 @@ class ReplyView:
             raise CheckError(f"reply cannot be decoded: {self.decode_error}")
         if section == "identify":
             return self._identify_field(name)
-        arg = self.frame.arg
+        arg: Any = self.frame.arg  # its class is checked by name just below
         if type(arg).__name__ != _ARG_CLASS[section]:
             raise CheckError(f"reply is command {self.header.command}, it has no {section} argument")
         if section == "config" and name == "config_length":

@@ -69,7 +69,7 @@ class Timing:
     def silence(self) -> float:
         if not self.samples:
             return self.timeout()
-        window = max(self.silence_floor, self.factor * self.median, 2 * max(self.samples))
+        window = max(self.silence_floor, self.factor * statistics.median(self.samples), 2 * max(self.samples))
         return min(self.timeout(), window)
 
 
@@ -155,6 +155,7 @@ class Wire:
         if raw in self._recent_sent:
             return True  # our own frame, seen on the other interface
         self.frames_in += 1
+        assert transport is not None  # set wherever raw was
         self._record("in", transport, raw)
         if len(raw) >= 24 and int.from_bytes(raw[12:14], "big") == ETH_P_AOE:
             tag = int.from_bytes(raw[20:24], "big")
