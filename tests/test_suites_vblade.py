@@ -33,9 +33,9 @@ SHELF, SLOT = 1, 2
 #: vblade 25's documented deviations: case id -> section it must be reported under
 DEVIATIONS = {
     # Ver never checked, echoed (§8, §11)
-    "header/version/2-gets-error-5": "2.2",
-    "header/version/0-gets-error-5": "2.2",
-    "header/version/15-gets-error-5": "2.2",
+    "header/version/2-config-read-refused-or-served": "2.2",
+    "header/version/0-identify-refused-or-served": "2.2",
+    "header/version/15-config-read-refused-or-served": "2.2",
     "header/version/2-config-set-no-side-effect": "2.2",
     "header/version/2-write-no-side-effect": "2.2",
     # advertisement with Ver 0 (§8)
@@ -151,6 +151,25 @@ def test_known_deviations_fail_with_their_sections(plain_run):
         if case["outcome"] not in ("failed", "timeout") or case["section"] != section or not case["message"]:
             wrong[case_id] = (case["outcome"], case["section"], case["message"])
     assert wrong == {}
+
+
+#: where the failing step checks another rule than the case's headline one
+CHARGED = {
+    "header/version/2-config-read-refused-or-served": 7,  # served (allowed by rule 12), but Ver 2 echoed
+    "header/version/0-identify-refused-or-served": 7,
+    "header/padding/config-reply": 16,
+    "header/error/byte-zero-when-e-clear": 8,
+    "ata/flush/e7-status-drdy": 31,
+    "config/length/beyond-bytes-present-near": 42,
+}
+
+
+def test_each_failure_names_the_rule_its_step_checks(plain_run):
+    _, doc, _ = plain_run
+    failing = [c for c in doc["cases"] if c["outcome"] in ("failed", "timeout")]
+    assert failing and all(isinstance(c.get("failed_rule"), int) for c in failing)
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert {i: by_id[i].get("failed_rule") for i in CHARGED} == CHARGED
 
 
 def test_what_vblade_gets_right_passes(plain_run):

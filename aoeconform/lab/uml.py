@@ -87,7 +87,7 @@ class DriverParams:
 
 def standard_steps(params: DriverParams, workload: Optional[Dict], device_timeout: float = 15.0) -> List[Dict]:
     """Load the driver, wait for the device, run the workload (if any)."""
-    steps = [{"kind": "load", "params": params.as_module_params()},
+    steps: List[Dict] = [{"kind": "load", "params": params.as_module_params()},
              {"kind": "wait_device", "timeout": device_timeout}]
     if workload is not None:
         steps.append({"kind": "workload", "spec": workload})
@@ -193,7 +193,7 @@ class LinuxGuest:
         nic = f"{GUEST_IFACE}:transport=raw,ifname={self.host_iface}"
         if self.mtu != 1500:
             nic += f",mtu={self.mtu}"  # above 1500 vec0 stays down without it (§11)
-        return [uml_binary(), f"umid={self.umid}", f"uml_dir={self.workdir}", f"mem={self.mem}",
+        return [uml_binary() or UML_BINARY, f"umid={self.umid}", f"uml_dir={self.workdir}", f"mem={self.mem}",
                 "rootfstype=hostfs", "rootflags=/", "ro", f"init={init_path}",
                 "con=null", "con0=null,fd:1", nic]
 
@@ -312,9 +312,8 @@ class LinuxGuest:
     def __enter__(self) -> "LinuxGuest":
         return self.start()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.stop()
-        return False
 
 
 def run_guest(host_iface: str, steps: List[Dict], **kwargs) -> GuestResult:

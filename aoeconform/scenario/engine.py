@@ -21,11 +21,14 @@ from aoeconform.wire.constants import (
     AFLAG_A,
     AFLAG_E,
     AFLAG_W,
+    ATA_CHECK_POWER_MODE,
+    ATA_ERROR_ABRT,
     ATA_FLUSH_CACHE,
     ATA_FLUSH_CACHE_EXT,
     ATA_IDENTIFY_DEVICE,
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
+    ATA_STATUS_ERR,
     ATA_STATUS_FAILURE_MASK,
     ATA_WRITE_SECTORS,
     ATA_WRITE_SECTORS_EXT,
@@ -47,7 +50,8 @@ from .build import Built, build, changes_state
 from .endpoint import TargetEndpoint
 from .expect import CheckError, Env, ReplyView, Request, Verdict, accepts_silence, evaluate, silence_seconds, waits_for_all
 from .expr import ExprError
-from .model import Case, Step
+from .model import Case, Step, weaker_level
+from .rules import RULES, charge
 from .shadow import ShadowDisk
 from .values import ValueError_, byte_value, integer
 from .wire import Timing, Watchdog, Wire
@@ -94,6 +98,9 @@ class Facts:
     mask: Optional[list] = None
     reservation: Optional[list] = None
     mtu: int = 1500
+    #: optional ATA commands: False when refused with ABRT (rules 30, 31), True otherwise
+    check_power: bool = True
+    flush: bool = True
 
     @property
     def max_sectors(self) -> int:
@@ -107,7 +114,7 @@ class Facts:
             "identified": self.identified, "model": self.model, "serial": self.serial, "firmware_rev": self.firmware_rev,
             "mask": None if self.mask is None else [m.hex(":") for m in self.mask],
             "reservation": None if self.reservation is None else [m.hex(":") for m in self.reservation],
-            "mtu": self.mtu,
+            "mtu": self.mtu, "check_power": self.check_power, "flush": self.flush,
         }
 
 
@@ -217,14 +224,26 @@ class Engine:
             facts.capacity = data.capacity_sectors
             facts.lba48 = data.lba48
             facts.model, facts.serial, facts.firmware_rev = data.model, data.serial, data.firmware
+        facts.check_power = not self._refused(ATA_CHECK_POWER_MODE)
+        facts.flush = not self._refused(ATA_FLUSH_CACHE)
         mask = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
-        if mask is not None and not mask.header.error_flag and isinstance(mask.arg, MacMaskArg):
-            facts.mask = [d.mac for d in mask.arg.directives]
+        # an answer without E is support, even a garbled one: the cases judge its fields
+        if mask is not None and not mask.header.error_flag:
+            facts.mask = [d.mac for d in mask.arg.directives] if isinstance(mask.arg, MacMaskArg) else []
         res = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
-        if res is not None and not res.header.error_flag and isinstance(res.arg, ReserveArg):
-            facts.reservation = list(res.arg.macs)
+        if res is not None and not res.header.error_flag:
+            facts.reservation = list(res.arg.macs) if isinstance(res.arg, ReserveArg) else []
         self.facts = facts
         return facts
+
+    def _refused(self, opcode: int) -> bool:
+        """Whether an optional ATA command is answered as unsupported (ERR with
+        ABRT). Silence proves nothing, so it counts as supported and the cases
+        that use the command judge it."""
+        reply = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=0, cmd_status=opcode)), 2)
+        if reply is None or reply.header.error_flag or not isinstance(reply.arg, AtaArg):
+            return False
+        return bool(reply.arg.cmd_status & ATA_STATUS_ERR) and bool(reply.arg.err_feature & ATA_ERROR_ABRT)
 
     # -- capabilities and variables -----------------------------------------------------
 
@@ -242,6 +261,8 @@ class Engine:
             "restart": self.endpoint.restart is not None,
             "readonly": self.endpoint.readonly,
             "load": self.load_available,
+            "check_power": f.check_power,
+            "flush": f.flush,
         }
 
     def window(self) -> tuple[int, int]:
@@ -287,7 +308,8 @@ class Engine:
 
     def run_case(self, case: Case, repeat: int = 0, skip: Optional[tuple] = None) -> R.CaseResult:
         result = R.CaseResult(case.id, case.requirement, case.section, case.level, R.PASSED, rule=case.rule, tags=case.tags,
-                              suite=case.suite, file=case.file, line=case.line, repeat=repeat, start=time.time())
+                              suite=case.suite, file=case.file, line=case.line, repeat=repeat, start=time.time(),
+                              checked_rules=case.rules_checked)
         xfail = self.options.expected_failures.get(case.id)
         if skip is not None:
             result.outcome, result.skip_reason, result.message = R.SKIPPED, skip[0], skip[1]
@@ -317,6 +339,12 @@ class Engine:
             for index, step in enumerate(case.steps):
                 record = R.StepRecord(index, step.action, step.line, step.label)
                 result.steps.append(record)
+                lacking = [need for need in step.requires if not caps.get(need, False)]
+                if lacking:
+                    # the rest of the case still says something about the target
+                    record.message = f"{R.UNSUPPORTED}: step skipped, needs {', '.join(lacking)}"
+                    result.notes.append(f"step {index + 1} ({step.label or step.action}, line {step.line}) skipped: {record.message}")
+                    continue
                 step_deadline = self.clock() + (step.timeout or self.options.step_timeout)
                 if step_deadline < case_deadline:
                     self.wire.deadline, self.wire.deadline_what = step_deadline, f"step {index + 1} ({step.action}) ran past its {step.timeout or self.options.step_timeout:g} s watchdog"
@@ -325,6 +353,7 @@ class Engine:
                 ok = ctx.run_step(step, record)
                 if not ok:
                     result.failed_step = index
+                    self._charge(result, case, index, ctx.failed_checks)
                     result.outcome = R.TIMEOUT if ctx.last_no_reply else R.FAILED
                     result.message = f"step {index + 1} ({step.label or step.action}, line {step.line}): {record.message}"
                     break
@@ -333,6 +362,7 @@ class Engine:
         except Watchdog as exc:
             result.outcome, result.message = R.TIMEOUT, str(exc)
             result.failed_step = len(result.steps) - 1
+            self._charge(result, case, result.failed_step)
         except CaseStop as stop:
             result.outcome, result.message, result.skip_reason = stop.outcome, stop.message, stop.skip_reason
         except (CheckError, ValueError_, ExprError) as exc:
@@ -360,6 +390,15 @@ class Engine:
                 result.message = f"expected to fail ({xfail}) but passed"
         return result
 
+    @staticmethod
+    def _charge(result: R.CaseResult, case: Case, step_index: Optional[int], checks: Optional[list] = None) -> None:
+        """Charge a failure to the rule the failing step checks, at that rule's
+        level when it is weaker than the case's (notes §10, "Levels")."""
+        step_rules = case.steps[step_index].rule if step_index is not None and 0 <= step_index < len(case.steps) else []
+        rule = charge(step_rules, case.rule, checks)
+        result.failed_rule = rule
+        result.failed_level = weaker_level(case.level, RULES[rule][1]) if rule in RULES else case.level
+
     # -- after each case: restore, liveness ---------------------------------------------
 
     def _after_case(self, ctx: "_CaseContext", result: R.CaseResult) -> None:
@@ -382,6 +421,7 @@ class Engine:
                 result.notes.append(note)
                 if result.outcome in (R.PASSED, R.XPASSED):
                     result.outcome, result.message = R.FAILED, note
+                    self._charge(result, ctx.case, None)
                 restarted = self._restart(result)
                 if not restarted:
                     self.dead_since = result.id
@@ -423,6 +463,7 @@ class Engine:
             if result.outcome in (R.PASSED, R.XPASSED):
                 result.outcome = R.FAILED
                 result.failed_step = step_index
+                self._charge(result, ctx.case, step_index, None if verdict.alternatives else verdict.failures())
                 result.message = f"{what}: {verdict.message}"
                 if 0 <= step_index < len(result.steps):
                     record = result.steps[step_index]
@@ -531,6 +572,8 @@ class _CaseContext:
         self.silent: list = []
         #: a restore step met a target that did not answer
         self.unanswered = False
+        #: the failing field checks of the last step (None: not a matter of fields)
+        self.failed_checks: Optional[list] = None
 
     @property
     def wire(self) -> Wire:
@@ -545,6 +588,7 @@ class _CaseContext:
     def run_step(self, step: Step, record: R.StepRecord) -> bool:
         handler = getattr(self, "step_" + step.action)
         self.last_no_reply = False
+        self.failed_checks = None
         verdicts = handler(step.body, step) or []
         record.verdicts = [v.as_dict() for v in verdicts]
         failed = [v for v in verdicts if not v.ok]
@@ -552,6 +596,9 @@ class _CaseContext:
             record.ok = False
             record.message = failed[0].message
             self.last_no_reply = all(v.no_reply for v in failed)
+            decisive = [_decisive_checks(v) for v in failed]
+            if all(d is not None for d in decisive):
+                self.failed_checks = [c for d in decisive for c in d]
             return False
         return True
 
@@ -868,6 +915,22 @@ class _CaseContext:
             if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= self.facts.capacity:
                 # learn only; a read that disagrees with the model is the job of checks
                 shadow.learn(b.lba, data[:b.sectors * SECTOR_SIZE])
+
+
+def _decisive_checks(verdict: Verdict) -> Optional[list]:
+    """The failing field checks that say which rule a failed verdict breaks.
+    Of several alternatives, the one reply that came is judged against the
+    alternative it missed by the fewest fields (a served request whose only
+    fault is its Ver breaks rule 7, not the rule of the refusal it might have
+    been); a tie, or no reply at all, leaves it to the step or the case (None)."""
+    if not verdict.alternatives:
+        return verdict.failures()
+    answered = [a for a in verdict.alternatives if not a.no_reply and not any(c.path == "reply" for c in a.failures())]
+    if not answered:
+        return None
+    fewest = min(len(a.failures()) for a in answered)
+    best = [a for a in answered if len(a.failures()) == fewest]
+    return best[0].failures() if len(best) == 1 else None
 
 
 def _stable_number(text: str) -> int:

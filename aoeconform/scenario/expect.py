@@ -181,10 +181,19 @@ def show(value, name: str = "") -> str:
             return mac_to_str(value)
         return describe_bytes(bytes(value))
     if isinstance(value, list):
-        return "[" + ", ".join(show(v, "mac") if isinstance(v, bytes) else f"({v[0]}, {mac_to_str(v[1])})" for v in value) + "]"
+        return "[" + ", ".join(_show_item(v) for v in value) + "]"
     if value is None:
         return "(absent)"
     return str(value)
+
+
+def _show_item(v) -> str:
+    """A list entry: a MAC, a (DCmd, MAC) directive, or an unresolved expectation value."""
+    if isinstance(v, bytes):
+        return show(v, "mac")
+    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], bytes):
+        return f"({v[0]}, {mac_to_str(v[1])})"
+    return str(v)
 
 
 # -- predicates --------------------------------------------------------------------
