@@ -41,7 +41,8 @@ LAZY_OPTIONAL: Dict[str, str] = {
     "boofuzz": "fuzz",
 }
 #: pytest provides these to a plugin it loads itself (a ``pytest11`` entry point).
-PROVIDED_BY_PYTEST = {"pytest", "_pytest", "pluggy"}
+# xdist: the plugin's scheduler hook is only called by a running pytest-xdist
+PROVIDED_BY_PYTEST = {"pytest", "_pytest", "pluggy", "xdist"}
 
 
 def pyproject() -> dict:

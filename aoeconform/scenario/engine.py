@@ -254,6 +254,13 @@ class Engine:
         self.facts = facts
         return facts
 
+    @property
+    def known(self) -> Facts:
+        """What the probe learned; cases run only after it."""
+        if self.facts is None:
+            raise RuntimeError("the target has not been probed")
+        return self.facts
+
     def _refused(self, opcode: int) -> bool:
         """Whether an optional ATA command is answered as unsupported (ERR with
         ABRT). Silence proves nothing, so it counts as supported and the cases
@@ -266,7 +273,7 @@ class Engine:
     # -- capabilities and variables -----------------------------------------------------
 
     def capabilities(self) -> dict[str, bool]:
-        f = self.facts
+        f = self.known
         return {
             "writes": self.options.allow_write,
             "lba48": f.lba48,
@@ -286,10 +293,10 @@ class Engine:
     def window(self) -> tuple[int, int]:
         if self.options.lba_window is not None:
             return self.options.lba_window
-        return (0, self.facts.capacity)
+        return (0, self.known.capacity)
 
     def base_variables(self) -> dict:
-        f, ep = self.facts, self.endpoint
+        f, ep = self.known, self.endpoint
         base, count = self.window()
         return {
             "shelf": f.shelf, "slot": f.slot, "mac": ep.transport.mac, "second_mac": ep.second_mac,
@@ -426,8 +433,8 @@ class Engine:
         except CaseStop as stop:
             result.outcome, result.message, result.skip_reason = stop.outcome, stop.message, stop.skip_reason
         except (CheckError, ValueError_, ExprError) as exc:
-            step = result.steps[-1] if result.steps else None
-            where = f"{case.file}:{step.line}" if step else case.where
+            last = result.steps[-1] if result.steps else None
+            where = f"{case.file}:{last.line}" if last else case.where
             result.outcome, result.message = R.ERROR, f"{where}: {exc}"
         finally:
             self.wire.deadline = None
@@ -559,8 +566,8 @@ class Engine:
     def restore(self, parts) -> list[str]:
         """Put back config string, mask list and reservation as they were at the
         start of the run; returns problems found (empty when all is back)."""
-        f = self.facts
-        problems = []
+        f = self.known
+        problems: list[str] = []
         ours = self.endpoint.transport.mac
         candidates = [ours, self.endpoint.second_mac]
         if "mask" in parts and f.mask is not None:
@@ -641,7 +648,7 @@ class _CaseContext:
 
     @property
     def facts(self) -> Facts:
-        return self.engine.facts
+        return self.engine.known
 
     # -- steps --------------------------------------------------------------------
 
@@ -658,7 +665,7 @@ class _CaseContext:
             self.last_no_reply = all(v.no_reply for v in failed)
             decisive = [_decisive_checks(v) for v in failed]
             if all(d is not None for d in decisive):
-                self.failed_checks = [c for d in decisive for c in d]
+                self.failed_checks = [c for d in decisive if d is not None for c in d]
             return False
         return True
 
@@ -859,7 +866,7 @@ class _CaseContext:
         if not engine.options.allow_write:
             raise CaseStop(R.SKIPPED, "not_permitted: the case writes to the target (add --allow-write)", R.NOT_PERMITTED)
         start, count = engine.window()
-        capacity = engine.facts.capacity
+        capacity = engine.known.capacity
         lo, hi = max(lba, 0), min(lba + max(sectors, 1), capacity)
         if lo < hi and (lo < start or hi > start + count):
             message = f"excluded_by_window: writes LBA {lba}..{lba + max(sectors, 1) - 1}, outside --lba-window {start}:{count}"
@@ -970,7 +977,7 @@ class _CaseContext:
                     shadow.write(b.lba, data[:need])  # rule 33: readable afterwards unless an error came
                 else:
                     shadow.forget(b.lba, b.sectors)
-        elif b.is_read and succeeded and not ex.verify_read:
+        elif b.is_read and succeeded and first is not None and not ex.verify_read:
             data = first.data
             if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= self.facts.capacity:
                 # learn only; a read that disagrees with the model is the job of checks

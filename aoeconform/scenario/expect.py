@@ -178,7 +178,7 @@ def show(value, name: str = "") -> str:
         return str(value) if -10 < value < 10 else f"{value} (0x{value:x})"
     if isinstance(value, (bytes, bytearray)):
         if len(value) == 6 and name in ("src", "dst", "mac"):
-            return mac_to_str(value)
+            return mac_to_str(bytes(value))
         return describe_bytes(bytes(value))
     if isinstance(value, list):
         return "[" + ", ".join(_show_item(v) for v in value) + "]"
