@@ -119,7 +119,10 @@ def prepare(args):
         chosen = chosen[ids.index(start_after) + 1:]
     if not chosen:
         raise UsageError(f"no case selected out of {len(cases)}; check --select/--exclude/-k")
-    expectations = load_expectations(args.expectations, [c.id for c in cases]) if getattr(args, "expectations", None) else {}
+    from aoeconform.scenario.engine import OBSERVED_IDS
+
+    known = [c.id for c in cases] + list(OBSERVED_IDS)
+    expectations = load_expectations(args.expectations, known) if getattr(args, "expectations", None) else {}
     return suites, cases, chosen, expectations
 
 
@@ -155,6 +158,14 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _observe(args) -> str:
+    """All observations for a whole run of the shipped suites; for a chosen
+    subset only those that found something, so its list of cases stays put."""
+    filtered = args.suites or any(getattr(args, name, None) for name in
+                                  ("select", "exclude", "keyword", "start_after", "last_failed"))
+    return "failures" if filtered else "all"
+
+
 def run(args) -> int:
     from aoeconform.report.model import RunInfo
     from aoeconform.report.terminal import Fanout, Progress
@@ -180,7 +191,7 @@ def run(args) -> int:
             floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
             options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                                  step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
-                                 expected_failures=expectations)
+                                 expected_failures=expectations, observe=_observe(args))
             engine = Engine(endpoint, options)
             facts = engine.probe()
             if window is not None and facts.capacity and window[0] + window[1] > facts.capacity:
