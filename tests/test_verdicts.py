@@ -15,7 +15,7 @@ import pytest
 
 from aoeconform.report.model import RunInfo
 from aoeconform.scenario import endpoint as ep
-from aoeconform.scenario.engine import Engine, RunOptions
+from aoeconform.scenario.engine import OBSERVED_IDS, Engine, RunOptions
 from aoeconform.scenario.expect import FieldCheck
 from aoeconform.scenario.loader import all_cases, load_suite_text, load_suites, shipped_suite_paths
 from aoeconform.scenario.model import LEVEL_RANK
@@ -173,3 +173,38 @@ def test_a_step_that_needs_a_missing_command_is_skipped_not_the_case(cases):
     skipped = [n for n in result.notes if "skipped" in n]
     assert len(skipped) == 2 and "needs mask" in skipped[0] and "needs reserve" in skipped[1]
     assert sum(1 for f in result.frames if f.direction == "out" and f.raw[19] in (2, 3)) == 0
+
+
+# -- what the harness notices on its own ------------------------------------------------------
+
+
+def _observed(*quirks, expected=None):
+    endpoint = ep.bundled_loopback(quirks)
+    options = RunOptions(seed=7, timeout_floor=0.05, step_timeout=10, case_timeout=30, observe="all",
+                         expected_failures=expected or {})
+    engine = Engine(endpoint, options)
+    engine.probe()
+    cases = [c for c in all_cases(load_suites(shipped_suite_paths())) if c.id == "header/tag/bit31-config"]
+    return {r.id: r for r in engine.run(cases) if r.suite == "observed"}
+
+
+def test_observations_pass_against_a_clean_target():
+    observed = _observed()
+    assert sorted(observed) == sorted(OBSERVED_IDS)
+    assert {r.outcome for r in observed.values()} == {"passed"}
+
+
+@pytest.mark.parametrize("quirk, failing, rule", [
+    ("unpadded", "observed/probe/padded", 16),
+    ("wildcard-reply-address", None, 11),  # the probes use the real address: nothing to notice
+    ("reply-shelf-little-endian", "observed/probe/real-address", 11),
+    ("tag-bit31-cleared", "observed/run/tags-returned", 4),
+])
+def test_observations_become_results_charged_to_their_rule(quirk, failing, rule):
+    observed = _observed(quirk)
+    bad = {i: r for i, r in observed.items() if r.outcome == "failed"}
+    assert list(bad) == ([failing] if failing else [])
+    if failing:
+        r = bad[failing]
+        assert r.failed_rule == rule and r.frames and r.message
+        assert _observed(quirk, expected={failing: "known"})[failing].outcome == "xfailed"

@@ -63,6 +63,9 @@ LIVENESS_ATTEMPTS = 3
 #: after a restart, how long the target may take to answer again
 RESTART_READY_SECONDS = 15.0
 
+#: the results observed_results() adds to a run (they can be named in an expectations file)
+OBSERVED_IDS = ("observed/probe/real-address", "observed/probe/padded", "observed/run/tags-returned")
+
 #: skip reason for each missing capability
 CAPABILITY_SKIP = {"writes": R.NOT_PERMITTED, "config": R.NOT_PERMITTED}
 
@@ -132,6 +135,9 @@ class RunOptions:
     #: case id -> reason, from --expectations
     expected_failures: dict = field(default_factory=dict)
     allow_config_changes: bool = True
+    #: after the cases, report what the harness noticed on its own (observed/...):
+    #: "all" of it, only "failures" (a filtered run keeps its list of cases), or nothing
+    observe: str = ""
 
 
 @dataclass
@@ -165,6 +171,9 @@ class Engine:
         self.elapsed = 0.0
         self.results: list[R.CaseResult] = []
         self.load_available = True
+        #: raw replies to the start-up probes, judged by observed_results()
+        self.probe_replies: list[bytes] = []
+        self._probing = False
 
     # -- tags and timeouts ---------------------------------------------------------
 
@@ -194,6 +203,8 @@ class Engine:
             self.wire.send(raw)
             self.wire.wait(lambda: bool(self.wire.replies(tag)), self.clock() + self.timeout())
             for reply in self.wire.take(tag):
+                if self._probing:
+                    self.probe_replies.append(bytes(reply))
                 try:
                     return Frame.decode(reply)
                 except Exception:
@@ -205,6 +216,13 @@ class Engine:
 
     def probe(self) -> Facts:
         """Query Config, IDENTIFY, Mac Mask read and Reserve read (the run's baseline)."""
+        self._probing = True
+        try:
+            return self._probe()
+        finally:
+            self._probing = False
+
+    def _probe(self) -> Facts:
         ep = self.endpoint
         self.wire.drain()
         reply = self.query_config(attempts=LIVENESS_ATTEMPTS)
@@ -309,9 +327,51 @@ class Engine:
                     self.results.append(result)
                     if listener is not None:
                         listener.case_finished(result)
+            if self.options.observe:
+                for result in self.observed_results():
+                    if self.options.observe != "all" and result.outcome == R.PASSED:
+                        continue
+                    self.results.append(result)
+                    if listener is not None:
+                        listener.case_finished(result)
         finally:
             self.elapsed = self.clock() - self.started
         return self.results
+
+    def observed_results(self) -> list[R.CaseResult]:
+        """What the harness noticed without a case asking, as results of their
+        own: the start-up probes' replies (real shelf and slot, padding) and
+        replies, all run long, that carried a tag the harness never sent."""
+        ep = self.endpoint
+        probes = self.probe_replies
+        wrong_address = [r for r in probes if len(r) >= 24 and (int.from_bytes(r[16:18], "big"), r[18]) != (ep.shelf, ep.slot)]
+        runts = [r for r in probes if len(r) < 60]
+        strangers = self.wire.strangers
+        checks = [
+            ("observed/probe/real-address", 11, "The replies to the start-up probes (Query Config, IDENTIFY, Mac Mask and Reserve reads, CHECK POWER, FLUSH) carry the target's real shelf and slot.",
+             wrong_address, lambda r: f"shelf {int.from_bytes(r[16:18], 'big')} slot {r[18]} instead of {ep.shelf}.{ep.slot}"),
+            ("observed/probe/padded", 16, "The replies to the start-up probes are padded to at least 60 bytes.",
+             runts, lambda r: f"a {len(r)}-byte reply to command {r[19]}"),
+            ("observed/run/tags-returned", 4, "No reply to the harness, all run long, carries a tag the harness never sent.",
+             strangers, lambda r: f"tag 0x{int.from_bytes(r[20:24], 'big'):08x} in a reply to command {r[19]}"),
+        ]
+        out = []
+        for case_id, rule, requirement, bad, describe in checks:
+            section, level, _ = RULES[rule]
+            result = R.CaseResult(case_id, requirement, section, level, R.PASSED, rule=[rule], tags=["observed"],
+                                  suite="observed", file="(harness)", start=time.time(), checked_rules=[rule])
+            if bad:
+                result.outcome, result.failed_rule, result.failed_level = R.FAILED, rule, level
+                result.message = f"{len(bad)} reply(ies) seen: {describe(bad[0])}" + (f"; and {len(bad) - 1} more" if len(bad) > 1 else "")
+                result.frames = [R.FrameRecord(time.time(), "in", ep.transport.name, raw) for raw in bad[:16]]
+            xfail = self.options.expected_failures.get(case_id)
+            if xfail is not None:
+                result.expected_failure = xfail
+                result.outcome = R.XFAILED if result.outcome == R.FAILED else R.XPASSED
+                if result.outcome == R.XPASSED:
+                    result.message = f"expected to fail ({xfail}) but passed"
+            out.append(result)
+        return out
 
     def run_case(self, case: Case, repeat: int = 0, skip: Optional[tuple] = None) -> R.CaseResult:
         result = R.CaseResult(case.id, case.requirement, case.section, case.level, R.PASSED, rule=case.rule, tags=case.tags,
