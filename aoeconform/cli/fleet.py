@@ -24,7 +24,9 @@ def run_fleet(args) -> int:
     from aoeconform.scenario.fleet import plan_units, run_units
     from aoeconform.scenario.targets import parse_targets
 
-    from .run import parse_window, prepare
+    from aoeconform.scenario.fleet import merge_observed
+
+    from .run import _observe, parse_window, prepare
 
     if args.second_iface:
         raise UsageError("--second-iface takes one target; with several, each uses a spoofed second MAC")
@@ -57,9 +59,10 @@ def run_fleet(args) -> int:
         floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
         return RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                           step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
-                          expected_failures=expectations)
+                          expected_failures=expectations, observe=observe)
 
     order = {}
+    observe = _observe(args)
 
     def on_probed(index, state):
         if runs[index].manifest.get("target"):
@@ -89,6 +92,8 @@ def run_fleet(args) -> int:
             run_info.results.sort(key=lambda r: order.get((index, r.name), (0, 0)))
             if states:
                 state = states[index]
+                for result in merge_observed(state.observed, observe):  # after the cases, as a serial run has them
+                    writer.case_finished(result)
                 run_info.exchanges, run_info.elapsed = state.exchanges, state.elapsed
                 columns[index]["workers"] = sorted(state.workers)
                 if state.error:

@@ -50,6 +50,16 @@ def fleet_document(columns: list[dict], runs: list, cases: list, *, workers: int
             rows.append({"id": name, "level": case.level, "section": case.section, "rule": case.rule,
                          "requirement": case.requirement, "outcomes": outcomes,
                          "differs": len(set(outcomes.values())) > 1})
+    # results of no case (the engine's observed/...), after the cases as in each target's report
+    seen = {row["id"] for row in rows}
+    for run in runs:
+        for r in run.results:
+            if r.name in seen:
+                continue
+            seen.add(r.name)
+            outcomes = {col["label"]: (results[r.name].outcome if r.name in results else "-") for col, results in zip(columns, by_target)}
+            rows.append({"id": r.name, "level": r.level, "section": r.section, "rule": r.rule, "requirement": r.requirement,
+                         "outcomes": outcomes, "differs": len(set(outcomes.values())) > 1})
     return {"format": "aoeconform-fleet", "version": FLEET_FORMAT, "workers": workers, "elapsed": round(elapsed, 3),
             "targets": targets, "cases": rows,
             "summary": {t["label"]: t["summary"] for t in targets}}

@@ -48,6 +48,23 @@ class TargetState:
     exchanges: int = 0
     elapsed: float = 0.0
     workers: set = field(default_factory=set)
+    #: the engine's observed/... results, one list per unit
+    observed: list = field(default_factory=list)
+
+
+#: which of several units' verdicts on one observation stands: the worst
+_SEVERITY = {"failed": 5, "error": 4, "timeout": 4, "xpassed": 3, "xfailed": 2, "passed": 1, "skipped": 0}
+
+
+def merge_observed(per_unit: list, mode: str) -> list:
+    """One result per observed id over the units (the worst stands); with mode
+    "failures" only those that found something."""
+    best: dict = {}
+    for results in per_unit:
+        for r in results:
+            if r.id not in best or _SEVERITY.get(r.outcome, 0) > _SEVERITY.get(best[r.id].outcome, 0):
+                best[r.id] = r
+    return [r for r in best.values() if mode == "all" or r.outcome != "passed"]
 
 
 def plan_units(targets: Sequence[FleetTarget], case_count: int, workers: int) -> list[Unit]:
@@ -94,6 +111,8 @@ def _worker(number: int, tasks, results, targets, cases, open_target: Callable, 
                 for i in unit.cases:
                     for repeat in range(max(1, engine.options.repeat)):
                         results.put(("result", index, number, i, engine.run_case(cases[i], repeat)))
+                if engine.options.observe:  # what the engine noticed on its own (observed/...), per unit
+                    results.put(("observed", index, number, engine.observed_results()))
                 results.put(("unit_done", index, number, engine.wire.exchanges - before, engine.clock() - engine.started))
             except HarnessError as exc:
                 results.put(("error", index, number, type(exc).__name__, str(exc), len(unit.cases)))
@@ -112,7 +131,8 @@ def run_units(targets: Sequence[FleetTarget], cases: list, units: list[Unit], wo
               open_target: Callable, make_options: Callable, on_result: Callable,
               on_probed: Optional[Callable] = None) -> list[TargetState]:
     """Run ``units`` on ``workers`` processes; ``on_result(target_index, case_index, result)``
-    for each case as it finishes. Returns what was learnt per target."""
+    for each case as it finishes. Returns what was learnt per target, with the
+    observed results of each unit (``merge_observed`` makes one set of them)."""
     ctx = multiprocessing.get_context("fork")  # workers inherit the loaded cases and the callables
     tasks, results = ctx.Queue(), ctx.Queue()
     for unit in units:
@@ -143,6 +163,8 @@ def run_units(targets: Sequence[FleetTarget], cases: list, units: list[Unit], wo
                     on_probed(index, state)
             elif kind == "result":
                 on_result(index, message[3], message[4])
+            elif kind == "observed":
+                state.observed.append(message[3])
             elif kind == "unit_done":
                 state.exchanges += message[3]
                 state.elapsed = max(state.elapsed, message[4])
