@@ -7,8 +7,9 @@ dependencies hold nothing the code does not import. The optional pieces are
 checked for real: in a fresh interpreter where the extras' modules cannot be
 imported, every other module of the package still imports.
 
-The ``test`` extra holds what tests/ imports plus pytest plugins, nothing more
-(so it does not drag boofuzz in while no test imports it).
+The ``test`` extra holds what tests/ imports, pytest plugins and type stubs for
+the type check (tests/test_typecheck.py), nothing more (so it does not drag
+boofuzz in while no test imports it).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ LAZY_OPTIONAL: Dict[str, str] = {
     "boofuzz": "fuzz",
 }
 #: pytest provides these to a plugin it loads itself (a ``pytest11`` entry point).
-PROVIDED_BY_PYTEST = {"pytest", "_pytest", "pluggy"}
+# xdist: the plugin's scheduler hook is only called by a running pytest-xdist
+PROVIDED_BY_PYTEST = {"pytest", "_pytest", "pluggy", "xdist"}
 
 
 def pyproject() -> dict:
@@ -56,9 +58,9 @@ def dist_name(requirement: str) -> str:
 
 
 def dists_of(module: str) -> Set[str]:
-    """Distributions that provide a top-level module, from the installed metadata."""
-    found = importlib.metadata.packages_distributions().get(module, [])
-    assert found, f"{module} is imported but not installed, so its distribution cannot be named"
+    """Distributions that provide a top-level module, from the installed metadata
+    (a module that is not installed here is taken to share its distribution's name)."""
+    found = importlib.metadata.packages_distributions().get(module, [module])
     return {dist_name(d) for d in found}
 
 
@@ -192,5 +194,6 @@ def test_test_extra_is_what_the_tests_import():
         for ep in importlib.metadata.entry_points(group="pytest11")
         if ep.dist is not None
     }
-    unused = test_extra - needed - plugins
+    stubs = {d for d in test_extra if d.startswith("types-")}
+    unused = test_extra - needed - plugins - stubs
     assert not unused, f"the test extra holds what no test imports: {sorted(unused)}"

@@ -33,9 +33,9 @@ SHELF, SLOT = 1, 2
 #: vblade 25's documented deviations: case id -> section it must be reported under
 DEVIATIONS = {
     # Ver never checked, echoed (§8, §11)
-    "header/version/2-gets-error-5": "2.2",
-    "header/version/0-gets-error-5": "2.2",
-    "header/version/15-gets-error-5": "2.2",
+    "header/version/2-config-read-refused-or-served": "2.2",
+    "header/version/0-identify-refused-or-served": "2.2",
+    "header/version/15-config-read-refused-or-served": "2.2",
     "header/version/2-config-set-no-side-effect": "2.2",
     "header/version/2-write-no-side-effect": "2.2",
     # advertisement with Ver 0 (§8)
@@ -153,6 +153,25 @@ def test_known_deviations_fail_with_their_sections(plain_run):
     assert wrong == {}
 
 
+#: where the failing step checks another rule than the case's headline one
+CHARGED = {
+    "header/version/2-config-read-refused-or-served": 7,  # served (allowed by rule 12), but Ver 2 echoed
+    "header/version/0-identify-refused-or-served": 7,
+    "header/padding/config-reply": 16,
+    "header/error/byte-zero-when-e-clear": 8,
+    "ata/flush/e7-status-drdy": 31,
+    "config/length/beyond-bytes-present-near": 42,
+}
+
+
+def test_each_failure_names_the_rule_its_step_checks(plain_run):
+    _, doc, _ = plain_run
+    failing = [c for c in doc["cases"] if c["outcome"] in ("failed", "timeout")]
+    assert failing and all(isinstance(c.get("failed_rule"), int) for c in failing)
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert {i: by_id[i].get("failed_rule") for i in CHARGED} == CHARGED
+
+
 def test_what_vblade_gets_right_passes(plain_run):
     _, doc, _ = plain_run
     by_id = {c["id"]: c for c in doc["cases"]}
@@ -182,3 +201,30 @@ def test_with_expectations_everything_is_xfailed_and_exit_0(vblade_target, tmp_p
     assert outcomes["ata/read-ext/one-sector"] == "xpassed"
     assert outcomes["ata/unsupported/0x99"] == "passed"
     assert doc["summary"]["xpassed"] == 1 and doc["summary"]["failed"] == 0 and doc["summary"]["errors"] == 0
+
+
+def test_pytest_plugin_runs_the_suites_with_the_vblade_expectations(vblade_target, tmp_path):
+    """The plugin (`pytest --aoe-target ...`) against vblade with vblade-25.yaml: every
+    deviation xfailed, the rest passed or skipped, exit 0; JUnit carries ids and rules."""
+    import xml.etree.ElementTree as ET
+
+    host_if, restart, _ = vblade_target
+    junit = tmp_path / "junit.xml"
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "aoeconform.pytest_plugin", "-p", "no:cacheprovider", "-q",
+                           "--aoe-target", f"{host_if}:{SHELF}.{SLOT}", "--aoe-allow-write", "--aoe-restart-cmd", restart,
+                           "--aoe-expectations", EXPECTATIONS, f"--junitxml={junit}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with open(EXPECTATIONS) as f:
+        expected = yaml.safe_load(f)
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    assert len(cases) == 280
+    props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
+    # a target on an interface is named in each item: case/id[IF:S.N]
+    props = {name.rsplit("[", 1)[0]: p for name, p in props.items() if name.endswith(f"[{host_if}:{SHELF}.{SLOT}]")}
+    assert {i: props[i]["outcome"] in ("failed", "timeout") for i in expected} == {i: True for i in expected}
+    assert props["header/version/2-gets-error-5"]["case_id"] == "header/version/2-gets-error-5"
+    assert props["header/version/2-gets-error-5"]["rule"] == "12"
+    xfailed = [c for c in cases if c.find("skipped") is not None and c.find("skipped").get("type") == "pytest.xfail"]
+    assert len(xfailed) == len(expected)

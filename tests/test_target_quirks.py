@@ -15,7 +15,7 @@ import pytest
 
 from aoeconform.cli import main
 from aoeconform.target.drivers import OTHER_MACS, MemoryDriver
-from aoeconform.target.quirks import QUIRKS
+from aoeconform.target.quirks import QUIRKS, READINGS
 
 A, B = OTHER_MACS[0], OTHER_MACS[1]
 SECTOR = 512
@@ -350,6 +350,69 @@ def probe_ccmd(d):
     return _err(_one(d, d.config(5)))
 
 
+def probe_ccmd_answered(d):
+    return len(d.exchange(d.config(5), expect=False))
+
+
+def probe_wildcard_answered(d):
+    return (len(d.exchange(d.config(0, shelf=0xFFFF), expect=False)), len(d.exchange(d.config(0, slot=0xFF), expect=False)))
+
+
+def probe_ver_read(d):
+    r = _one(d, d.ata(0xEC, ver=2))
+    w = _one(d, d.ata(0x34, 3, 1, data=b"\x77" * SECTOR, ver=2))
+    return (_err(r), len(r), _err(w), d.read_image(3 * SECTOR, 1)[0])
+
+
+def probe_truncated(d):
+    replies = d.exchange(d.config(0)[:27], expect=False)
+    return _err(replies[0]) if replies else None
+
+
+def probe_bufcnt_exact(d):
+    return len(d.burst([d.ata(0xE5) for _ in range(20)]))
+
+
+def probe_short_write_reply(d):
+    r = _one(d, d.ata(0x34, 8, 2, data=b"\x23" * 600))
+    return (_err(r), _status(r), r[25], d.read_image(8 * SECTOR, 1)[0])
+
+
+def probe_oversize_reply(d):
+    r = _one(d, d.ata(0x24, 0, 5))
+    return (_err(r), _status(r), r[25])
+
+
+def probe_power_reply(d):
+    r = _one(d, d.ata(0xE5))
+    return (_status(r), r[25])
+
+
+def probe_flush_reply(d):
+    r = _one(d, d.ata(0xE7, 0, 0))
+    return (_status(r), r[25])
+
+
+def probe_async_reply(d):
+    replies = d.exchange(d.ata(0x34, 6, 1, aflags=0x43, data=b"\x33" * SECTOR), expect=False)
+    return (len(replies), _one(d, d.ata(0x24, 6, 1))[36])
+
+
+def probe_ata_reserved(d):
+    frame = bytearray(d.ata(0x24, 6, 1))
+    frame[34:36] = b"\xff\xff"
+    return _err(_one(d, bytes(frame)))
+
+
+def probe_config_oversize_reply(d):
+    return len(d.exchange(d.config(4, b"x", length=2000), expect=False))
+
+
+def probe_identify_reserved(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    return _err(_one(d, d.ata(0xEC, src=B)))
+
+
 def probe_config_overflow(d):
     return _alive_after(d, d.config(4, b"x", length=2000))
 
@@ -449,7 +512,6 @@ CASES = {
     "config-test-mismatch": (probe_config_test, {}, 0, 1),
     "config-prefix-mismatch": (probe_config_prefix, {}, 0, 1),
     "config-set-overwrites": (probe_config_overwrite, {}, (4, b"abc"), (0, b"xyz")),
-    "config-set-equal-error": (probe_config_equal, {}, 0, 4),
     "config-stale-bytes": (probe_config_stale, {}, (2, 0), (0, 100)),
     "config-nul-truncate": (probe_config_nul, {}, b"ab\x00cd", b"ab"),
     "mask-not-enforced": (probe_mask_enforced, {}, 0, 1),
@@ -496,6 +558,8 @@ CASES = {
     "config-read-echoes-request": (probe_config_read_echo, {}, b"abc", b"xyz"),
     "config-force-as-set": (probe_force_as_set, {}, 0, 4),
     "config-ccmd-unchecked": (probe_ccmd, {}, 2, 0),
+    "config-ccmd-silent": (probe_ccmd_answered, {}, 1, 0),
+    "wildcard-silent": (probe_wildcard_answered, {}, (1, 1), (0, 0)),
     "config-oversize-overflow": (probe_config_overflow, {}, 1, 0),
     "config-text-only": (probe_config_text, {}, b"\x80\xff", b"??"),
     "config-prefix-empty-silent": (probe_prefix_empty, {}, 1, 0),
@@ -516,10 +580,53 @@ CASES = {
 }
 
 
+#: reading: (probe, start options, clean observation, observation with the reading)
+READING_CASES = {
+    "ver-other-served-readonly": (probe_ver_read, {}, (5, 60, 5, 0), (0, 36 + SECTOR, 5, 0)),
+    "truncated-silent": (probe_truncated, {}, 2, None),
+    "truncated-error-1": (probe_truncated, {}, 2, 1),
+    "bufcnt-exact": (probe_bufcnt_exact, {}, 20, 16),
+    "short-write-abrt": (probe_short_write_reply, {}, (2, 0x34, 0, 0), (0, 0x41, 0x04, 0)),
+    "oversize-scnt-abrt": (probe_oversize_reply, {}, (2, 0x24, 0), (0, 0x41, 0x04)),
+    "check-power-unsupported": (probe_power_reply, {}, (0x40, 0), (0x41, 0x04)),
+    "flush-unsupported": (probe_flush_reply, {}, (0x40, 0), (0x41, 0x04)),
+    "async-write-no-reply": (probe_async_reply, {}, (1, 0x33), (0, 0x33)),
+    "ata-reserved-error-2": (probe_ata_reserved, {}, 0, 2),
+    "config-set-equal-error": (probe_config_equal, {}, 0, 4),
+    "config-ccmd-error-1": (probe_ccmd, {}, 2, 1),
+    "config-oversize-silent": (probe_config_oversize_reply, {}, 1, 0),
+    "identify-reserved-refused": (probe_identify_reserved, {}, 0, 6),
+}
+
+
+def _documented(heading: str) -> set[str]:
+    """Names in the table under ``heading`` in docs/quirks.md."""
+    text = DOC.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| ([a-z0-9-]+) \|", text, re.M)) - {"quirk", "reading"}
+
+
 def test_every_quirk_has_a_probe_and_a_doc_row():
     assert set(CASES) == set(QUIRKS)
-    documented = set(re.findall(r"^\| ([a-z0-9-]+) \|", DOC.read_text(), re.M)) - {"quirk"}
-    assert documented == set(QUIRKS)
+    assert _documented("| quirk |") == set(QUIRKS)
+
+
+def test_every_reading_has_a_probe_and_a_doc_row():
+    assert set(READING_CASES) == set(READINGS)
+    assert _documented("## Accepted readings") == set(READINGS)
+    assert not set(READINGS) & set(QUIRKS)
+
+
+@pytest.mark.parametrize("name", sorted(READINGS))
+def test_reading_changes_what_it_claims(name, tmp_path):
+    probe, options, clean_expected, expected = READING_CASES[name]
+    d = MemoryDriver(str(tmp_path))
+    try:
+        d.start(**options)
+        assert probe(d) == clean_expected, "clean target"
+        d.start(quirks=[name], **options)
+        assert probe(d) == expected, f"with the reading {name}"
+    finally:
+        d.stop()
 
 
 @pytest.mark.parametrize("name", sorted(QUIRKS))

@@ -82,8 +82,7 @@ class _Ours:
         from aoeconform.initiator.driver import HARNESS_TIMERS, Initiator
 
         self.ini = Initiator(transport, SHELF, SLOT, dead_after=30.0, **HARNESS_TIMERS)
-        self.ini.identify()
-        self.capacity = self.ini.info.capacity
+        self.capacity = self.ini.identify().capacity
         self.next_lba = 0
         self.read_for(WARM_UP)
 
@@ -152,7 +151,7 @@ def run_bench(seconds: float = 1.0, rounds: int = 5, losses: Sequence[float] = D
         engines = {id(ours): _Ours(transport)}
         for reader in [layer] + lossy:
             # its own seed per loss rate; loss in both directions, as on a real link
-            impaired = ImpairedTransport(transport, seed=17, loss=reader.loss, direction="both")
+            impaired = ImpairedTransport(transport, seed=17, loss=reader.loss or 0.0, direction="both")
             engines[id(reader)] = _Ours(impaired)
             _drain(transport)
         # a warm-up for the bare loop too (page cache, the target's buffers)

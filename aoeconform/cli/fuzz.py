@@ -11,6 +11,7 @@ import random
 import shlex
 import subprocess
 import sys
+from typing import Callable, Optional
 
 from aoeconform.cli.argtypes import integer, seconds
 from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
@@ -103,6 +104,7 @@ def run(args) -> int:
     finding = load(args.replay) if args.replay else None
     seeds = None if finding else _seeds(args)
     reference = None
+    restart: Optional[Callable[[], None]]
     if args.in_memory:
         from aoeconform.fuzz.local import ReferenceTarget
         from aoeconform.target.quirks import check_quirks

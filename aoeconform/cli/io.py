@@ -366,7 +366,7 @@ def run_verify(args) -> int:
             s.ini.flush()
         finally:
             progress.finish()
-        mismatches = {"sectors": 0, "first": None}
+        mismatches: dict = {"sectors": 0, "first": None}
         position = {"lba": lba}
 
         def compare(data: bytes) -> None:

@@ -51,8 +51,8 @@ def case_from_replay(doc: dict, path: str):
 
     text = yaml.safe_dump({"suite": doc["suite"], "cases": [doc["case"]]}, sort_keys=False)
     suite, problems = load_suite_text(text, path)
-    if problems:
-        raise SuiteError(problems)
+    if problems or suite is None:
+        raise SuiteError(problems or [f"{path}: no case in the replay file"])
     return suite.cases[0]
 
 
@@ -93,6 +93,7 @@ def run(args) -> int:
                 if not replies:
                     print("  (no reply)")
             return EXIT_OK
+        assert case is not None  # loaded above unless --frames, which returned
         result = engine.run_case(case)
         print(f"{result.outcome.upper()} {result.id}" + (f" — {result.message}" if result.message else ""))
         print(f"originally: {doc.get('outcome')} — {doc.get('message', '')}")

@@ -27,7 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="STRING", help="initial config string")
     p.add_argument("--mask", action="append", default=[], metavar="MAC,...", help="initial Mac Mask list (repeatable)")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="break one rule on purpose (repeatable; see --list-quirks)")
+    p.add_argument("--reading", action="append", default=[], metavar="NAME",
+                   help="take another conforming reading of a rule where the notes accept several (repeatable; see --list-readings)")
     p.add_argument("--list-quirks", action="store_true", help="list the quirk names with a one-line description and exit")
+    p.add_argument("--list-readings", action="store_true", help="list the accepted readings the target can take and exit")
     p.set_defaults(func=run)
 
 
@@ -45,16 +48,20 @@ def _parse_macs(items: list[str]) -> list[bytes]:
 
 
 def run(args) -> int:
-    from aoeconform.target.quirks import check_quirks, quirk_lines
+    from aoeconform.target.quirks import QUIRKS, READINGS, check_quirks, quirk_lines
 
-    if args.list_quirks:
-        for line in quirk_lines():
+    if args.list_quirks or args.list_readings:
+        for line in quirk_lines(READINGS if args.list_readings else QUIRKS):
             print(line)
         return 0
     missing = [flag for flag, value in (("IMAGE", args.image), ("--iface", args.iface), ("--shelf", args.shelf), ("--slot", args.slot)) if value is None]
     if missing:
         raise UsageError(f"target needs {', '.join(missing)}; e.g. aoeconform target mem:64M --iface eth1 --shelf 1 --slot 2")
     quirks = check_quirks(name.strip() for item in args.quirk for name in item.split(",") if name.strip())
+    readings = {name.strip() for item in args.reading for name in item.split(",") if name.strip()}
+    if readings - READINGS.keys():
+        raise UsageError(f"unknown reading {sorted(readings - READINGS.keys())[0]!r}; `aoeconform target --list-readings` lists them")
+    quirks = quirks | readings
     mask = _parse_macs(args.mask)
     config = (args.config or "").encode("utf-8", "surrogateescape")
 

@@ -516,7 +516,7 @@ class Fuzzer:
             # replays reuse the cases' tags: their late replies are not the loop's
             self.replayer.drain(self.grace, discard=True)
             spent = time.monotonic() - began
-            if self._end is not None:
+            if self._end is not None and self._shrink_allowance is not None:  # both set in a timed run
                 self._end += spent
                 self._shrink_allowance -= spent
             if self.out_dir:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
-from aoeconform.wire import DecodeError, Frame
+from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
     AOE_HEADER_LEN,
     AOE_VERSION,
@@ -155,8 +155,8 @@ def check_reply(request: bytes, reply: bytes, info: TargetInfo) -> List[Anomaly]
         add(Anomaly("undecodable-reply", str(exc)))
         return found
     command = reply[19]
-    if command == CMD_QUERY_CONFIG:
-        arg = decoded.arg
+    arg = decoded.arg
+    if isinstance(arg, ConfigArg):  # the decoder's type for command 1
         if arg.version != AOE_VERSION or len(arg.config) > CONFIG_STRING_MAX:
             add(Anomaly("config-reply-fields", f"version nibble {arg.version}, string {len(arg.config)} bytes"))
     if (

@@ -210,10 +210,10 @@ def collect_configs(
             reason = f"error reply {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
             ignored.setdefault(key, IgnoredReply(h.src, h.shelf, h.slot, reason))
             continue
-        reason = ignore_reason(h.shelf, h.slot)
-        if reason:
+        why = ignore_reason(h.shelf, h.slot)
+        if why:
             if key not in ignored:
-                ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, reason)
+                ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, why)
                 log.warning("discovery: ignoring %s", ignored[key].describe())
             continue
         if key in found:
@@ -232,6 +232,8 @@ def _apply_identify(record: TargetRecord, frame: Frame) -> Optional[str]:
     h, a = frame.header, frame.arg
     if h.error_flag:
         return f"AoE error {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
+    if not isinstance(a, AtaArg):
+        return f"reply is command {h.command}, not ATA"
     if a.cmd_status & ATA_STATUS_FAILURE_MASK:
         return f"ATA status 0x{a.cmd_status:02x} error 0x{a.err_feature:02x}"
     if len(a.data) < IDENTIFY_LEN:
@@ -281,14 +283,14 @@ def identify_all(
             frame = _decode(raw)
             if frame is None or not frame.header.response or frame.header.command != CMD_ATA:
                 continue
-            record = waiting.pop(frame.header.tag, None)
-            if record is None:
+            answered = waiting.pop(frame.header.tag, None)
+            if answered is None:
                 continue  # not ours, or a late answer to an earlier try
-            reason = _apply_identify(record, frame)
+            reason = _apply_identify(answered, frame)
             if reason is not None:
-                record.identify_error = reason
+                answered.identify_error = reason
             # an error reply is an answer too: a retry would get the same
-            pending.pop(id(record), None)
+            pending.pop(id(answered), None)
 
 
 def discover(

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.transport.base import Transport
-from aoeconform.wire import DecodeError, Frame, IdentifyData
+from aoeconform.wire import ConfigArg, DecodeError, Frame, IdentifyData
 from aoeconform.wire.constants import (
     BROADCAST_MAC,
     CMD_QUERY_CONFIG,
@@ -50,7 +50,7 @@ RECV_BATCH = 64
 
 #: The driver's timers: checked every 100 ms, the estimate restarting at
 #: 250 ms / 2 s on IDENTIFY, no floor and no ceiling (reference §7).
-LINUX_TIMERS = {"precise_timeouts": False, "seed_rtt": False, "min_timeout": 0.0, "max_timeout": None}
+LINUX_TIMERS: Dict[str, Any] = {"precise_timeouts": False, "seed_rtt": False, "min_timeout": 0.0, "max_timeout": None}
 
 #: What the harness's own transfers use (``io``, ``bench initiator``, the
 #: end-to-end tests). The estimator is still Jacobson/Karels with the
@@ -74,10 +74,10 @@ LINUX_TIMERS = {"precise_timeouts": False, "seed_rtt": False, "min_timeout": 0.0
 #:   to 1. On a lossy link the 5 ms floor would otherwise hold each lost
 #:   frame's slot for 5 ms and every loss would restart slow start from 1.
 #:   Timeouts (no later replies) still collapse the window to 1.
-HARNESS_TIMERS = {"precise_timeouts": True, "seed_rtt": True, "min_timeout": 0.005, "max_timeout": 0.5,
+HARNESS_TIMERS: Dict[str, Any] = {"precise_timeouts": True, "seed_rtt": True, "min_timeout": 0.005, "max_timeout": 0.5,
                   "fast_retransmit": True}
 
-TIMERS = {"linux": LINUX_TIMERS, "harness": HARNESS_TIMERS}
+TIMERS: Dict[str, Dict[str, Any]] = {"linux": LINUX_TIMERS, "harness": HARNESS_TIMERS}
 
 
 @dataclass
@@ -210,6 +210,8 @@ class Initiator:
         if self.slot != SLOT_BROADCAST and h.slot != self.slot:
             return None
         arg = frame.arg
+        if not isinstance(arg, ConfigArg):  # the decoder's type for a Query Config reply
+            return None
         return DeviceInfo(
             target_mac=h.src,
             shelf=h.shelf,

@@ -198,7 +198,7 @@ class IoRequest:
         self.lba = lba
         self.count = count
         # a read's data, one slice of a reply per frame, joined once on demand
-        self.chunks: Optional[list] = None
+        self.chunks: list = []
         self._data_read: Optional[bytes] = None
         self.data = data
         self.frames_total = 0
@@ -221,7 +221,7 @@ class IoRequest:
         if self.kind == self.READ:
             if self._data_read is None:
                 self._data_read = b"".join(self.chunks)
-                self.chunks = None
+                self.chunks = []
             return self._data_read
         if self.kind == self.COMMAND:
             return self.reply_data
@@ -421,7 +421,7 @@ class InitiatorEngine:
         self._check_alive()
         spf = self.sectors_per_frame
         lba, count = request.lba, request.count
-        frames = []
+        frames: List[_Frame] = []
         offset = 0
         while count > 0:
             n = spf if count > spf else count
@@ -587,6 +587,7 @@ class InitiatorEngine:
             frame.overtaken = 0
             active[tag] = frame
             window.nout += 1
+            assert frame.body is not None  # made at the first send, above
             out.append((tag, prefix + pack_tag(tag) + frame.body))
         tags.counter = counter
         self._seq = seq
@@ -857,7 +858,7 @@ class InitiatorEngine:
     # --- reporting ----------------------------------------------------------------
     def counters(self) -> Dict[str, object]:
         """Everything a report wants: counters, RTT estimate, current window."""
-        out: Dict[str, object] = self.stats.as_dict()
+        out: Dict[str, object] = dict(self.stats.as_dict())
         out.update(
             rtt_avg_us=self.rtt.avg_us,
             rtt_dev_us=self.rtt.dev_us,

@@ -10,7 +10,7 @@ chunks behind it only if there are some. Read data is handed on in order.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, Optional, Union
 
 from aoeconform.wire.constants import SECTOR_SIZE
 
@@ -28,6 +28,8 @@ Progress = Callable[[int], None]
 
 def chunk_sectors(ini: Initiator, frames: int = FRAMES_PER_CHUNK) -> int:
     """A chunk of whole frames for this target."""
+    if ini.info is None:
+        raise RuntimeError("call identify() before transferring")
     return ini.info.sectors_per_frame * frames
 
 
@@ -109,7 +111,7 @@ def write_range(
     ini: Initiator,
     lba: int,
     count: int,
-    source: Callable[[int, int], bytes],
+    source: Callable[[int, int], Union[bytes, memoryview]],
     *,
     chunk: Optional[int] = None,
     depth: int = DEFAULT_DEPTH,

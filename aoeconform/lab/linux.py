@@ -209,14 +209,15 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             description = ("Debian vblade" if run.target == VBLADE else "bundled reference target"
                            + (f" with quirks {','.join(run.quirks)}" if run.quirks else "")) + f" in lab {lab.name}"
         else:
-            iface, shelf, slot = _parse_user_target(run.target)
-            if shelf is None:
+            iface, user_shelf, user_slot = _parse_user_target(run.target)
+            if user_shelf is None or user_slot is None:
                 shelf, slot = _discover(iface)
+            else:
+                shelf, slot = user_shelf, user_slot
             description = f"{iface}:{shelf}.{slot}"
-            start_target = None
 
         def restart_target() -> None:
-            if start_target is None:
+            if not run.in_lab:  # start_target is defined only there
                 raise UsageError("restarting needs a target in a lab (bundled or vblade)")
             proc = target_proc.pop("proc", None)
             if proc is not None:

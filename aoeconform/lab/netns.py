@@ -284,9 +284,8 @@ class Lab:
     def __enter__(self) -> "Lab":
         return self.up()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.down()
-        return False
 
     # -- targets -----------------------------------------------------------
 

@@ -93,7 +93,7 @@ def standard_steps(params: DriverParams, workload: Optional[Dict], device_timeou
                    warmup: int = 0) -> List[Dict]:
     """Load the driver, wait for the device, read ``warmup`` bytes and wait for the
     host (``LinuxGuest.answer(WARM_HANDSHAKE)``), run the workload (if any)."""
-    steps = [{"kind": "load", "params": params.as_module_params()},
+    steps: List[Dict] = [{"kind": "load", "params": params.as_module_params()},
              {"kind": "wait_device", "timeout": device_timeout}]
     if warmup:
         steps.append({"kind": "read", "size": warmup})
@@ -202,7 +202,7 @@ class LinuxGuest:
         nic = f"{GUEST_IFACE}:transport=raw,ifname={self.host_iface}"
         if self.mtu != 1500:
             nic += f",mtu={self.mtu}"  # above 1500 vec0 stays down without it (§11)
-        return [uml_binary(), f"umid={self.umid}", f"uml_dir={self.workdir}", f"mem={self.mem}",
+        return [uml_binary() or UML_BINARY, f"umid={self.umid}", f"uml_dir={self.workdir}", f"mem={self.mem}",
                 "rootfstype=hostfs", "rootflags=/", "ro", f"init={init_path}",
                 "con=null", "con0=null,fd:1", nic]
 
@@ -326,9 +326,8 @@ class LinuxGuest:
     def __enter__(self) -> "LinuxGuest":
         return self.start()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.stop()
-        return False
 
 
 def run_guest(host_iface: str, steps: List[Dict], **kwargs) -> GuestResult:

@@ -131,7 +131,7 @@ class WireAnalysis:
         self.counts = WireCounts()
         self._open: Dict[Tuple, _Instance] = {}
         self._by_tag: Dict[int, _Instance] = {}
-        self._delivered: Dict[int, int] = {}  # id(instance) -> request frames at the target
+        self._delivered: Dict[object, int] = {}  # id(instance) -> request frames at the target
 
     def _is_request_from_initiator(self, s: AoeSummary) -> bool:
         if s.response:

@@ -188,6 +188,7 @@ def run_workload(
     fd = open_device(path, direct)
     mapping = _aligned(spec.block)
     buf = memoryview(mapping)
+    view: Optional[memoryview] = None
     phase = PhaseResult("seq")
     try:
         # seq: the sequential pattern, block by block

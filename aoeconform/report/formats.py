@@ -81,6 +81,10 @@ def junit_tree(run: RunInfo) -> ET.Element:
             for key, value in (("requirement", r.requirement), ("section", r.section), ("level", r.level),
                                ("rule", ",".join(map(str, r.rule))), ("outcome", r.outcome)):
                 ET.SubElement(props, "property", name=key, value=str(value))
+            if r.failed_rule is not None:
+                # the rule the failing step checks, which need not be the case's headline rule
+                ET.SubElement(props, "property", name="failed_rule", value=str(r.failed_rule))
+                ET.SubElement(props, "property", name="failed_level", value=r.gating_level)
             if r.outcome in ("failed", "timeout") or (r.outcome == "xpassed" and run.strict):
                 node = ET.SubElement(case, "failure", message=r.message[:500], type=r.outcome)
                 node.text = _detail(r)
@@ -96,9 +100,9 @@ def junit_tree(run: RunInfo) -> ET.Element:
             elif r.outcome == "xpassed":
                 out = ET.SubElement(case, "system-out")
                 out.text = r.message
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
+        for key, count in counts.items():
+            suite.set(key, str(count))
+            totals[key] += count
     if run.stopped:
         # CI tools show testcases, not report.json: a run that did not run to
         # the end leaves one testcase saying so (an error when the run itself
@@ -112,8 +116,8 @@ def junit_tree(run: RunInfo) -> ET.Element:
         node.text = run.stopped["message"]
         totals["errors" if run.aborted else "skipped"] += 1
         root.set("tests", str(len(run.results) + 1))
-    for key, value in totals.items():
-        root.set(key, str(value))
+    for key, total in totals.items():
+        root.set(key, str(total))
     return root
 
 
@@ -127,7 +131,8 @@ def write_junit(run: RunInfo, path: str) -> None:
 
 
 def sarif(run: RunInfo) -> dict:
-    rules, index = [], {}
+    rules: list[dict] = []
+    index: dict[str, int] = {}
     for r in run.results:
         if r.id in index:
             continue
@@ -150,12 +155,13 @@ def sarif(run: RunInfo) -> dict:
         results.append({
             "ruleId": r.id,
             "ruleIndex": index[r.id],
-            "level": "note" if r.outcome == "xpassed" else SARIF_LEVEL.get(r.level, "warning"),
+            "level": "note" if r.outcome == "xpassed" else SARIF_LEVEL.get(r.gating_level, "warning"),
             "kind": "fail",
-            "message": {"text": f"{r.outcome}: {r.message}"},
+            "message": {"text": f"{r.outcome}" + (f" (rule {r.failed_rule})" if r.failed_rule is not None else "") + f": {r.message}"},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.file.replace(os.sep, "/")},
                                                 "region": {"startLine": max(1, line)}}}],
-            "properties": {"outcome": r.outcome, "requirement": r.requirement, "section": r.section},
+            "properties": {"outcome": r.outcome, "requirement": r.requirement, "section": r.section,
+                           **({"failed_rule": r.failed_rule, "failed_level": r.gating_level} if r.failed_rule is not None else {})},
         })
     return {
         "$schema": SARIF_SCHEMA,

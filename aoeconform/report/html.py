@@ -93,7 +93,7 @@ def _matrix(results: Iterable[CaseResult]) -> str:
 
 
 def _rules(run: RunInfo) -> str:
-    verdict_color = {"passed": "passed", "failed": "failed", "xfailed": "xfailed", "not run": "skipped", "no case": "error"}
+    verdict_color = {"passed": "passed", "failed": "failed", "xfailed": "xfailed", "not run": "skipped", "no case": "error", "blocked": "skipped"}
     rows = []
     for row in run.rule_matrix():
         worst = sorted(row["cases"].items(), key=lambda kv: kv[1] == "passed")
@@ -112,6 +112,7 @@ def _rules(run: RunInfo) -> str:
 def _failure(r: CaseResult) -> str:
     parts = [f'<h3 id="f-{escape(r.id)}">{badge(r.outcome)} {escape(r.name)}</h3>',
              f"<p>{escape(r.requirement)} <span class=muted>(§{escape(r.section)}, {escape(r.level)}, {escape(r.file)}:{r.line})</span></p>",
+             *([f"<p>charged to rule {r.failed_rule} ({escape(r.gating_level)}): the rule its failing step checks</p>"] if r.failed_rule is not None else []),
              f"<p><b>{escape(r.message)}</b></p>"]
     for note in r.notes:
         parts.append(f"<p class=muted>note: {escape(note)}</p>")

@@ -39,7 +39,7 @@ class RunInfo:
     @property
     def aborted(self) -> bool:
         """Stopped by something other than the user's own limit (--maxfail)."""
-        return bool(self.stopped) and self.stopped["reason"] in ABORTS
+        return self.stopped is not None and self.stopped.get("reason") in ABORTS
 
     @property
     def exchanges_per_second(self) -> float:
@@ -52,7 +52,9 @@ class RunInfo:
         return counts
 
     def must_failures(self) -> list[CaseResult]:
-        return [r for r in self.results if r.outcome in FAILING and r.level == "MUST"]
+        """Failures that count at MUST: a MUST case that failed a MUST rule (a
+        MUST case failing on a SHOULD-level check counts at SHOULD)."""
+        return [r for r in self.results if r.outcome in FAILING and r.gating_level == "MUST"]
 
     def gating_failures(self) -> list[CaseResult]:
         """What makes the exit status 1: MUST failures, or with --strict any
@@ -67,13 +69,20 @@ class RunInfo:
     def rule_matrix(self) -> list[dict]:
         """One row per requirement of the protocol notes: the traceability matrix.
 
-        A rule fails when any of its cases fails; it passes when at least one
-        case passed and none failed; otherwise it was not exercised here.
+        A rule's cases are those that check it, in their own rule list or in a
+        step. A failure counts against the rule it was charged to; for the
+        case's other rules it shows as "blocked" (the case stopped before it
+        could show them kept or broken). A rule fails when a failure is charged
+        to it; it passes when at least one of its cases passed; otherwise it was
+        not exercised here.
         """
         cases: dict[int, dict[str, str]] = {}
         for r in self.results:
-            for rule in r.rule:
-                cases.setdefault(rule, {})[r.id] = r.outcome
+            charged = r.failed_rule if r.failed_rule is not None else (r.rule[0] if r.rule else None)
+            for rule in r.checked_rules or r.rule:
+                bad = r.outcome in FAILING or r.outcome in ("xpassed", "xfailed")
+                outcome = "blocked" if bad and r.outcome != "error" and rule != charged else r.outcome
+                cases.setdefault(rule, {})[r.id] = outcome
         rows = []
         for number in sorted(set(RULES) | set(cases)):
             section, level, title = RULES.get(number, ("", "", ""))
@@ -87,6 +96,8 @@ class RunInfo:
                 verdict = "passed"
             elif "xfailed" in values:
                 verdict = "xfailed"
+            elif "blocked" in values:
+                verdict = "blocked"
             else:
                 verdict = "not run"
             rows.append({"rule": number, "section": section, "level": level, "title": title,

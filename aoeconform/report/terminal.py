@@ -46,6 +46,8 @@ class Progress:
         if show:
             self._clear()
             line = f"{LABELS.get(result.outcome, result.outcome.upper()):<7} {result.name}"
+            if result.failed_rule is not None and result.outcome != "passed":
+                line += f" [rule {result.failed_rule}, {result.gating_level}]"
             if result.outcome != "passed" and result.message:
                 line += f" — {result.message}"
             self.stream.write(line[:2000] + "\n")

@@ -25,6 +25,7 @@ from aoeconform.wire.constants import (
     FLAG_RESPONSE,
     LBA28_MAX_SECTORS,
 )
+from aoeconform.wire.frame import Arg
 
 from .expect import Env
 from .values import ValueError_, byte_value, integer, mac_value
@@ -100,6 +101,7 @@ def build(spec: Mapping, env: Env, defaults: Mapping, new_tag: Callable[[], int]
     header.tag = new_tag() if tag_spec == "auto" else integer(tag_spec, v, "header.tag") & TAG_MASK
     built = Built(b"", header.tag)
 
+    arg: Arg
     if "arg" in spec:
         arg = RawArg(byte_value(spec["arg"], v, seed=env.seed, what="arg"))
     elif command == CMD_ATA:

@@ -213,9 +213,11 @@ def bundled_lab(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes:
 
     from aoeconform.lab import Lab
     from aoeconform.lab.service import PROBE_MAC
+    from aoeconform.lab.testbed import unique_lab_name
     from aoeconform.transport.raw import RawTransport
 
-    lab = Lab(f"aoecrun{os.getpid() % 100000}", mtu=mtu)
+    # unique per process and per call: several bundled targets may run side by side
+    lab = Lab(unique_lab_name(), mtu=mtu)
     lab.up()
     workdir = tempfile.mkdtemp(prefix="aoeconform-run-")
     image_path = os.path.join(workdir, "disk.img")

@@ -21,11 +21,14 @@ from aoeconform.wire.constants import (
     AFLAG_A,
     AFLAG_E,
     AFLAG_W,
+    ATA_CHECK_POWER_MODE,
+    ATA_ERROR_ABRT,
     ATA_FLUSH_CACHE,
     ATA_FLUSH_CACHE_EXT,
     ATA_IDENTIFY_DEVICE,
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
+    ATA_STATUS_ERR,
     ATA_STATUS_FAILURE_MASK,
     ATA_WRITE_SECTORS,
     ATA_WRITE_SECTORS_EXT,
@@ -47,7 +50,8 @@ from .build import Built, build, changes_state
 from .endpoint import TargetEndpoint
 from .expect import CheckError, Env, ReplyView, Request, Verdict, accepts_silence, evaluate, silence_seconds, waits_for_all
 from .expr import ExprError
-from .model import Case, Step
+from .model import Case, Step, weaker_level
+from .rules import RULES, charge
 from .shadow import ShadowDisk
 from .values import ValueError_, byte_value, integer
 from .wire import Timing, Watchdog, Wire
@@ -58,6 +62,9 @@ ANY_REPLY = {"reply": {"header": {"error_flag": False}}}
 LIVENESS_ATTEMPTS = 3
 #: after a restart, how long the target may take to answer again
 RESTART_READY_SECONDS = 15.0
+
+#: the results observed_results() adds to a run (they can be named in an expectations file)
+OBSERVED_IDS = ("observed/probe/real-address", "observed/probe/padded", "observed/run/tags-returned")
 
 #: skip reason for each missing capability
 CAPABILITY_SKIP = {"writes": R.NOT_PERMITTED, "config": R.NOT_PERMITTED}
@@ -94,6 +101,9 @@ class Facts:
     mask: Optional[list] = None
     reservation: Optional[list] = None
     mtu: int = 1500
+    #: optional ATA commands: False when refused with ABRT (rules 30, 31), True otherwise
+    check_power: bool = True
+    flush: bool = True
 
     @property
     def max_sectors(self) -> int:
@@ -107,7 +117,7 @@ class Facts:
             "identified": self.identified, "model": self.model, "serial": self.serial, "firmware_rev": self.firmware_rev,
             "mask": None if self.mask is None else [m.hex(":") for m in self.mask],
             "reservation": None if self.reservation is None else [m.hex(":") for m in self.reservation],
-            "mtu": self.mtu,
+            "mtu": self.mtu, "check_power": self.check_power, "flush": self.flush,
         }
 
 
@@ -125,6 +135,9 @@ class RunOptions:
     #: case id -> reason, from --expectations
     expected_failures: dict = field(default_factory=dict)
     allow_config_changes: bool = True
+    #: after the cases, report what the harness noticed on its own (observed/...):
+    #: "all" of it, only "failures" (a filtered run keeps its list of cases), or nothing
+    observe: str = ""
 
 
 @dataclass
@@ -158,6 +171,9 @@ class Engine:
         self.elapsed = 0.0
         self.results: list[R.CaseResult] = []
         self.load_available = True
+        #: raw replies to the start-up probes, judged by observed_results()
+        self.probe_replies: list[bytes] = []
+        self._probing = False
 
     # -- tags and timeouts ---------------------------------------------------------
 
@@ -187,6 +203,8 @@ class Engine:
             self.wire.send(raw)
             self.wire.wait(lambda: bool(self.wire.replies(tag)), self.clock() + self.timeout())
             for reply in self.wire.take(tag):
+                if self._probing:
+                    self.probe_replies.append(bytes(reply))
                 try:
                     return Frame.decode(reply)
                 except Exception:
@@ -198,6 +216,13 @@ class Engine:
 
     def probe(self) -> Facts:
         """Query Config, IDENTIFY, Mac Mask read and Reserve read (the run's baseline)."""
+        self._probing = True
+        try:
+            return self._probe()
+        finally:
+            self._probing = False
+
+    def _probe(self) -> Facts:
         ep = self.endpoint
         self.wire.drain()
         reply = self.query_config(attempts=LIVENESS_ATTEMPTS)
@@ -217,19 +242,38 @@ class Engine:
             facts.capacity = data.capacity_sectors
             facts.lba48 = data.lba48
             facts.model, facts.serial, facts.firmware_rev = data.model, data.serial, data.firmware
+        facts.check_power = not self._refused(ATA_CHECK_POWER_MODE)
+        facts.flush = not self._refused(ATA_FLUSH_CACHE)
         mask = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
-        if mask is not None and not mask.header.error_flag and isinstance(mask.arg, MacMaskArg):
-            facts.mask = [d.mac for d in mask.arg.directives]
+        # an answer without E is support, even a garbled one: the cases judge its fields
+        if mask is not None and not mask.header.error_flag:
+            facts.mask = [d.mac for d in mask.arg.directives] if isinstance(mask.arg, MacMaskArg) else []
         res = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
-        if res is not None and not res.header.error_flag and isinstance(res.arg, ReserveArg):
-            facts.reservation = list(res.arg.macs)
+        if res is not None and not res.header.error_flag:
+            facts.reservation = list(res.arg.macs) if isinstance(res.arg, ReserveArg) else []
         self.facts = facts
         return facts
+
+    @property
+    def known(self) -> Facts:
+        """What the probe learned; cases run only after it."""
+        if self.facts is None:
+            raise RuntimeError("the target has not been probed")
+        return self.facts
+
+    def _refused(self, opcode: int) -> bool:
+        """Whether an optional ATA command is answered as unsupported (ERR with
+        ABRT). Silence proves nothing, so it counts as supported and the cases
+        that use the command judge it."""
+        reply = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=0, cmd_status=opcode)), 2)
+        if reply is None or reply.header.error_flag or not isinstance(reply.arg, AtaArg):
+            return False
+        return bool(reply.arg.cmd_status & ATA_STATUS_ERR) and bool(reply.arg.err_feature & ATA_ERROR_ABRT)
 
     # -- capabilities and variables -----------------------------------------------------
 
     def capabilities(self) -> dict[str, bool]:
-        f = self.facts
+        f = self.known
         return {
             "writes": self.options.allow_write,
             "lba48": f.lba48,
@@ -242,15 +286,17 @@ class Engine:
             "restart": self.endpoint.restart is not None,
             "readonly": self.endpoint.readonly,
             "load": self.load_available,
+            "check_power": f.check_power,
+            "flush": f.flush,
         }
 
     def window(self) -> tuple[int, int]:
         if self.options.lba_window is not None:
             return self.options.lba_window
-        return (0, self.facts.capacity)
+        return (0, self.known.capacity)
 
     def base_variables(self) -> dict:
-        f, ep = self.facts, self.endpoint
+        f, ep = self.known, self.endpoint
         base, count = self.window()
         return {
             "shelf": f.shelf, "slot": f.slot, "mac": ep.transport.mac, "second_mac": ep.second_mac,
@@ -281,13 +327,56 @@ class Engine:
                     self.results.append(result)
                     if listener is not None:
                         listener.case_finished(result)
+            if self.options.observe:
+                for result in self.observed_results():
+                    if self.options.observe != "all" and result.outcome == R.PASSED:
+                        continue
+                    self.results.append(result)
+                    if listener is not None:
+                        listener.case_finished(result)
         finally:
             self.elapsed = self.clock() - self.started
         return self.results
 
+    def observed_results(self) -> list[R.CaseResult]:
+        """What the harness noticed without a case asking, as results of their
+        own: the start-up probes' replies (real shelf and slot, padding) and
+        replies, all run long, that carried a tag the harness never sent."""
+        ep = self.endpoint
+        probes = self.probe_replies
+        wrong_address = [r for r in probes if len(r) >= 24 and (int.from_bytes(r[16:18], "big"), r[18]) != (ep.shelf, ep.slot)]
+        runts = [r for r in probes if len(r) < 60]
+        strangers = self.wire.strangers
+        checks = [
+            ("observed/probe/real-address", 11, "The replies to the start-up probes (Query Config, IDENTIFY, Mac Mask and Reserve reads, CHECK POWER, FLUSH) carry the target's real shelf and slot.",
+             wrong_address, lambda r: f"shelf {int.from_bytes(r[16:18], 'big')} slot {r[18]} instead of {ep.shelf}.{ep.slot}"),
+            ("observed/probe/padded", 16, "The replies to the start-up probes are padded to at least 60 bytes.",
+             runts, lambda r: f"a {len(r)}-byte reply to command {r[19]}"),
+            ("observed/run/tags-returned", 4, "No reply to the harness, all run long, carries a tag the harness never sent.",
+             strangers, lambda r: f"tag 0x{int.from_bytes(r[20:24], 'big'):08x} in a reply to command {r[19]}"),
+        ]
+        out = []
+        for case_id, rule, requirement, bad, describe in checks:
+            section, level, _ = RULES[rule]
+            result = R.CaseResult(case_id, requirement, section, level, R.PASSED, rule=[rule], tags=["observed"],
+                                  suite="observed", file="(harness)", start=time.time(), checked_rules=[rule])
+            if bad:
+                result.outcome, result.failed_rule, result.failed_level = R.FAILED, rule, level
+                result.message = f"{len(bad)} reply(ies) seen: {describe(bad[0])}" + (f"; and {len(bad) - 1} more" if len(bad) > 1 else "")
+                result.frames = [R.FrameRecord(time.time(), "in", ep.transport.name, raw) for raw in bad[:16]]
+            xfail = self.options.expected_failures.get(case_id)
+            if xfail is not None:
+                result.expected_failure = xfail
+                result.outcome = R.XFAILED if result.outcome == R.FAILED else R.XPASSED
+                if result.outcome == R.XPASSED:
+                    result.message = f"expected to fail ({xfail}) but passed"
+            out.append(result)
+        return out
+
     def run_case(self, case: Case, repeat: int = 0, skip: Optional[tuple] = None) -> R.CaseResult:
         result = R.CaseResult(case.id, case.requirement, case.section, case.level, R.PASSED, rule=case.rule, tags=case.tags,
-                              suite=case.suite, file=case.file, line=case.line, repeat=repeat, start=time.time())
+                              suite=case.suite, file=case.file, line=case.line, repeat=repeat, start=time.time(),
+                              checked_rules=case.rules_checked)
         xfail = self.options.expected_failures.get(case.id)
         if skip is not None:
             result.outcome, result.skip_reason, result.message = R.SKIPPED, skip[0], skip[1]
@@ -317,6 +406,12 @@ class Engine:
             for index, step in enumerate(case.steps):
                 record = R.StepRecord(index, step.action, step.line, step.label)
                 result.steps.append(record)
+                lacking = [need for need in step.requires if not caps.get(need, False)]
+                if lacking:
+                    # the rest of the case still says something about the target
+                    record.message = f"{R.UNSUPPORTED}: step skipped, needs {', '.join(lacking)}"
+                    result.notes.append(f"step {index + 1} ({step.label or step.action}, line {step.line}) skipped: {record.message}")
+                    continue
                 step_deadline = self.clock() + (step.timeout or self.options.step_timeout)
                 if step_deadline < case_deadline:
                     self.wire.deadline, self.wire.deadline_what = step_deadline, f"step {index + 1} ({step.action}) ran past its {step.timeout or self.options.step_timeout:g} s watchdog"
@@ -325,6 +420,7 @@ class Engine:
                 ok = ctx.run_step(step, record)
                 if not ok:
                     result.failed_step = index
+                    self._charge(result, case, index, ctx.failed_checks)
                     result.outcome = R.TIMEOUT if ctx.last_no_reply else R.FAILED
                     result.message = f"step {index + 1} ({step.label or step.action}, line {step.line}): {record.message}"
                     break
@@ -333,11 +429,12 @@ class Engine:
         except Watchdog as exc:
             result.outcome, result.message = R.TIMEOUT, str(exc)
             result.failed_step = len(result.steps) - 1
+            self._charge(result, case, result.failed_step)
         except CaseStop as stop:
             result.outcome, result.message, result.skip_reason = stop.outcome, stop.message, stop.skip_reason
         except (CheckError, ValueError_, ExprError) as exc:
-            step = result.steps[-1] if result.steps else None
-            where = f"{case.file}:{step.line}" if step else case.where
+            last = result.steps[-1] if result.steps else None
+            where = f"{case.file}:{last.line}" if last else case.where
             result.outcome, result.message = R.ERROR, f"{where}: {exc}"
         finally:
             self.wire.deadline = None
@@ -359,6 +456,15 @@ class Engine:
                 result.outcome = R.XPASSED
                 result.message = f"expected to fail ({xfail}) but passed"
         return result
+
+    @staticmethod
+    def _charge(result: R.CaseResult, case: Case, step_index: Optional[int], checks: Optional[list] = None) -> None:
+        """Charge a failure to the rule the failing step checks, at that rule's
+        level when it is weaker than the case's (notes §10, "Levels")."""
+        step_rules = case.steps[step_index].rule if step_index is not None and 0 <= step_index < len(case.steps) else []
+        rule = charge(step_rules, case.rule, checks)
+        result.failed_rule = rule
+        result.failed_level = weaker_level(case.level, RULES[rule][1]) if rule in RULES else case.level
 
     # -- after each case: restore, liveness ---------------------------------------------
 
@@ -382,6 +488,7 @@ class Engine:
                 result.notes.append(note)
                 if result.outcome in (R.PASSED, R.XPASSED):
                     result.outcome, result.message = R.FAILED, note
+                    self._charge(result, ctx.case, None)
                 restarted = self._restart(result)
                 if not restarted:
                     self.dead_since = result.id
@@ -423,6 +530,7 @@ class Engine:
             if result.outcome in (R.PASSED, R.XPASSED):
                 result.outcome = R.FAILED
                 result.failed_step = step_index
+                self._charge(result, ctx.case, step_index, None if verdict.alternatives else verdict.failures())
                 result.message = f"{what}: {verdict.message}"
                 if 0 <= step_index < len(result.steps):
                     record = result.steps[step_index]
@@ -458,8 +566,8 @@ class Engine:
     def restore(self, parts) -> list[str]:
         """Put back config string, mask list and reservation as they were at the
         start of the run; returns problems found (empty when all is back)."""
-        f = self.facts
-        problems = []
+        f = self.known
+        problems: list[str] = []
         ours = self.endpoint.transport.mac
         candidates = [ours, self.endpoint.second_mac]
         if "mask" in parts and f.mask is not None:
@@ -531,6 +639,8 @@ class _CaseContext:
         self.silent: list = []
         #: a restore step met a target that did not answer
         self.unanswered = False
+        #: the failing field checks of the last step (None: not a matter of fields)
+        self.failed_checks: Optional[list] = None
 
     @property
     def wire(self) -> Wire:
@@ -538,13 +648,14 @@ class _CaseContext:
 
     @property
     def facts(self) -> Facts:
-        return self.engine.facts
+        return self.engine.known
 
     # -- steps --------------------------------------------------------------------
 
     def run_step(self, step: Step, record: R.StepRecord) -> bool:
         handler = getattr(self, "step_" + step.action)
         self.last_no_reply = False
+        self.failed_checks = None
         verdicts = handler(step.body, step) or []
         record.verdicts = [v.as_dict() for v in verdicts]
         failed = [v for v in verdicts if not v.ok]
@@ -552,6 +663,9 @@ class _CaseContext:
             record.ok = False
             record.message = failed[0].message
             self.last_no_reply = all(v.no_reply for v in failed)
+            decisive = [_decisive_checks(v) for v in failed]
+            if all(d is not None for d in decisive):
+                self.failed_checks = [c for d in decisive if d is not None for c in d]
             return False
         return True
 
@@ -752,7 +866,7 @@ class _CaseContext:
         if not engine.options.allow_write:
             raise CaseStop(R.SKIPPED, "not_permitted: the case writes to the target (add --allow-write)", R.NOT_PERMITTED)
         start, count = engine.window()
-        capacity = engine.facts.capacity
+        capacity = engine.known.capacity
         lo, hi = max(lba, 0), min(lba + max(sectors, 1), capacity)
         if lo < hi and (lo < start or hi > start + count):
             message = f"excluded_by_window: writes LBA {lba}..{lba + max(sectors, 1) - 1}, outside --lba-window {start}:{count}"
@@ -863,11 +977,27 @@ class _CaseContext:
                     shadow.write(b.lba, data[:need])  # rule 33: readable afterwards unless an error came
                 else:
                     shadow.forget(b.lba, b.sectors)
-        elif b.is_read and succeeded and not ex.verify_read:
+        elif b.is_read and succeeded and first is not None and not ex.verify_read:
             data = first.data
             if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= self.facts.capacity:
                 # learn only; a read that disagrees with the model is the job of checks
                 shadow.learn(b.lba, data[:b.sectors * SECTOR_SIZE])
+
+
+def _decisive_checks(verdict: Verdict) -> Optional[list]:
+    """The failing field checks that say which rule a failed verdict breaks.
+    Of several alternatives, the one reply that came is judged against the
+    alternative it missed by the fewest fields (a served request whose only
+    fault is its Ver breaks rule 7, not the rule of the refusal it might have
+    been); a tie, or no reply at all, leaves it to the step or the case (None)."""
+    if not verdict.alternatives:
+        return verdict.failures()
+    answered = [a for a in verdict.alternatives if not a.no_reply and not any(c.path == "reply" for c in a.failures())]
+    if not answered:
+        return None
+    fewest = min(len(a.failures()) for a in answered)
+    best = [a for a in answered if len(a.failures()) == fewest]
+    return best[0].failures() if len(best) == 1 else None
 
 
 def _stable_number(text: str) -> int:

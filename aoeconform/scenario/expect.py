@@ -9,7 +9,7 @@ to wait; this module only judges what arrived.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from aoeconform.wire import DecodeError, Frame, Header
 from aoeconform.wire.constants import ATA_HEADER_END, ETH_MIN_FRAME
@@ -124,7 +124,7 @@ class ReplyView:
             raise CheckError(f"reply cannot be decoded: {self.decode_error}")
         if section == "identify":
             return self._identify_field(name)
-        arg = self.frame.arg
+        arg: Any = self.frame.arg  # its class is checked by name just below
         if type(arg).__name__ != _ARG_CLASS[section]:
             raise CheckError(f"reply is command {self.header.command}, it has no {section} argument")
         if section == "config" and name == "config_length":
@@ -178,13 +178,22 @@ def show(value, name: str = "") -> str:
         return str(value) if -10 < value < 10 else f"{value} (0x{value:x})"
     if isinstance(value, (bytes, bytearray)):
         if len(value) == 6 and name in ("src", "dst", "mac"):
-            return mac_to_str(value)
+            return mac_to_str(bytes(value))
         return describe_bytes(bytes(value))
     if isinstance(value, list):
-        return "[" + ", ".join(show(v, "mac") if isinstance(v, bytes) else f"({v[0]}, {mac_to_str(v[1])})" for v in value) + "]"
+        return "[" + ", ".join(_show_item(v) for v in value) + "]"
     if value is None:
         return "(absent)"
     return str(value)
+
+
+def _show_item(v) -> str:
+    """A list entry: a MAC, a (DCmd, MAC) directive, or an unresolved expectation value."""
+    if isinstance(v, bytes):
+        return show(v, "mac")
+    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], bytes):
+        return f"({v[0]}, {mac_to_str(v[1])})"
+    return str(v)
 
 
 # -- predicates --------------------------------------------------------------------

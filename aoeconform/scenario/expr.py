@@ -59,6 +59,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise ExprError(f"unexpected {text[pos:].strip()[:10]!r} in expression {text!r}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         tokens.append((kind, m.group(kind)))
         pos = m.end()
     return tokens

@@ -26,6 +26,7 @@ from aoeconform.errors import UsageError
 
 from .expr import ExprError, check_syntax
 from .model import ACTIONS, CAPABILITIES, Case, Step, Suite
+from .rules import RULES
 
 SCHEMA_NAME = "suite.schema.json"
 #: libyaml's parser when PyYAML has it (ten times faster); marks are the same
@@ -311,7 +312,12 @@ def _make_step(raw: dict, path: tuple, lines: _Lines, filename: str, problems: l
         order = body.get("order")
         if isinstance(order, list) and sorted(order) != list(range(len(body.get("sends") or []))):
             problems.append(f"{filename}:{lines.line(path + ('batch', 'order'))}: order {order} must be a permutation of 0..{len(body.get('sends') or []) - 1}")
-    return Step(action, body, raw, line, raw.get("label", ""), raw.get("timeout"))
+    rule = raw.get("rule", [])
+    rules = [rule] if isinstance(rule, int) else list(rule)
+    for number in rules:
+        if number not in RULES:
+            problems.append(f"{filename}:{lines.line(path + ('rule',))}: step rule {number} is not a rule of the protocol notes (1-{max(RULES)})")
+    return Step(action, body, raw, line, raw.get("label", ""), raw.get("timeout"), rules, list(raw.get("requires", [])))
 
 
 def _implied_requirements(steps: list[Step]) -> set[str]:
@@ -415,9 +421,15 @@ def load_suite_text(text: str, filename: str, *, skip_expectations: bool = False
             implied.discard("writes")  # writing to a read-only export is the point of such a case
         for need in sorted(implied - set(requires)):
             requires.append(need)
-        for need in requires:
+        for need in requires + [n for s in steps for n in s.requires]:
             if need not in CAPABILITIES:
                 problems.append(f"{filename}:{line}: case {case_id}: unknown requirement {need!r}")
+        rules = [rule] if isinstance(rule, int) else list(rule)
+        for number in rules:
+            if number not in RULES:
+                problems.append(f"{filename}:{lines.line(path + ('rule',))}: case {case_id}: rule {number} is not a rule of the protocol notes (1-{max(RULES)})")
+        # a case is held to its headline rule's level unless it says otherwise
+        level = raw.get("level") or defaults.get("level") or (RULES[rules[0]][1] if rules and rules[0] in RULES else "MUST")
         catches = list(raw.get("catches", []))
         if quirks:
             for q in catches:
@@ -427,12 +439,12 @@ def load_suite_text(text: str, filename: str, *, skip_expectations: bool = False
             id=case_id,
             requirement=raw["requirement"].strip(),
             section=str(section or ""),
-            level=raw.get("level", defaults.get("level", "MUST")),
+            level=level,
             steps=steps,
             file=filename,
             line=line,
             suite=name,
-            rule=[rule] if isinstance(rule, int) else list(rule),
+            rule=rules,
             tags=list(dict.fromkeys(list(defaults.get("tags", [])) + list(raw.get("tags", [])))),
             requires=requires,
             note=raw.get("note", ""),

@@ -20,7 +20,18 @@ CAPABILITIES = (
     "restart",  # the harness can restart the target (bundled, or --restart-cmd)
     "readonly",  # the target exports read-only (--readonly-target)
     "load",  # the reference initiator is available for background traffic
+    "check_power",  # CHECK POWER MODE is implemented (rule 30: optional; ABRT conforms)
+    "flush",  # FLUSH CACHE is implemented (rule 31: a target without a cache may refuse it)
 )
+
+#: strictness order of the levels, strictest first
+LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+
+
+def weaker_level(a: str, b: str) -> str:
+    """The less strict of two levels: a failure counts at the level of the
+    rule it breaks, never above the case's own level."""
+    return a if LEVEL_RANK.get(a, 0) >= LEVEL_RANK.get(b, 0) else b
 
 ACTIONS = (
     "send", "expect", "duplicate", "batch", "write", "read_verify", "flush",
@@ -37,6 +48,10 @@ class Step:
     line: int
     label: str = ""
     timeout: Optional[float] = None
+    #: the rule(s) this step checks, when not the case's headline rule
+    rule: list[int] = field(default_factory=list)
+    #: capabilities this step alone needs: without them the step is skipped, not the case
+    requires: list[str] = field(default_factory=list)
 
     @property
     def expect(self):
@@ -66,6 +81,11 @@ class Case:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def rules_checked(self) -> list[int]:
+        """The case's rules and every rule one of its steps checks, in order."""
+        return list(dict.fromkeys(self.rule + [r for s in self.steps for r in s.rule]))
 
     def describe(self) -> str:
         return f"{self.id} [{self.level} §{self.section}] {self.requirement}"

@@ -76,6 +76,16 @@ class CaseResult:
     #: the failing step's index, when there is one
     failed_step: Optional[int] = None
     exchanges: int = 0
+    #: every rule the case checks (its own and its steps'), for the traceability matrix
+    checked_rules: list = field(default_factory=list)
+    #: the rule a failure is charged to: the failing step's, which need not be the headline rule
+    failed_rule: Optional[int] = None
+    #: the level the failure counts at: the case's, or the charged rule's when that is weaker
+    failed_level: Optional[str] = None
+
+    @property
+    def gating_level(self) -> str:
+        return self.failed_level or self.level
 
     @property
     def failing(self) -> bool:
@@ -98,6 +108,9 @@ class CaseResult:
             out["skip_reason"] = self.skip_reason
         if self.expected_failure:
             out["expected_failure"] = self.expected_failure
+        if self.failed_rule is not None:
+            out["failed_rule"] = self.failed_rule
+            out["failed_level"] = self.gating_level
         if self.notes:
             out["notes"] = self.notes
         if self.steps and (self.outcome != "passed" or frames):

@@ -128,7 +128,7 @@ def selftest(paths: list[str], quirks: list[str], jobs: Optional[int] = None) ->
     else:
         runs = [run_one(q, cases) for q in names]
     report = SelftestReport(runs[0], runs[1:], cases)
-    check(report, full_quirk_set=len(quirks))
+    check(report, full_quirk_set=bool(quirks))
     return report
 
 

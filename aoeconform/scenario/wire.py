@@ -19,7 +19,7 @@ from collections import defaultdict, deque
 from typing import Callable, Optional
 
 from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import ETH_P_AOE
+from aoeconform.wire.constants import ETH_P_AOE, FLAG_RESPONSE
 
 from .results import FrameRecord
 
@@ -69,7 +69,7 @@ class Timing:
     def silence(self) -> float:
         if not self.samples:
             return self.timeout()
-        window = max(self.silence_floor, self.factor * self.median, 2 * max(self.samples))
+        window = max(self.silence_floor, self.factor * statistics.median(self.samples), 2 * max(self.samples))
         return min(self.timeout(), window)
 
 
@@ -95,6 +95,11 @@ class Wire:
         self.deadline_what = ""
         self.exchanges = 0
         self.frames_in = 0
+        #: every tag the harness has sent, and replies addressed to it that carry
+        #: none of them (rule 4: a tag changed on the way back), for the run's observations
+        self.sent_tags: set[int] = set()
+        self.strangers: list[bytes] = []
+        self._own_macs = {t.mac for t in self.transports}
 
     # -- recording -----------------------------------------------------------
 
@@ -121,7 +126,9 @@ class Wire:
         self._record("out", transport, raw)
         self._recent_sent.append(bytes(raw))
         if len(raw) >= 24:
-            self._sent_at[int.from_bytes(raw[20:24], "big")] = self.clock()
+            tag = int.from_bytes(raw[20:24], "big")
+            self._sent_at[tag] = self.clock()
+            self.sent_tags.add(tag)
         self.exchanges += 1
         try:
             transport.send(raw)
@@ -155,6 +162,7 @@ class Wire:
         if raw in self._recent_sent:
             return True  # our own frame, seen on the other interface
         self.frames_in += 1
+        assert transport is not None  # set wherever raw was
         self._record("in", transport, raw)
         if len(raw) >= 24 and int.from_bytes(raw[12:14], "big") == ETH_P_AOE:
             tag = int.from_bytes(raw[20:24], "big")
@@ -163,6 +171,8 @@ class Wire:
                 self.timing.add(self.clock() - sent)
             else:
                 self.unsolicited.append(raw)
+                if tag not in self.sent_tags and raw[14] & FLAG_RESPONSE and raw[0:6] in self._own_macs:
+                    self.strangers.append(raw)
             self.inbox[tag].append(raw)
             self.arrivals.append((tag, raw))
         return True

@@ -13,9 +13,14 @@ import os
 import struct
 import sys
 import time
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .image import FileImage, MemoryImage
+
+if TYPE_CHECKING:
+    from aoeconform.transport.raw import RawTransport
+
+    from .logic import Target
 
 SHELF, SLOT = 1, 2
 HOST_MAC = bytes.fromhex("020000000001")
@@ -105,13 +110,14 @@ class MemoryDriver(Driver):
     def __init__(self, workdir: str) -> None:
         super().__init__(bytes.fromhex("02aaaaaaaa02"))
         self.workdir = workdir
-        self.target = None
+        self.target: Optional[Target] = None
         self.announcements: list[bytes] = []
 
     def start(self, *, mtu=1500, image_bytes=8 << 20, readonly=False, config=b"", mask=(), quirks=(), bufcnt=16, sync=False, memory=False):
         from .logic import Target
 
         self.stop()
+        image: MemoryImage | FileImage
         if memory:
             image = MemoryImage(image_bytes)
         else:
@@ -127,17 +133,23 @@ class MemoryDriver(Driver):
         self.announcements = self.target.announce()
         return self
 
+    def _started(self) -> Target:
+        if self.target is None:
+            raise RuntimeError("the memory driver is not started")
+        return self.target
+
     def exchange(self, frame: bytes, expect: bool = True) -> list[bytes]:
-        return self.target.handle(frame)
+        return self._started().handle(frame)
 
     def burst(self, frames: Sequence[bytes]) -> list[bytes]:
         replies = []
+        target = self._started()
         for index, frame in enumerate(frames):
-            replies.extend(self.target.handle(frame, index))
+            replies.extend(target.handle(frame, index))
         return replies
 
     def read_image(self, offset: int, length: int) -> bytes:
-        self.target.complete_pending()
+        self._started().complete_pending()
         buf = bytearray(length)
         self.image.readinto(memoryview(buf), offset)
         return bytes(buf)
@@ -167,7 +179,7 @@ class VethDriver(Driver):
         self.lab_factory = lab_factory
         self.labs = {} if labs is None else labs
         self.process = None
-        self.transport = None
+        self.transport: Optional[RawTransport] = None
         self.announcements: list[bytes] = []
         super().__init__(b"\x00" * 6)
 
@@ -201,7 +213,7 @@ class VethDriver(Driver):
         argv += list(extra_args)
         # Listen before the target starts, to catch its announcement.
         self.transport = RawTransport(lab.host_if)
-        self.process = lab.start_in_netns(argv, log_path=os.path.join(self.workdir, "veth-target.log"))
+        self.process = process = lab.start_in_netns(argv, log_path=os.path.join(self.workdir, "veth-target.log"))
         self.announcements = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -209,8 +221,8 @@ class VethDriver(Driver):
             if frame is not None and frame[19] == 1 and frame[14] & 0x08 and frame[20:24] == b"\x00\x00\x00\x00":
                 self.announcements.append(frame)
                 break
-            if not self.process.alive():
-                raise RuntimeError(f"target exited: {self.process.log_tail()}")
+            if not process.alive():
+                raise RuntimeError(f"target exited: {process.log_tail()}")
             if "no-advertisement" in quirks and time.monotonic() > deadline - 9:
                 break
         if not self.announcements:
@@ -227,23 +239,29 @@ class VethDriver(Driver):
                 self.announcements.append(frame)
         return self
 
+    def _started(self) -> RawTransport:
+        if self.transport is None:
+            raise RuntimeError("the veth driver is not started")
+        return self.transport
+
     def _collect(self, tags: set, want: int, first_wait: float, grace: float) -> list[bytes]:
+        transport = self._started()
         replies: list[bytes] = []
         deadline = time.monotonic() + first_wait
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return replies
-            frame = self.transport.recv(remaining)
+            frame = transport.recv(remaining)
             if frame is None:
                 return replies
-            if len(frame) >= 24 and frame[14] & 0x08 and frame[20:24] in tags and frame[6:12] != self.transport.mac:
+            if len(frame) >= 24 and frame[14] & 0x08 and frame[20:24] in tags and frame[6:12] != transport.mac:
                 replies.append(frame)
                 if len(replies) >= want:
                     deadline = min(deadline, time.monotonic() + grace)
 
     def exchange(self, frame: bytes, expect: bool = True) -> list[bytes]:
-        self.transport.send(frame)
+        self._started().send(frame)
         tag = frame[20:24] if len(frame) >= 24 else b""
         # tag-bit31-cleared and friends: accept the tag with bit 31 flipped off too
         tags = {tag, bytes([tag[0] & 0x7F]) + tag[1:]} if tag else set()
@@ -253,8 +271,9 @@ class VethDriver(Driver):
 
     def burst(self, frames: Sequence[bytes]) -> list[bytes]:
         tags = {f[20:24] for f in frames}
+        transport = self._started()
         for f in frames:
-            self.transport.send(f)
+            transport.send(f)
         return self._collect(tags, len(frames), self.reply_wait, 0.05)
 
     def read_image(self, offset: int, length: int) -> bytes:

@@ -94,7 +94,8 @@ class FileImage:
         self.readonly = readonly
         self.sync = sync
         if sync:
-            self.write = self._write_through
+            # an instance attribute, so the per-sector path has no branch
+            self.write = self._write_through  # type: ignore[method-assign]
 
     def readinto(self, view, offset: int) -> int:
         count = len(view)

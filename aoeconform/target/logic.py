@@ -167,9 +167,11 @@ class Target:
         q = self.quirks
         self._quirky_config = bool(q & {"config-test-mismatch", "config-prefix-mismatch", "config-set-overwrites", "config-set-equal-error", "config-stale-bytes", "config-nul-truncate",
                                         "config-version-nibble-required", "config-read-echoes-request", "config-force-as-set", "config-ccmd-unchecked", "config-text-only",
-                                        "config-prefix-empty-silent", "config-torn-set", "lengths-from-frame", "trailing-bytes-rejected", "config-oversize-overflow"})
+                                        "config-prefix-empty-silent", "config-torn-set", "lengths-from-frame", "trailing-bytes-rejected", "config-oversize-overflow",
+                                        "config-ccmd-silent", "config-ccmd-error-1", "config-oversize-silent"})
         self._ignore_flags = 0 if "answers-responses" in q else FLAG_R
         self._any_shelf = "wrong-shelf" in q
+        self._wild_silent = "wildcard-silent" in q
         self._check_version = "ver-unchecked" not in q
         self._ver_from_request = "ver-unchecked" in q
         self._echo_error = "error-byte-echo" in q
@@ -191,7 +193,16 @@ class Target:
         self._flush_status = STATUS_FLUSH_QUIRK if "flush-status-zero" in q else STATUS_OK
         self._unsupported_result = (STATUS_OK, 0) if "unsupported-opcode-success" in q else (STATUS_ERR, ERR_ABRT)
         self._power_scnt = 0 if "check-power-wrong" in q else POWER_ACTIVE
-        self._burst_limit = bufcnt // 2 if "bufcnt-overstated" in q else None
+        self._burst_limit = bufcnt // 2 if "bufcnt-overstated" in q else bufcnt if "bufcnt-exact" in q else None
+        # readings (quirks.READINGS): other conforming answers where a rule allows several
+        self._ver_readonly = "ver-other-served-readonly" in q
+        self._truncated_code = None if "truncated-silent" in q else E_UNKNOWN_COMMAND if "truncated-error-1" in q else E_BAD_ARG
+        self._refuse_by_abrt = {name for name in ("short-write-abrt", "oversize-scnt-abrt") if name in q}
+        self._power_supported = "check-power-unsupported" not in q
+        self._flush_supported = "flush-unsupported" not in q
+        self._async_silent = "async-write-no-reply" in q
+        self._reserved_checked = "ata-reserved-error-2" in q
+        self._identify_reserved = "identify-reserved-refused" in q
         self._any_ethertype = "any-ethertype" in q
         self._any_slot = "wrong-slot" in q
         self._echo_flags = FLAG_E if "error-flag-echo" in q else 0
@@ -375,12 +386,14 @@ class Target:
             return _NO_REPLY
         if slot != self.slot and slot != SLOT_BROADCAST and not self._any_slot:
             return _NO_REPLY
+        if self._wild_silent and (shelf == SHELF_BROADCAST or slot == SLOT_BROADCAST):
+            return _NO_REPLY
         if not frame[0] & 1 and frame[0:6] != self.mac:
             return _NO_REPLY  # another station's unicast seen on a shared link
         # rule 51: a non-empty mask list silences everyone else
         if self._mask_set and frame[6:12] not in self._mask_set and self._mask_enforced:
             return _NO_REPLY
-        if verflags >> 4 != 1 and self._check_version:
+        if verflags >> 4 != 1 and self._check_version and not (self._ver_readonly and _read_only(frame, n, command)):
             return self._error(frame, n, verflags, error, shelf, slot, command, tag, E_VERSION, 0)
         if command == 0:
             return self._ata(frame, n, verflags, error, shelf, slot, tag)
@@ -428,7 +441,16 @@ class Target:
 
     def _truncated(self, frame, n, verflags, error, shelf, slot, command, tag):
         # rule 15: no side effect; we say Error 2 rather than stay silent
-        return self._error(frame, n, verflags, error, shelf, slot, command, tag, E_BAD_ARG, n - AOE_HEADER_LEN)
+        if self._truncated_code is None:
+            return _NO_REPLY
+        return self._error(frame, n, verflags, error, shelf, slot, command, tag, self._truncated_code, n - AOE_HEADER_LEN)
+
+    def _bad_io(self, frame, n, verflags, error, shelf, slot, tag, aflags, scnt, lba_low, lba_high, reading):
+        """Refuse a READ or WRITE that cannot be served (rules 23, 24): Error 2,
+        or ATA ABRT when the target takes that reading."""
+        if reading in self._refuse_by_abrt:
+            return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
+        return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
 
     # -- ATA (§3.1) --------------------------------------------------------------
 
@@ -441,7 +463,9 @@ class Target:
             refused = self._refuse_io(frame, n, verflags, error, shelf, slot, tag, scnt)
             if refused is not None:
                 return refused
-            if scnt > self._scnt_limit or (n > ETH_MIN_FRAME and self._trailing_rejected):
+            if scnt > self._scnt_limit:
+                return self._bad_io(frame, n, verflags, error, shelf, slot, tag, aflags, scnt, lba_low, lba_high, "oversize-scnt-abrt")
+            if n > ETH_MIN_FRAME and self._trailing_rejected:
                 return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
             if lba + scnt > end:
                 return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_IDNF, scnt, STATUS_ERR, lba_low, lba_high)
@@ -461,10 +485,10 @@ class Target:
             length = scnt << 9
             short = n - ATA_HEADER_END < length
             if scnt > self._scnt_limit and not (short and self._short_write_ok):
-                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+                return self._bad_io(frame, n, verflags, error, shelf, slot, tag, aflags, scnt, lba_low, lba_high, "oversize-scnt-abrt")
             if short:
                 if not self._short_write_ok:
-                    return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)
+                    return self._bad_io(frame, n, verflags, error, shelf, slot, tag, aflags, scnt, lba_low, lba_high, "short-write-abrt")
                 length = n - ATA_HEADER_END
             elif self._from_frame:
                 length = n - ATA_HEADER_END  # lengths-from-frame: every byte the frame carries
@@ -480,10 +504,14 @@ class Target:
                         self._late = (data, lba << 9)  # applied after the next request
                     elif not self._async_lost:
                         self._pending = (data, lba << 9)
+                    if self._async_silent:
+                        return _NO_REPLY
                 else:
                     self._write_now(data, lba << 9)
             return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, STATUS_OK, lba_low, lba_high)
         if opcode == IDENTIFY:
+            if self._identify_reserved and self._reservation and frame[6:12] not in self._reserved_set:
+                return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_RESERVED, 12)
             if self._identify_strict and (lba_low or lba_high):
                 return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
             if self._identify_scnt and not scnt:
@@ -495,8 +523,12 @@ class Target:
             self._reply[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE] = self._identify
             return self._finish(ATA_HEADER_END + SECTOR_SIZE)
         if opcode == CHECK_POWER_MODE:
+            if not self._power_supported:
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
             return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, self._power_scnt, STATUS_OK, lba_low, lba_high)
         if opcode == FLUSH_CACHE or opcode == FLUSH_CACHE_EXT:
+            if not self._flush_supported:  # no cache: every write already reached the image
+                return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, ERR_ABRT, scnt, STATUS_ERR, lba_low, lba_high)
             self.complete_pending()
             self.image.flush()
             return self._ata_status(frame, verflags, error, shelf, slot, tag, aflags, 0, 0, self._flush_status, lba_low, lba_high)
@@ -524,6 +556,8 @@ class Target:
         if not scnt and self._zero_crash:
             self.dead = True
             return _NO_REPLY
+        if self._reserved_checked and frame[34:36] != b"\x00\x00":
+            return self._error(frame, n, verflags, error, shelf, slot, 0, tag, E_BAD_ARG, 12)  # rule 34 [U]
         return None
 
     def _ata_status(self, frame, verflags, error, shelf, slot, tag, aflags, ata_error, scnt, status, lba_low, lba_high):
@@ -563,6 +597,8 @@ class Target:
                 self.dead = True  # copied into a 1024-byte buffer
                 return _NO_REPLY
         if length > CONFIG_STRING_MAX or (length > present and "config-stale-bytes" not in self.quirks):
+            if "config-oversize-silent" in quirks:
+                return _NO_REPLY
             return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 42
         if length > present:  # config-stale-bytes: the rest comes from whatever the buffer held
             request = bytes(frame[CONFIG_HEADER_END:n]) + bytes(self._reply[n:CONFIG_HEADER_END + length])
@@ -587,7 +623,10 @@ class Target:
         elif ccmd == 4:
             self._set_config(request, quirks)
         elif "config-ccmd-unchecked" not in quirks:
-            return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, E_BAD_ARG)  # rule 41
+            if "config-ccmd-silent" in quirks:
+                return _NO_REPLY
+            code = E_UNKNOWN_COMMAND if "config-ccmd-error-1" in quirks else E_BAD_ARG
+            return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd, code)  # rule 41
         return self._config_reply(frame, verflags, error, shelf, slot, tag, ccmd)
 
     def _set_config(self, request: bytes, quirks) -> None:
@@ -856,6 +895,20 @@ def _has_mbz_bits(frame, n, command) -> bool:
         return bool(frame[AOE_HEADER_LEN] & ~AFLAGS_DEFINED & 0xFF)
     if command == 2 and n > AOE_HEADER_LEN:
         return frame[AOE_HEADER_LEN] != 0  # Mac Mask reserved byte
+    return False
+
+
+def _read_only(frame, n, command) -> bool:
+    """Whether a request only reads: what the ver-other-served-readonly reading
+    serves under a Ver other than 1 (rule 12 accepts that: no side effect)."""
+    if command == 0:
+        return n >= ATA_HEADER_END and frame[27] in (READ28, READ48, IDENTIFY, CHECK_POWER_MODE)
+    if command == 1:
+        return n >= CONFIG_HEADER_END and frame[29] & 0x0F in (0, 1, 2)
+    if command == 2:
+        return n > 25 and frame[25] == 0
+    if command == 3:
+        return n > 24 and frame[24] == 0
     return False
 
 

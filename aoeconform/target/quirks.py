@@ -32,6 +32,7 @@ QUIRKS: dict[str, Quirk] = {
         Quirk("wildcard-reply-address", (11,), "replies with the wildcard shelf/slot the request used instead of its own"),
         Quirk("answers-responses", (2,), "answers frames that have R set"),
         Quirk("wrong-shelf", (10,), "answers frames addressed to another shelf (the slot is still checked)"),
+        Quirk("wildcard-silent", (10,), "does not answer requests addressed to shelf 0xFFFF or slot 0xFF (Linux discovers targets that way)"),
         Quirk("wrong-reply-dst", (3,), "sends replies to the broadcast address instead of the requester"),
         Quirk("tag-bit31-cleared", (4,), "clears bit 31 of the tag in replies"),
         Quirk("unknown-command-silent", (13,), "sends nothing for unknown command codes (4-0xEF and vendor codes)"),
@@ -44,7 +45,6 @@ QUIRKS: dict[str, Quirk] = {
         Quirk("config-test-mismatch", (37,), "answers a CCmd 1 (test) whose string does not match"),
         Quirk("config-prefix-mismatch", (38,), "answers a CCmd 2 (prefix) whose string is not a prefix"),
         Quirk("config-set-overwrites", (39,), "CCmd 3 (set) replaces a different existing string instead of Error 4"),
-        Quirk("config-set-equal-error", (18, 39), "CCmd 3 with the string already set fails with Error 4 (not idempotent)"),
         Quirk("config-stale-bytes", (42,), "accepts a Config String Length beyond the bytes present (up to 1024), storing stale bytes from its buffer (vblade)"),
         Quirk("config-nul-truncate", (43,), "stores the config string only up to its first NUL"),
         Quirk("mask-not-enforced", (51,), "answers frames from MACs that are not on a non-empty mask list"),
@@ -91,6 +91,7 @@ QUIRKS: dict[str, Quirk] = {
         Quirk("config-read-echoes-request", (36,), "CCmd 0 (read) replies with the request's string instead of the current one"),
         Quirk("config-force-as-set", (40,), "treats CCmd 4 (force set) like CCmd 3: Error 4 when a different string is set"),
         Quirk("config-ccmd-unchecked", (41,), "answers CCmd 5-15 like CCmd 0 (read) instead of Error 2"),
+        Quirk("config-ccmd-silent", (41,), "sends nothing for CCmd 5-15 (a SHOULD-level deviation: nothing changes)"),
         Quirk("config-oversize-overflow", (42,), "a Config String Length over 1024 overruns its buffer: it stops answering"),
         Quirk("config-text-only", (43,), "stores the config string as ASCII text: bytes 0x80-0xFF become '?'"),
         Quirk("config-prefix-empty-silent", (38,), "does not answer a CCmd 2 (prefix) with an empty string"),
@@ -112,15 +113,41 @@ QUIRKS: dict[str, Quirk] = {
 }
 
 
+#: Conforming alternatives: where a rule of the notes (§10) accepts several
+#: behaviours, the reference target does one of them by default and can be told
+#: to do another. Unlike quirks these break nothing: every shipped case must
+#: pass against each of them (tests/test_readings.py), which is how the suites
+#: are kept from being stricter than their rules.
+READINGS: dict[str, Quirk] = {
+    r.name: r
+    for r in [
+        Quirk("ver-other-served-readonly", (12,), "serves read-only requests (IDENTIFY, READ, CHECK POWER, config/mask/reserve reads) whose Ver is not 1 as Ver 1 requests; refuses the rest with Error 5"),
+        Quirk("truncated-silent", (15,), "sends nothing for a frame too short for its command's argument (vblade), instead of Error 2"),
+        Quirk("truncated-error-1", (15,), "answers a frame too short for its command's argument with Error 1 instead of Error 2"),
+        Quirk("bufcnt-exact", (19,), "drops requests beyond Buffer Count in one back-to-back burst, as rule 19 allows"),
+        Quirk("short-write-abrt", (23,), "answers a write whose payload is short with ATA ABRT instead of Error 2"),
+        Quirk("oversize-scnt-abrt", (24,), "answers a sector count above the maximum with ATA ABRT instead of Error 2"),
+        Quirk("check-power-unsupported", (30,), "answers CHECK POWER MODE with ABRT: the command is optional"),
+        Quirk("flush-unsupported", (31,), "answers FLUSH CACHE and FLUSH CACHE EXT with ABRT, as a target without a cache may"),
+        Quirk("async-write-no-reply", (33,), "sends nothing for writes with the A flag, and applies them"),
+        Quirk("ata-reserved-error-2", (34,), "answers READ and WRITE with non-zero ATA reserved bytes with Error 2 (mdlayher/aoe)"),
+        Quirk("config-set-equal-error", (39,), "CCmd 3 with the string already set fails with Error 4, the literal reading; the string is unchanged"),
+        Quirk("config-ccmd-error-1", (41,), "answers CCmd 5-15 with Error 1 instead of Error 2"),
+        Quirk("config-oversize-silent", (42,), "sends nothing for a Config String Length over 1024 or beyond the frame, instead of Error 2"),
+        Quirk("identify-reserved-refused", (57,), "while reserved, refuses IDENTIFY from unlisted MACs with Error 6 too"),
+    ]
+}
+
+
 def check_quirks(names: Iterable[str]) -> frozenset[str]:
-    """The names as a frozenset; UsageError naming the first unknown one."""
+    """The names (quirks or readings) as a frozenset; UsageError naming the first unknown one."""
     chosen = frozenset(names)
-    unknown = sorted(chosen - QUIRKS.keys())
+    unknown = sorted(chosen - QUIRKS.keys() - READINGS.keys())
     if unknown:
         raise UsageError(f"unknown quirk {unknown[0]!r}; `aoeconform target --list-quirks` lists them")
     return chosen
 
 
-def quirk_lines() -> list[str]:
-    width = max(len(name) for name in QUIRKS)
-    return [f"{q.name:<{width}}  {q.description}" for q in QUIRKS.values()]
+def quirk_lines(table: dict[str, Quirk] = QUIRKS) -> list[str]:
+    width = max(len(name) for name in table)
+    return [f"{q.name:<{width}}  {q.description}" for q in table.values()]

@@ -9,7 +9,7 @@ malformed-header cases can say what the spec forbids.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Dict, Type, Union
 
 from .ata import AtaArg
 from .config import ConfigArg
@@ -46,7 +46,7 @@ class RawArg:
 
 Arg = Union[AtaArg, ConfigArg, MacMaskArg, ReserveArg, RawArg]
 
-ARG_TYPES = {
+ARG_TYPES: Dict[int, Type[Arg]] = {
     CMD_ATA: AtaArg,
     CMD_QUERY_CONFIG: ConfigArg,
     CMD_MAC_MASK: MacMaskArg,
@@ -72,7 +72,7 @@ class Frame:
         header = Header.decode(raw)
         if header.ethertype != ETH_P_AOE:
             raise DecodeError("ethertype", 12, f"0x{header.ethertype:04x} is not AoE (0x{ETH_P_AOE:04x})")
-        arg_type = ARG_TYPES.get(header.command, RawArg)
+        arg_type: Type[Arg] = ARG_TYPES.get(header.command, RawArg)
         arg, end = arg_type.decode(raw)
         return cls(header, arg, bytes(raw[end:]))
 

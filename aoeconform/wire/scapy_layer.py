@@ -59,7 +59,7 @@ from .constants import (
     FLAG_ERROR,
     FLAG_RESPONSE,
 )
-from .frame import Frame, RawArg
+from .frame import Arg, Frame, RawArg
 from .header import Header, mac_from_str, mac_to_str
 from .macmask import Directive, MacMaskArg
 from .reserve import ReserveArg
@@ -327,6 +327,7 @@ def to_frame(pkt: Packet) -> Frame:
         ethertype=ether.type,
     )
     layer = aoe.payload
+    arg: Arg
     if isinstance(layer, AoEATA):
         arg = AtaArg(
             int(layer.aflags), layer.err_feature, layer.sector_count, layer.cmd_status, layer.lba, layer.reserved, bytes(layer.data or b"")
