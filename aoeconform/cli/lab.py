@@ -116,7 +116,7 @@ def _up(args) -> int:
     print(f"  truncate -s 64M disk.img && aoeconform lab vblade --name {lab.name} --shelf 1 --slot 1 disk.img")
     print(f"  (by hand: ip netns exec {ns} vblade 1 1 {target_if} disk.img)")
     print(f"  ip netns exec {ns} {python} -m aoeconform target mem:64M --iface {target_if} --shelf 1 --slot 1")
-    if args.bridge:
+    if isinstance(lab, BridgedLab):
         print(f"  initiator link:   {lab.initiator_if} (attach the initiator here) <-> {lab.bridge_if}")
         print(f"  forward with:     aoeconform lab bridge --name {lab.name} --loss 0.01 --dup 0.01 --reorder 0.01")
     print(f"remove it with: aoeconform lab down --name {lab.name}")

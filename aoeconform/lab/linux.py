@@ -194,7 +194,7 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             lab = (BridgedLab if run.bridge is not None else Lab)(lab_name(), mtu=run.mtu).up()
             make_sparse_image(image_path, run.image_bytes)
             iface, shelf, slot = lab.host_if, run.shelf, run.slot
-            if run.bridge is not None:
+            if isinstance(lab, BridgedLab):
                 iface = lab.initiator_if
             log_path = os.path.join(workdir, "target.log")
 
@@ -231,7 +231,7 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
         steps = run.steps if run.steps is not None else standard_steps(
             run.params, asdict(run.workload) if run.workload is not None else None, run.device_timeout,
             warmup=run.warmup if run.bridge is not None and run.impair_from == "workload" else 0)
-        bridge = _Bridge(lab, run, steps, workdir) if run.bridge is not None else None
+        bridge = _Bridge(lab, run.bridge, run.pcap, steps, workdir) if isinstance(lab, BridgedLab) and run.bridge else None
         capture = Capture(iface, run.pcap) if bridge is None else None
         guest = LinuxGuest(iface, steps, shelf=shelf, slot=slot, mtu=run.mtu, timeout=run.timeout,
                            workdir=os.path.join(workdir, "guest"))
@@ -257,6 +257,7 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             report = LinuxReport(run, result, wire, target=description + ", through the impairment bridge",
                                  events=events, bridge=bridge.core.counters())
         else:
+            assert capture is not None
             report = LinuxReport(run, result, analyse(frames), target=description,
                                  capture_drops=capture.kernel_drops, events=events)
         proc = target_proc.pop("proc", None)
@@ -281,14 +282,14 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
 class _Bridge:
     """The impairment bridge in a thread between a BridgedLab's two links, recording both sides."""
 
-    def __init__(self, lab: BridgedLab, run: LinuxRun, steps: List[Dict], workdir: str) -> None:
+    def __init__(self, lab: BridgedLab, spec: BridgeSpec, pcap: Optional[str], steps: List[Dict], workdir: str) -> None:
         import threading
 
         from .bridge import serve
 
-        self.initiator_pcap = run.pcap or os.path.join(workdir, "initiator.pcap")
+        self.initiator_pcap = pcap or os.path.join(workdir, "initiator.pcap")
         self.target_pcap = os.path.splitext(self.initiator_pcap)[0] + "-target.pcap"
-        self.core = BridgeCore(run.bridge)
+        self.core = BridgeCore(spec)
         # off until the guest's warm-up handshake, if its steps have one
         self.core.enabled = not any(step.get("file") == WARM_HANDSHAKE for step in steps)
         self.error = ""
@@ -297,7 +298,7 @@ class _Bridge:
 
         def forward() -> None:
             try:
-                serve(lab.bridge_if, lab.host_if, run.bridge, stop=self._stop, ready=ready, core=self.core,
+                serve(lab.bridge_if, lab.host_if, spec, stop=self._stop, ready=ready, core=self.core,
                       initiator_pcap=self.initiator_pcap, target_pcap=self.target_pcap)
             except Exception as exc:  # reported by start-up or in the result
                 self.error = f"{type(exc).__name__}: {exc}"
