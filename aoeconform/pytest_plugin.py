@@ -262,7 +262,7 @@ class AoeSuiteFile(pytest.File):
                     _mark(item, aoe, case, target, expected.get(case.id))
                     yield item
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance(AoeSuiteError):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
@@ -322,16 +322,17 @@ class AoeCaseItem(pytest.Item):
             raise AoeCaseFailed(result.message)
         raise AoeCaseError(result.message)
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance((AoeCaseFailed, AoeCaseError)):
             return self._describe(excinfo.value)
         if excinfo.errisinstance(HarnessError):
             return f"aoeconform: {excinfo.value}"
-        return super().repr_failure(excinfo)
+        return super().repr_failure(excinfo, style)
 
     def _describe(self, exc) -> str:
         """The case, its outcome and each field that differed (printed once, here)."""
         result = self.result
+        assert result is not None  # runtest sets it before raising these
         kind = "error" if isinstance(exc, AoeCaseError) else result.outcome
         lines = [f"{self.case.describe()}", f"{kind} against {self.target.label}: {result.message}"]
         if result.failed_step is not None and result.failed_step < len(result.steps):
