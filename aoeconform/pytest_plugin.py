@@ -57,6 +57,8 @@ def pytest_addoption(parser):
     g.addoption("--aoe-restart-cmd", action="append", default=[], metavar="CMD",
                 help="command that restarts a target on an interface; once for all, or once per --aoe-target in order")
     g.addoption("--aoe-seed", type=int, default=0, metavar="N", help="seed of data patterns (default 0)")
+    g.addoption("--aoe-timeout-floor", type=float, default=None, metavar="S",
+                help="smallest reply timeout (default as `aoeconform run`: 0.25 s, 0.05 s for bundled and lab targets)")
     g.addoption("--aoe-bundled-mode", default="auto", choices=["auto", "lab", "memory", "loopback"],
                 help="where bundled targets run: auto (a lab namespace when root, else in memory)")
 
@@ -106,7 +108,7 @@ class AoeConfig:
             opt = self.config.option
             try:
                 endpoint = target.open(mode=opt.aoe_bundled_mode)
-                handle = TargetHandle(endpoint, run_options(endpoint, seed=opt.aoe_seed,
+                handle = TargetHandle(endpoint, run_options(endpoint, seed=opt.aoe_seed, timeout_floor=opt.aoe_timeout_floor,
                                                             allow_write=True if target.bundled else opt.aoe_allow_write),
                                       label=target.label)
             except HarnessError as exc:
