@@ -182,7 +182,7 @@ def _target_scheduling(config, log, labels):
     rewrites on the workers, which pytest 9.2's structured node ids no longer
     allow; this reads the target from the ``[...]`` of the item's name instead.
     Items of no known target stay units of their own."""
-    from xdist.scheduler import LoadScopeScheduling  # only called by a running xdist
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # only called by a running xdist
 
     class TargetScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -262,7 +262,7 @@ class AoeSuiteFile(pytest.File):
                     _mark(item, aoe, case, target, expected.get(case.id))
                     yield item
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance(AoeSuiteError):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
@@ -322,7 +322,7 @@ class AoeCaseItem(pytest.Item):
             raise AoeCaseFailed(result.message)
         raise AoeCaseError(result.message)
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance((AoeCaseFailed, AoeCaseError)):
             return self._describe(excinfo.value)
         if excinfo.errisinstance(HarnessError):
@@ -332,6 +332,7 @@ class AoeCaseItem(pytest.Item):
     def _describe(self, exc) -> str:
         """The case, its outcome and each field that differed (printed once, here)."""
         result = self.result
+        assert result is not None  # set by runtest before anything can fail
         kind = "error" if isinstance(exc, AoeCaseError) else result.outcome
         lines = [f"{self.case.describe()}", f"{kind} against {self.target.label}: {result.message}"]
         if result.failed_step is not None and result.failed_step < len(result.steps):

@@ -84,7 +84,7 @@ class TargetHandle:
 
     def header(self, command: int, **fields) -> Header:
         """A request header addressed to this target, with a fresh tag; ``fields`` override."""
-        values = dict(dst=self.mac, src=self.src, shelf=self.shelf, slot=self.slot, command=command, tag=self.new_tag())
+        values: dict = dict(dst=self.mac, src=self.src, shelf=self.shelf, slot=self.slot, command=command, tag=self.new_tag())
         values.update(fields)
         return Header(**values)
 

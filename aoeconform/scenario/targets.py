@@ -53,7 +53,8 @@ def parse_targets(texts: Sequence[str], restart_cmds: Sequence[str] = (), quirks
     if len(restart_cmds) not in (0, 1, len(external)):
         raise UsageError(f"--restart-cmd is given {len(restart_cmds)} times for {len(external)} targets on interfaces: "
                          f"give it once for all of them, or once per target in the order of {option}")
-    out, seen = [], {}
+    out: list = []
+    seen: dict[str, int] = {}
     for text in texts:
         seen[text] = seen.get(text, 0) + 1
         label = text if seen[text] == 1 else f"{text}#{seen[text]}"
