@@ -10,6 +10,18 @@ Exit statuses (shared by every subcommand):
   143  terminated (SIGTERM); `run` still writes its reports
 """
 
+#: the exit statuses as `--help` lists them (the top-level help and `run --help`)
+EXIT_STATUS_HELP = """\
+exit status:
+  0    success (run: no MUST case failed; with --strict, no case failed and none passed unexpectedly)
+  1    conformance failures (run: also when --maxfail cut the run short)
+  2    usage or input error: bad flags, a malformed suite or expectations file,
+       a missing interface, an unwritable --report-dir (found before anything is sent)
+  3    target unreachable: it never answered (run still writes report.json and junit.xml)
+  4    internal error, a bug in aoeconform (--debug shows the traceback)
+  130  interrupted by Ctrl-C (run still writes its reports)
+  143  terminated by SIGTERM (run still writes its reports)"""
+
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2

@@ -7,6 +7,8 @@ import os
 import signal
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from aoeconform.cli import main
 
 HERE = os.path.dirname(__file__)
@@ -166,3 +168,131 @@ def test_yaml_syntax_errors_point_at_where_the_problem_starts(tmp_path, capsys):
     exp.write_text("basic/config/read: fine\nbasic/ata/read-one: [unclosed\nbasic/x: y\n")
     assert main(["run", FIXTURE, "--expectations", str(exp), "--bundled", "loopback", "--report-dir", str(tmp_path / "r")]) == 2
     assert f"{exp}:2: YAML syntax:" in capsys.readouterr().err
+
+
+def _run(report_dir, *extra):
+    return main(["run", FIXTURE, "--report-dir", str(report_dir), "--bundled", "loopback", "--seed", "5", *extra])
+
+
+def _report(report_dir):
+    return json.loads((report_dir / "report.json").read_text())
+
+
+def test_maxfail_stops_after_n_failing_cases(tmp_path, capsys):
+    whole = tmp_path / "whole"
+    assert _run(whole, "--quirk", "stale-read-buffer") == 1
+    failing = [c["id"] for c in _report(whole)["cases"] if c["outcome"] in ("failed", "error", "timeout")]
+    assert len(failing) >= 3
+    cut = tmp_path / "cut"
+    assert _run(cut, "--quirk", "stale-read-buffer", "--maxfail", "2") == 1
+    doc = _report(cut)
+    assert doc["cases"][-1]["id"] == failing[1] and len(doc["cases"]) < len(_report(whole)["cases"])
+    assert doc["run"]["stopped"]["reason"] == "maxfail" and "--maxfail 2 reached" in doc["run"]["stopped"]["message"]
+    assert "--maxfail 2 reached" in capsys.readouterr().err
+    root = ET.parse(cut / "junit.xml").getroot()
+    skipped = root.findall(".//testcase/skipped[@type='maxfail']")
+    assert len(skipped) == 1 and not root.findall(".//testcase/error")
+    with pytest.raises(SystemExit) as exc:
+        _run(cut, "--maxfail", "0")
+    assert exc.value.code == 2
+
+
+def test_last_failed_reruns_what_failed(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert _run(first, "--quirk", "stale-read-buffer") == 1
+    failing = sorted({c["id"] for c in _report(first)["cases"] if c["outcome"] in ("failed", "error", "timeout")})
+    again = tmp_path / "again"
+    assert _run(again, "--quirk", "stale-read-buffer", "--last-failed", str(first)) == 1
+    assert sorted(c["id"] for c in _report(again)["cases"]) == failing
+    # the same directory for both: read before it is overwritten; fixed target, all pass
+    assert _run(first, "--last-failed", str(first)) == 0
+    assert sorted(c["id"] for c in _report(first)["cases"]) == failing
+    # nothing failed there now, no report at all, not a report
+    assert _run(tmp_path / "x", "--last-failed", str(first)) == 2
+    assert "no case failed or errored in that run" in capsys.readouterr().err
+    assert _run(tmp_path / "x", "--last-failed", str(tmp_path / "nowhere")) == 2
+    assert "no report.json there" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "report.json").write_text("{not json")
+    assert _run(tmp_path / "x", "--last-failed", str(tmp_path / "junk")) == 2
+    assert "is not a report of aoeconform run" in capsys.readouterr().err
+    # other selection narrows it further; the list command takes it too
+    assert main(["list", FIXTURE, "--last-failed", str(again), "--select", "basic/ata/*", "--json"]) == 0
+    narrowed = [c["id"] for c in json.loads(capsys.readouterr().out)]
+    assert narrowed == [i for i in failing if i.startswith("basic/ata/")] and 0 < len(narrowed) < len(failing)
+
+
+def test_k_matches_whatever_the_case(capsys):
+    def ids(expr):
+        assert main(["list", FIXTURE, "-k", expr, "--json"]) == 0
+        return [c["id"] for c in json.loads(capsys.readouterr().out)]
+
+    lower = ids("ata and not write")
+    assert lower and ids("ATA AND NOT Write") == lower
+    assert ids("must") == ids("MUST") and ids("Basic/Config/*") == ids("basic/config/*") != []
+    assert ids("S3.1") == ids("s3.1") != []
+
+
+def test_exit_statuses_are_listed_in_help(capsys):
+    import re
+
+    from aoeconform import errors
+
+    statuses = {v for k, v in vars(errors).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    assert statuses >= {0, 1, 2, 3, 4, 130, 143}
+    for argv in (["--help"], ["run", "--help"]):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert exc.code == 0
+        out = capsys.readouterr().out
+        listed = {int(n) for n in re.findall(r"^  (\d+) ", out.split("exit status:")[1], re.M)}
+        assert listed == statuses, argv
+
+
+def _run_output(argv, tty: bool) -> str:
+    """What `aoeconform run` prints to a pipe, or to a pseudo-terminal."""
+    import pty
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "aoeconform", *argv]
+    if not tty:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, timeout=120).stdout.decode()
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cmd, stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    proc.wait(timeout=120)
+    return b"".join(chunks).decode()
+
+
+def test_output_without_a_terminal_is_what_help_says(tmp_path, capsys):
+    """run --help: without a terminal, a plain line per case and no control
+    characters; on one, a progress bar and only the failing cases."""
+    try:
+        main(["run", "--help"])
+    except SystemExit:
+        pass
+    helped = " ".join(capsys.readouterr().out.split())
+    assert "Without one (stdout a pipe or a file), or with CI=true: a plain line per case" in helped
+    assert "no progress bar and no control characters" in helped
+    argv = ["run", FIXTURE, "--bundled", "loopback", "--quirk", "stale-read-buffer", "--report-dir", str(tmp_path)]
+    piped = _run_output(argv, tty=False)
+    assert "\r" not in piped and "\x1b" not in piped
+    lines = [line for line in piped.splitlines() if line.split(" ")[0] in ("PASS", "FAIL", "ERROR", "SKIP", "TIMEOUT")]
+    assert len(lines) == 10 and any(line.startswith("PASS") for line in lines)
+    on_tty = _run_output(argv, tty=True)
+    assert "\x1b[K" in on_tty and "FAIL" in on_tty
+    assert "PASS    basic/" not in on_tty  # passes only move the bar

@@ -17,7 +17,8 @@ import traceback
 from typing import NoReturn
 
 from aoeconform import __version__
-from aoeconform.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, HarnessError, Terminated
+from aoeconform.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_TERMINATED, EXIT_USAGE, HarnessError,
+                               Terminated)
 
 # Modules are imported lazily by name so that a missing optional piece
 # (or a slow import such as scapy) does not burden every command.
@@ -51,7 +52,8 @@ def _named_subcommand(argv: list[str] | None) -> str | None:
 
 
 def build_parser(argv: list[str] | None = None, *, everything: bool = True) -> argparse.ArgumentParser:
-    parser = _Parser(prog="aoeconform", description="ATA over Ethernet conformance and fuzzing harness")
+    parser = _Parser(prog="aoeconform", description="ATA over Ethernet conformance and fuzzing harness",
+                     epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"aoeconform {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

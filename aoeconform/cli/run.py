@@ -1,8 +1,6 @@
 """``aoeconform run``: run conformance suites against a target and write reports.
 
-Exit status: 0 when no MUST case failed (with --strict: no case failed and
-none passed unexpectedly), 1 on failures, 2 for usage or suite errors, 3 when
-the target never answered, 4 for internal errors.
+Exit statuses: see ``aoeconform.errors.EXIT_STATUS_HELP`` (shown by --help).
 """
 
 from __future__ import annotations
@@ -15,8 +13,18 @@ import sys
 import threading
 import time
 
-from aoeconform.errors import EXIT_FAILURES, EXIT_OK, TargetUnreachable, Terminated, UsageError
+from aoeconform.errors import EXIT_FAILURES, EXIT_OK, EXIT_STATUS_HELP, TargetUnreachable, Terminated, UsageError
 
+from .argtypes import integer
+
+
+OUTPUT_HELP = """\
+output:
+  On a terminal: a progress bar, a line per failing case (-v: per case), then a summary.
+  Without one (stdout a pipe or a file), or with CI=true: a plain line per case
+  (PASS, FAIL, SKIP, ...), no progress bar and no control characters, then the summary.
+  Either way the reports go to --report-dir: report.json, junit.xml, report.sarif,
+  report.html, manifest.json, and failures/ (a pcap and a replay file per failure)."""
 
 SUITES_HELP = "suite files, or directories of them (expectations files there are left out); default: the shipped suites"
 
@@ -25,16 +33,20 @@ def add_selection_flags(p) -> None:
     g = p.add_argument_group("selection (applied before anything is sent)")
     g.add_argument("--select", action="append", default=[], metavar="GLOB", help="run only cases whose id matches (repeatable)")
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="never run cases whose id matches (repeatable)")
+    g.add_argument("--last-failed", metavar="REPORT_DIR",
+                   help="only the cases that failed, timed out or errored in the report.json of an earlier run's --report-dir")
     g.add_argument("--start-after", metavar="ID",
                    help="skip every case up to and including this id (resume a run that was interrupted)")
     g.add_argument("-k", dest="keyword", metavar="EXPR",
-                   help="boolean expression over tags, levels (MUST/SHOULD/MAY), suite names, sections (s3.1), rule<N>, id globs; e.g. 'ata and not lba48'")
+                   help="boolean expression over tags, levels (MUST/SHOULD/MAY), suite names, sections (s3.1), rule<N>, id globs, "
+                        "in any case; e.g. 'ata and not lba48'")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run conformance suites against a target",
                               description="Run conformance suites (default: every shipped suite) against a target; "
-                                          "without --target, against the bundled reference target.")
+                                          "without --target, against the bundled reference target.",
+                              epilog=OUTPUT_HELP + "\n\n" + EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
     p.add_argument("--target", metavar="IF[:S.N]", help="interface, and shelf.slot when several targets answer there")
     p.add_argument("--report-dir", default="reports", metavar="DIR", help="where reports go (default: reports/)")
@@ -54,7 +66,10 @@ def register(subparsers) -> None:
                         "and for a target behind an `aoeconform lab` veth pair)")
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
-    g.add_argument("--verbose", "-v", action="store_true", help="print every case, not only failures")
+    g.add_argument("--maxfail", type=integer(1), metavar="N",
+                   help="stop after N failing cases (failed, timeout, error); the reports say the run was cut short and the exit status is 1")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="on a terminal, print every case, not only failures (without a terminal every case is printed anyway)")
     b = p.add_argument_group("bundled target (without --target)")
     b.add_argument("--bundled", default="auto", choices=["auto", "lab", "memory", "loopback"],
                    help="auto: a lab namespace when root, else in memory (default auto)")
@@ -87,6 +102,15 @@ def prepare(args):
     if args.keyword:
         check_keyword(args.keyword)
     chosen = select(cases, args.select, args.exclude, args.keyword)
+    last_failed = getattr(args, "last_failed", None)
+    if last_failed:
+        from aoeconform.scenario.selection import last_failed_ids
+
+        again = set(last_failed_ids(last_failed))
+        chosen = [c for c in chosen if c.id in again]
+        if not chosen:
+            raise UsageError(f"--last-failed {last_failed}: none of the {len(again)} cases that failed there "
+                             f"is among the selected cases of these suites")
     start_after = getattr(args, "start_after", None)
     if start_after:
         ids = [c.id for c in chosen]
@@ -178,7 +202,11 @@ def run(args) -> int:
             print(f"aoeconform: {len(chosen)} of {len(cases)} cases against {endpoint.description}; seed {seed}; "
                   f"second MAC {endpoint.second_mac.hex(':')} ({endpoint.second_mode}); writes {'allowed' if allow_write else 'off'}",
                   flush=True)
-            engine.run(chosen, Fanout(writer, progress))
+            engine.run(chosen, Fanout(writer, progress, _MaxFail(args.maxfail) if args.maxfail else None))
+    except _MaxFailReached as stop:
+        run_info.stop("maxfail", f"--maxfail {args.maxfail} reached: stopped after {len(run_info.results)} of "
+                                 f"{len(chosen) * args.repeat} cases, at {stop.args[0]}; "
+                                 f"the rest did not run")
     except TargetUnreachable as exc:
         run_info.stop("target_unreachable", str(exc))
         raise
@@ -201,12 +229,34 @@ def run(args) -> int:
                 _print_summary(run_info, args.report_dir)
             else:
                 print(f"aoeconform: nothing ran; reports in {args.report_dir}/", flush=True)
-            if run_info.stopped and run_info.interrupted:
+            if run_info.stopped and run_info.stopped["reason"] != "target_unreachable":  # that one main() prints
                 print(f"aoeconform: {run_info.stopped['message']}", file=sys.stderr)
         finally:
             if endpoint is not None:
                 endpoint.close()
-    return EXIT_FAILURES if run_info.gating_failures() else EXIT_OK
+    cut_short = bool(run_info.stopped)  # only --maxfail gets here; it stops at failures
+    return EXIT_FAILURES if run_info.gating_failures() or cut_short else EXIT_OK
+
+
+class _MaxFailReached(Exception):
+    """Raised by the listener after the Nth failing case; ends engine.run."""
+
+
+class _MaxFail:
+    """A run listener that stops the run after ``limit`` failing cases."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.failing = 0
+
+    def case_started(self, case, repeat: int) -> None:
+        pass
+
+    def case_finished(self, result) -> None:
+        if result.failing:
+            self.failing += 1
+            if self.failing >= self.limit:
+                raise _MaxFailReached(result.name)
 
 
 def _print_summary(run_info, report_dir: str) -> None:

@@ -3,7 +3,8 @@
 ``-k`` takes a boolean expression over words: ``and``, ``or``, ``not`` and
 parentheses. A word matches a case when it is one of its tags, its level
 (MUST, SHOULD, MAY), its suite name, its section (``s3.1`` or ``§3.1``),
-``rule<N>``, or, when it holds ``*`` or ``/``, a glob on its id.
+``rule<N>``, or, when it holds ``*`` or ``/``, a glob on its id. Words,
+globs and the operators match whatever their case (``must``, ``LBA48``, ``AND``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ _WORD = re.compile(r"\s*([()]|[^\s()]+)")
 
 
 def _words(case: Case) -> set[str]:
+    """What -k words a case answers to, folded to lower case."""
     words = set(case.tags) | {case.level, case.suite, f"s{case.section}", f"§{case.section}"}
     words |= {f"rule{r}" for r in case.rule}
-    return words
+    return {w.lower() for w in words}
 
 
 def _tokens(text: str) -> list[str]:
@@ -34,7 +36,9 @@ def _tokens(text: str) -> list[str]:
         m = _WORD.match(text, pos)
         if not m:
             break
-        out.append(m.group(1))
+        token = m.group(1)
+        # case does not matter: operators and words alike are compared lower-cased
+        out.append(token.lower())
         pos = m.end()
     return out
 
@@ -94,7 +98,7 @@ def _eval(node, case: Case, words: set[str]) -> bool:
     if kind == "word":
         word = node[1]
         if "*" in word or "/" in word or "?" in word:
-            return fnmatch.fnmatchcase(case.id, word)
+            return fnmatch.fnmatchcase(case.id.lower(), word)
         return word in words
     if kind == "not":
         return not _eval(node[1], case, words)
@@ -158,3 +162,27 @@ def load_expectations(path: str, known_ids: Iterable[str] = ()) -> dict[str, str
         else:
             out[key] = reason
     return out
+
+
+def last_failed_ids(report_dir: str) -> list[str]:
+    """The ids of the cases that failed, timed out or errored in the report.json
+    of ``report_dir`` (each once, in the order they ran)."""
+    import json
+    import os
+
+    from .results import FAILING
+
+    path = os.path.join(report_dir, "report.json")
+    where = f"--last-failed {report_dir}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        cases = doc["cases"]
+        ids = [c["id"] for c in cases if c.get("outcome") in FAILING]
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no report.json there; give the --report-dir of an earlier run") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{where}: {path} is not a report of aoeconform run ({type(exc).__name__}: {exc})") from None
+    if not ids:
+        raise UsageError(f"{where}: no case failed or errored in that run ({len(cases)} cases); nothing to rerun")
+    return list(dict.fromkeys(ids))
