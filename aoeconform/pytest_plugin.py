@@ -182,7 +182,7 @@ def _target_scheduling(config, log, labels):
     rewrites on the workers, which pytest 9.2's structured node ids no longer
     allow; this reads the target from the ``[...]`` of the item's name instead.
     Items of no known target stay units of their own."""
-    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # only called by a running xdist
+    from xdist.scheduler import LoadScopeScheduling  # only called by a running xdist
 
     class TargetScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -311,8 +311,6 @@ class AoeCaseItem(pytest.Item):
         handle = _aoe(self.config).handle(self.target)
         result = self.result = handle.run_case(self.case)
         self.user_properties.append(("outcome", result.outcome))
-        if result.failed_rule is not None:  # the rule the failing step checks
-            self.user_properties += [("failed_rule", str(result.failed_rule)), ("failed_level", result.gating_level)]
         if result.outcome == R.PASSED:
             return
         if result.outcome == R.SKIPPED:
@@ -329,12 +327,12 @@ class AoeCaseItem(pytest.Item):
             return self._describe(excinfo.value)
         if excinfo.errisinstance(HarnessError):
             return f"aoeconform: {excinfo.value}"
-        return super().repr_failure(excinfo)
+        return super().repr_failure(excinfo, style)
 
     def _describe(self, exc) -> str:
         """The case, its outcome and each field that differed (printed once, here)."""
         result = self.result
-        assert result is not None  # set by runtest before anything can fail
+        assert result is not None  # runtest sets it before raising these
         kind = "error" if isinstance(exc, AoeCaseError) else result.outcome
         lines = [f"{self.case.describe()}", f"{kind} against {self.target.label}: {result.message}"]
         if result.failed_step is not None and result.failed_step < len(result.steps):

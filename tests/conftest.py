@@ -126,3 +126,14 @@ def vblade_transport(vblade_lab):
     """A raw transport on the host end of ``vblade_lab``, closed after the test."""
     with vblade_lab.transport() as transport:
         yield transport
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_sarif_file_is_valid(tmp_path_factory):
+    """After the session: every report.sarif any test wrote under the temporary
+    directories (in process or from a subprocess) validates against the
+    published SARIF 2.1.0 schema, with relative locations (tests/sarif_check.py)."""
+    yield
+    from sarif_check import check_sarif_tree
+
+    check_sarif_tree(tmp_path_factory.getbasetemp())

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from aoeconform.cli import main
+from sarif_check import check_sarif_file
 
 HERE = os.path.dirname(__file__)
 FIXTURE = os.path.join(HERE, "suites", "basic.yaml")
@@ -34,7 +35,7 @@ def test_unreachable_lab_target_leaves_reports(make_lab, tmp_path, capsys):
     root, errors = junit_errors(tmp_path)
     assert len(root.findall(".//testcase")) == 1 and len(errors) == 1
     assert errors[0].get("type") == "target_unreachable" and lab.host_if in errors[0].get("message")
-    sarif = json.loads((tmp_path / "report.sarif").read_text())
+    sarif = check_sarif_file(tmp_path / "report.sarif")
     invocation = sarif["runs"][0]["invocations"][0]
     assert invocation["executionSuccessful"] is False
     assert invocation["toolExecutionNotifications"][0]["descriptor"]["id"] == "target_unreachable"

@@ -3,12 +3,15 @@ report.html, manifest.json, a pcap and a replay file per failure."""
 
 import json
 import os
+import pathlib
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from aoeconform.cli import main
 from aoeconform.transport.pcap import read_pcap
+from sarif_check import check_sarif_file, sarif_problems
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "suites", "basic.yaml")
 
@@ -39,6 +42,8 @@ def test_json(failing_run):
 def test_junit(failing_run):
     root = ET.parse(failing_run[1] / "junit.xml").getroot()
     cases = root.findall(".//testcase")
+    for case in cases:  # relative to the directory the run started in
+        assert not os.path.isabs(case.get("file")) and os.path.samefile(case.get("file"), FIXTURE)
     assert len(cases) == 10
     assert int(root.get("failures")) == len(root.findall(".//testcase/failure")) >= 1
     names = {c.get("name") for c in cases}
@@ -46,7 +51,7 @@ def test_junit(failing_run):
 
 
 def test_sarif(failing_run):
-    doc = json.loads((failing_run[1] / "report.sarif").read_text())
+    doc = check_sarif_file(failing_run[1] / "report.sarif")
     assert doc["version"] == "2.1.0" and "$schema" in doc
     run = doc["runs"][0]
     assert run["tool"]["driver"]["name"] == "aoeconform"
@@ -57,6 +62,43 @@ def test_sarif(failing_run):
         assert result["level"] in ("error", "warning", "note")
         loc = result["locations"][0]["physicalLocation"]
         assert loc["artifactLocation"]["uri"].endswith("basic.yaml") and loc["region"]["startLine"] >= 1
+        # relative to the directory the run started in, whose uri the run gives
+        base = run["originalUriBaseIds"][loc["artifactLocation"]["uriBaseId"]]["uri"]
+        resolved = urllib.parse.unquote(urllib.parse.urlparse(base + loc["artifactLocation"]["uri"]).path)
+        assert os.path.samefile(resolved, FIXTURE)
+    assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == pathlib.Path(os.getcwd()).as_uri().rstrip("/") + "/"
+
+
+def test_report_paths_are_relative(tmp_path, monkeypatch):
+    """junit file= and SARIF uris: relative to the directory the run started in,
+    suites outside it included (../), and the SARIF base of a suite outside it is
+    not the working directory's."""
+    from aoeconform.report.formats import relative_source, sarif
+    from aoeconform.report.model import RunInfo
+    from aoeconform.scenario.results import CaseResult
+
+    work = tmp_path / "checkout"
+    (work / "suites").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    inside = CaseResult("a/x", "r", "1", "MUST", "failed", file="suites/a b.yaml", line=3)
+    outside = CaseResult("b/x", "r", "1", "MUST", "failed", file=str(tmp_path / "elsewhere" / "b.yaml"), line=4)
+    assert relative_source(inside.file, str(work)) == "suites/a b.yaml"
+    assert relative_source(outside.file, str(work)) == "../elsewhere/b.yaml"
+    doc = sarif(RunInfo(results=[inside, outside]))
+    assert not sarif_problems(doc)
+    run = doc["runs"][0]
+    locations = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in run["results"]]
+    assert locations[0] == {"uri": "suites/a%20b.yaml", "uriBaseId": "SRCROOT"}
+    assert locations[1]["uriBaseId"] == "ROOT" and locations[1]["uri"].endswith("elsewhere/b.yaml")
+    assert set(run["originalUriBaseIds"]) == {"SRCROOT", "ROOT"}
+    assert run["invocations"][0]["workingDirectory"]["uri"] == work.as_uri() + "/"
+    # and the checker does catch what it is for
+    broken = json.loads(json.dumps(doc))
+    broken["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] = {"uri": "/abs/a.yaml"}
+    broken["runs"][0]["results"][0]["level"] = "fatal"
+    problems = sarif_problems(broken)
+    assert any("not relative" in p for p in problems) and any("uriBaseId None" in p for p in problems)
+    assert any(p.startswith("schema: runs/0/results/0/level") for p in problems)
 
 
 def test_html_and_manifest(failing_run):

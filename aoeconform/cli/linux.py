@@ -6,6 +6,7 @@ import argparse
 import json
 
 from aoeconform.cli.argtypes import integer, seconds
+from aoeconform.cli.lab import add_impairment_flags, bridge_spec_from_args, impairment_requested
 from aoeconform.errors import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
@@ -42,7 +43,15 @@ def register(subparsers) -> None:
     p.add_argument("--maxout", type=integer(1), metavar="N", help="aoe_maxout (driver default 64)")
     p.add_argument("--deadsecs", type=integer(1), metavar="S", help="aoe_deadsecs (driver default 180)")
     p.add_argument("--timeout", type=seconds, default=120.0, help="seconds before a hung guest is killed (default 120)")
-    p.add_argument("--pcap", metavar="FILE", help="write the frames seen at the guest's side here")
+    p.add_argument("--bridge", action="store_true",
+                   help="put the impairment bridge between guest and target even with no impairment "
+                   "(any of the flags below implies it; lab targets only)")
+    add_impairment_flags(p)
+    p.add_argument("--impair-from", choices=["boot", "workload"], default="workload",
+                   help="impair from boot (discovery and IDENTIFY too), or from the workload on (default: after "
+                   "a clean 1 MiB warm-up read, so the driver's RTT estimate, which starts at 250 ms, has settled)")
+    p.add_argument("--pcap", metavar="FILE", help="write the frames seen at the guest's side here "
+                   "(through the bridge, the target's side goes beside it as FILE-target.pcap)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     p.set_defaults(func=run)
 
@@ -54,6 +63,11 @@ def run(args) -> int:
 
     if args.quirk and (args.vblade or args.target):
         raise UsageError("--quirk applies to the bundled target only")
+    bridge = None
+    if args.bridge or impairment_requested(args) or args.only != "all" or args.tag is not None:
+        if args.target:
+            raise UsageError("the impairment bridge needs a lab target: drop --target, or impair your own network")
+        bridge = bridge_spec_from_args(args)
     spec = WorkloadSpec(seed=args.seed, offset=args.offset, size=args.size, block=args.block,
                         random_writes=args.random_writes)
     try:
@@ -76,6 +90,8 @@ def run(args) -> int:
         image_bytes=args.image_size,
         timeout=args.timeout,
         pcap=args.pcap,
+        bridge=bridge,
+        impair_from=args.impair_from,
     )
     try:
         report = run_linux(run_spec)

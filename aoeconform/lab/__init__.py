@@ -1,6 +1,7 @@
 """Test networks: a veth pair and a network namespace for a target under test."""
 
 from aoeconform.lab.netns import (
+    BridgedLab,
     DEFAULT_MTU,
     DEFAULT_NAME,
     Lab,
@@ -12,6 +13,7 @@ from aoeconform.lab.netns import (
 )
 
 __all__ = [
+    "BridgedLab",
     "DEFAULT_MTU",
     "DEFAULT_NAME",
     "Lab",

@@ -152,13 +152,31 @@ class Guest:
 
     def step_wait_device(self, step: Dict) -> Dict:
         timeout = float(step.get("timeout", 10))
-        deadline = time.monotonic() + timeout
+        # The driver broadcasts Query Config once at load and then once a
+        # minute; on a lossy link that one frame or its answer may be lost,
+        # so ask again the way a user would (0 = never).
+        rediscover = float(step.get("rediscover", 2.0))
+        start = time.monotonic()
+        deadline, next_discover = start + timeout, start + rediscover
+        discoveries = 0
         while time.monotonic() < deadline:
             if os.path.exists(self.device) and self._capacity() > 0:
                 self.stage("device")
-                return {"found": True, "info": self.device_info()}
+                return {"found": True, "info": self.device_info(), "rediscoveries": discoveries}
+            if rediscover and time.monotonic() >= next_discover:
+                try:
+                    with open("/dev/etherd/discover", "w") as f:
+                        f.write("1")
+                    discoveries += 1
+                except OSError:
+                    pass
+                next_discover = time.monotonic() + rediscover
             time.sleep(0.05)
-        return {"found": False, "info": self.device_info()}
+        outcome = {"found": False, "info": self.device_info(), "rediscoveries": discoveries}
+        if step.get("expect_absent"):
+            return outcome
+        outcome["error"] = f"no {self.device} within {timeout:g} s"
+        return outcome
 
     def _capacity(self) -> int:
         try:
@@ -202,6 +220,25 @@ class Guest:
 
     def step_sleep(self, step: Dict) -> Dict:
         time.sleep(float(step.get("seconds", 1)))
+        return {}
+
+    def step_read(self, step: Dict) -> Dict:
+        """Read ``size`` bytes from ``offset`` (O_DIRECT) and throw them away:
+        a warm-up that lets the driver's RTT estimate settle."""
+        from aoeconform.lab.workload import read_region
+
+        seconds = read_region(self.device, int(step.get("offset", 0)), int(step.get("size", 1 << 20)))
+        return {"seconds": seconds}
+
+    def step_wait_host(self, step: Dict) -> Dict:
+        """Wait until the host creates ``file`` in the shared directory (a handshake:
+        the host changes something on the link, e.g. turns impairments on)."""
+        path = os.path.join(SHARED, step["file"])
+        deadline = time.monotonic() + float(step.get("timeout", 60))
+        while not os.path.exists(path):
+            if time.monotonic() >= deadline:
+                return {"error": f"the host did not answer ({step['file']})"}
+            time.sleep(0.01)
         return {}
 
     def step_workload(self, step: Dict) -> Dict:

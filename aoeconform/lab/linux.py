@@ -22,9 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from aoeconform.errors import UsageError
 
+from .bridge import BridgeCore, BridgeSpec
 from .capture import Capture
-from .netns import Lab, TargetProcess, make_sparse_image
-from .uml import DriverParams, GuestResult, LinuxGuest, standard_steps
+from .netns import BridgedLab, Lab, TargetProcess, make_sparse_image
+from .uml import WARM_HANDSHAKE, DriverParams, GuestResult, LinuxGuest, standard_steps
 from .wirestats import WireCounts, analyse
 from .workload import WorkloadSpec, expected_region
 
@@ -56,7 +57,16 @@ class LinuxRun:
     slot: int = DEFAULT_SLOT
     timeout: float = 90.0
     device_timeout: float = 15.0
+    #: frames seen at the guest's side (with a bridge, the target's side goes beside it as -target.pcap)
     pcap: Optional[str] = None
+    #: put the impairment bridge between the guest and the target (lab targets only)
+    bridge: Optional[BridgeSpec] = None
+    #: when the bridge starts impairing: "boot" (discovery and IDENTIFY too), or
+    #: "workload" (after the driver's RTT estimate has settled on a clean link:
+    #: it starts at 250 ms, so each early loss costs a second or more)
+    impair_from: str = "workload"
+    #: bytes read before the workload, on a clean link when impair_from is "workload"
+    warmup: int = 1 << 20
 
     @property
     def in_lab(self) -> bool:
@@ -75,6 +85,8 @@ class LinuxReport:
     image_detail: str = ""
     target_log: str = ""
     events: List[str] = field(default_factory=list)
+    #: the bridge's counters per direction, when there was one
+    bridge: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
     @property
     def device_found(self) -> bool:
@@ -121,6 +133,7 @@ class LinuxReport:
                        "unexpected": self.guest.driver_count("unexpected")},
             "wire": self.wire.as_dict(),
             "capture_drops": self.capture_drops,
+            "bridge": {"spec": self.run.bridge.as_dict(), "counters": self.bridge} if self.run.bridge else None,
             "image_matches": self.image_matches,
             "pcap": self.run.pcap,
             "events": self.events,
@@ -168,6 +181,8 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
     """Set up, run the guest, take everything down; the report says what happened."""
     if run.workload is not None:
         run.workload.check(run.image_bytes if run.in_lab else None)
+    if run.bridge is not None and not run.in_lab:
+        raise UsageError("the impairment bridge needs a lab target (bundled or vblade), not --target")
     own_workdir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="aoeconform-linux-")
     lab: Optional[Lab] = None
@@ -176,9 +191,11 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
     events: List[str] = []
     try:
         if run.in_lab:
-            lab = Lab(lab_name(), mtu=run.mtu).up()
+            lab = (BridgedLab if run.bridge is not None else Lab)(lab_name(), mtu=run.mtu).up()
             make_sparse_image(image_path, run.image_bytes)
             iface, shelf, slot = lab.host_if, run.shelf, run.slot
+            if isinstance(lab, BridgedLab):
+                iface = lab.initiator_if
             log_path = os.path.join(workdir, "target.log")
 
             def start_target() -> None:
@@ -209,21 +226,40 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             start_target()
             events.append("target restarted")
 
+        if run.impair_from not in ("boot", "workload"):
+            raise UsageError(f"impair_from {run.impair_from!r}: use boot or workload")
         steps = run.steps if run.steps is not None else standard_steps(
-            run.params, asdict(run.workload) if run.workload is not None else None, run.device_timeout)
-        capture = Capture(iface, run.pcap)
+            run.params, asdict(run.workload) if run.workload is not None else None, run.device_timeout,
+            warmup=run.warmup if run.bridge is not None and run.impair_from == "workload" else 0)
+        bridge = _Bridge(lab, run.bridge, run.pcap, steps, workdir) if isinstance(lab, BridgedLab) and run.bridge else None
+        capture = Capture(iface, run.pcap) if bridge is None else None
         guest = LinuxGuest(iface, steps, shelf=shelf, slot=slot, mtu=run.mtu, timeout=run.timeout,
                            workdir=os.path.join(workdir, "guest"))
         try:
             guest.start()
+            if bridge is not None and not bridge.core.enabled:
+                # the guest waits after its warm-up until impairments are on
+                if guest.wait_stage("wait_host", run.timeout):
+                    bridge.core.enabled = True
+                    guest.answer(WARM_HANDSHAKE)
+                    events.append(f"impairments on at {guest.poll_stages()['wait_host']:.1f} s, after the warm-up")
             if during is not None:
                 during(guest, restart_target, events)
             result = guest.wait()
         finally:
             guest.stop()
-            frames = capture.stop()
-        report = LinuxReport(run, result, analyse(frames), target=description, capture_drops=capture.kernel_drops,
-                             events=events)
+            if capture is not None:
+                frames = capture.stop()
+            if bridge is not None:
+                bridge.stop()
+        if bridge is not None:
+            wire = analyse(bridge.initiator_frames(), bridge.target_frames())
+            report = LinuxReport(run, result, wire, target=description + ", through the impairment bridge",
+                                 events=events, bridge=bridge.core.counters())
+        else:
+            assert capture is not None
+            report = LinuxReport(run, result, analyse(frames), target=description,
+                                 capture_drops=capture.kernel_drops, events=events)
         proc = target_proc.pop("proc", None)
         if proc is not None:
             proc.stop()  # everything it acknowledged is in the file now
@@ -241,6 +277,57 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             lab.down()
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Bridge:
+    """The impairment bridge in a thread between a BridgedLab's two links, recording both sides."""
+
+    def __init__(self, lab: BridgedLab, spec: BridgeSpec, pcap: Optional[str], steps: List[Dict], workdir: str) -> None:
+        import threading
+
+        from .bridge import serve
+
+        self.initiator_pcap = pcap or os.path.join(workdir, "initiator.pcap")
+        self.target_pcap = os.path.splitext(self.initiator_pcap)[0] + "-target.pcap"
+        self.core = BridgeCore(spec)
+        # off until the guest's warm-up handshake, if its steps have one
+        self.core.enabled = not any(step.get("file") == WARM_HANDSHAKE for step in steps)
+        self.error = ""
+        self._stop = threading.Event()
+        ready = threading.Event()
+
+        def forward() -> None:
+            try:
+                serve(lab.bridge_if, lab.host_if, spec, stop=self._stop, ready=ready, core=self.core,
+                      initiator_pcap=self.initiator_pcap, target_pcap=self.target_pcap)
+            except Exception as exc:  # reported by start-up or in the result
+                self.error = f"{type(exc).__name__}: {exc}"
+                ready.set()
+
+        self._thread = threading.Thread(target=forward, name="aoeconform-bridge", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if self.error:
+            raise UsageError(f"the impairment bridge could not start: {self.error}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _frames(self, path: str) -> List[Tuple[float, bytes, int]]:
+        from aoeconform.transport.pcap import PcapReader
+
+        try:
+            with PcapReader(path) as reader:
+                return [(r.timestamp, r.data, r.original_length) for r in reader]
+        except (OSError, UsageError):
+            return []
+
+    def initiator_frames(self) -> List[Tuple[float, bytes, int]]:
+        return self._frames(self.initiator_pcap)
+
+    def target_frames(self) -> List[Tuple[float, bytes, int]]:
+        return self._frames(self.target_pcap)
 
 
 def format_report(report: LinuxReport) -> List[str]:
@@ -284,6 +371,9 @@ def format_report(report: LinuxReport) -> List[str]:
     lines.append(f"wire: {w.retransmissions} retransmissions, {w.duplicates_delivered or 0} duplicates delivered to the target, "
                  f"{w.late_replies} late replies, {w.error_replies} error replies, {w.wildcard_replies} wildcard replies"
                  + (f"; capture dropped {report.capture_drops} frames" if report.capture_drops else ""))
+    for direction, counters in report.bridge.items():
+        lines.append(f"bridge {direction.replace('_', ' ')}: {counters['seen']} frames, {counters['dropped']} dropped, "
+                     f"{counters['duplicated']} duplicated, {counters['reordered']} reordered, {counters['delayed']} delayed")
     for event in report.events:
         lines.append(f"event: {event}")
     if report.run.pcap:

@@ -416,6 +416,45 @@ class Lab:
         return f"Lab(name={self.name!r}, mtu={self.mtu})"
 
 
+class BridgedLab(Lab):
+    """A lab with a second veth pair for an initiator that is not ours::
+
+        initiator on <name>g ══ <name>b ─[bridge]─ <name>h ══ <name>t (netns, target)
+
+    The initiator (the Linux guest) attaches to ``initiator_if``; an
+    impairment bridge forwards between ``bridge_if`` and ``host_if``.
+    """
+
+    def __init__(self, name: str = DEFAULT_NAME, mtu: int = DEFAULT_MTU) -> None:
+        super().__init__(name, mtu)
+        self.initiator_if = f"{name}g"
+        self.bridge_if = f"{name}b"
+
+    def _initiator_link_exists(self) -> bool:
+        return _ip("link", "show", "dev", self.initiator_if, check=False).returncode == 0
+
+    def exists(self) -> bool:
+        return super().exists() or self._initiator_link_exists()
+
+    def up(self) -> "BridgedLab":
+        super().up()
+        try:
+            _ip("link", "add", self.initiator_if, "mtu", str(self.mtu), "type", "veth",
+                "peer", "name", self.bridge_if, "mtu", str(self.mtu))
+            for iface in (self.initiator_if, self.bridge_if):
+                self._quiet_ipv6(iface)
+                _ip("link", "set", "dev", iface, "up")
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        super().down()
+        if self._initiator_link_exists():
+            _ip("link", "del", "dev", self.initiator_if, check=False)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

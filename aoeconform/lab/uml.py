@@ -85,10 +85,19 @@ class DriverParams:
         return params
 
 
-def standard_steps(params: DriverParams, workload: Optional[Dict], device_timeout: float = 15.0) -> List[Dict]:
-    """Load the driver, wait for the device, run the workload (if any)."""
+#: the file the host creates when the guest may go on after ``standard_steps``' warm-up
+WARM_HANDSHAKE = "warmed-up"
+
+
+def standard_steps(params: DriverParams, workload: Optional[Dict], device_timeout: float = 15.0,
+                   warmup: int = 0) -> List[Dict]:
+    """Load the driver, wait for the device, read ``warmup`` bytes and wait for the
+    host (``LinuxGuest.answer(WARM_HANDSHAKE)``), run the workload (if any)."""
     steps: List[Dict] = [{"kind": "load", "params": params.as_module_params()},
              {"kind": "wait_device", "timeout": device_timeout}]
+    if warmup:
+        steps.append({"kind": "read", "size": warmup})
+        steps.append({"kind": "wait_host", "file": WARM_HANDSHAKE})
     if workload is not None:
         steps.append({"kind": "workload", "spec": workload})
     return steps
@@ -235,6 +244,11 @@ class LinuxGuest:
                 return False
             time.sleep(0.02)
         return False
+
+    def answer(self, name: str) -> None:
+        """Let a guest waiting in a ``wait_host`` step for ``name`` go on."""
+        with open(os.path.join(self.shared, name), "w") as f:
+            f.write("go\n")
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

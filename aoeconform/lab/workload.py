@@ -261,3 +261,19 @@ def phase_rate(result: Dict, name: str) -> float:
         if phase["name"] == name and phase["seconds"] > 0:
             return phase["bytes"] / phase["seconds"] / 1e6
     return 0.0
+
+
+def read_region(path: str, offset: int, size: int, block: int = 64 << 10) -> float:
+    """Read a region with O_DIRECT, discarding the data; returns the seconds it took."""
+    fd = open_device(path, True)
+    mapping = _aligned(block)
+    buf = memoryview(mapping)
+    try:
+        start = time.monotonic()
+        for pos in range(0, size, block):
+            _pread_all(fd, buf[:min(block, size - pos)], offset + pos)
+        return time.monotonic() - start
+    finally:
+        buf.release()
+        mapping.close()
+        os.close(fd)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
+from typing import Optional
 
 from aoeconform import __version__
 from aoeconform.scenario.results import CaseResult
@@ -13,7 +16,8 @@ from aoeconform.scenario.results import CaseResult
 from .model import RunInfo
 
 INFORMATION_URI = "https://github.com/aoeconform/aoeconform"
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+#: the published schema's own id (OASIS SARIF 2.1.0 with errata 01)
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"MUST": "error", "SHOULD": "warning", "MAY": "note"}
 
 
@@ -64,6 +68,19 @@ def _detail(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def relative_source(path: str, cwd: str) -> str:
+    """A suite file's path relative to the directory the run started in, with /.
+
+    junit.xml's ``file`` attributes use it: CI tools (GitLab's test report,
+    GitHub annotation actions) resolve them against the job's checkout, which is
+    the directory the job runs aoeconform in, so the file opens where it is.
+    Suites elsewhere (shipped ones inside an installed package) get ../ paths,
+    still correct from that directory."""
+    if not path:
+        return ""
+    return os.path.relpath(os.path.join(cwd, path), cwd).replace(os.sep, "/")
+
+
 def junit_tree(run: RunInfo) -> ET.Element:
     suites: "OrderedDict[str, list[CaseResult]]" = OrderedDict()
     for r in run.results:
@@ -76,7 +93,7 @@ def junit_tree(run: RunInfo) -> ET.Element:
         counts = {"failures": 0, "errors": 0, "skipped": 0}
         for r in results:
             case = ET.SubElement(suite, "testcase", classname=f"aoeconform.{name}", name=r.name, time=f"{r.duration:.6f}",
-                                 file=r.file, line=str(r.line))
+                                 file=relative_source(r.file, run.cwd), line=str(r.line))
             props = ET.SubElement(case, "properties")
             for key, value in (("requirement", r.requirement), ("section", r.section), ("level", r.level),
                                ("rule", ",".join(map(str, r.rule))), ("outcome", r.outcome)):
@@ -130,7 +147,48 @@ def write_junit(run: RunInfo, path: str) -> None:
 # -- report.sarif ------------------------------------------------------------------
 
 
+def _dir_uri(directory: str) -> str:
+    """A directory's file: uri; SARIF wants base uris to end with a slash."""
+    uri = pathlib.Path(directory).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
+class _UriBases:
+    """SARIF artifact locations as a relative uri plus a ``uriBaseId`` (§3.4.4),
+    with the bases' absolute uris in the run's ``originalUriBaseIds``.
+
+    SRCROOT is the directory the run started in: code scanning (GitHub) and
+    other viewers resolve relative uris against the checkout, which is where a
+    CI job runs aoeconform, so suites in the repository open in place. Shipped
+    suites outside it are relative to SUITES (the shipped suites directory);
+    anything else to ROOT (/), still relative."""
+
+    def __init__(self, cwd: str):
+        self.cwd = os.path.abspath(cwd)
+        self.used: dict[str, str] = {}
+
+    def _base_for(self, path: str) -> tuple[str, str]:
+        from aoeconform.scenario.loader import shipped_suites_dir
+
+        shipped: Optional[str] = shipped_suites_dir()
+        for name, directory in (("SRCROOT", self.cwd), ("SUITES", os.path.abspath(shipped) if shipped else None)):
+            if directory and (path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)):
+                return name, directory
+        return "ROOT", os.sep
+
+    def location(self, file: str) -> dict:
+        path = os.path.abspath(os.path.join(self.cwd, file))
+        name, directory = self._base_for(path)
+        self.used[name] = _dir_uri(directory)
+        relative = os.path.relpath(path, directory).replace(os.sep, "/")
+        return {"uri": urllib.parse.quote(relative), "uriBaseId": name}
+
+    def original(self) -> dict:
+        return {name: {"uri": uri} for name, uri in sorted(self.used.items())}
+
+
 def sarif(run: RunInfo) -> dict:
+    bases = _UriBases(run.cwd)
     rules: list[dict] = []
     index: dict[str, int] = {}
     for r in run.results:
@@ -158,24 +216,24 @@ def sarif(run: RunInfo) -> dict:
             "level": "note" if r.outcome == "xpassed" else SARIF_LEVEL.get(r.gating_level, "warning"),
             "kind": "fail",
             "message": {"text": f"{r.outcome}" + (f" (rule {r.failed_rule})" if r.failed_rule is not None else "") + f": {r.message}"},
-            "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.file.replace(os.sep, "/")},
-                                                "region": {"startLine": max(1, line)}}}],
+            **({"locations": [{"physicalLocation": {"artifactLocation": bases.location(r.file),
+                                                    "region": {"startLine": max(1, line)}}}]} if r.file else {}),
             "properties": {"outcome": r.outcome, "requirement": r.requirement, "section": r.section,
                            **({"failed_rule": r.failed_rule, "failed_level": r.gating_level} if r.failed_rule is not None else {})},
         })
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "aoeconform", "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}},
-            "results": results,
-            "invocations": [_invocation(run)],
-        }],
+    sarif_run: dict = {
+        "tool": {"driver": {"name": "aoeconform", "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}},
+        "results": results,
+        "invocations": [_invocation(run, bases)],
     }
+    if bases.used:
+        sarif_run["originalUriBaseIds"] = bases.original()
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [sarif_run]}
 
 
-def _invocation(run: RunInfo) -> dict:
-    out = {"executionSuccessful": not (run.interrupted or run.aborted), "commandLine": run.manifest.get("command_line", "")}
+def _invocation(run: RunInfo, bases: _UriBases) -> dict:
+    out: dict = {"executionSuccessful": not (run.interrupted or run.aborted), "commandLine": run.manifest.get("command_line", ""),
+                 "workingDirectory": {"uri": _dir_uri(bases.cwd)}}
     if run.stopped:
         out["toolExecutionNotifications"] = [{
             "level": "error" if run.aborted else "note",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -26,6 +27,8 @@ class RunInfo:
     elapsed: float = 0.0
     interrupted: bool = False
     strict: bool = False
+    #: where the run started: relative suite paths in the reports are relative to it
+    cwd: str = field(default_factory=os.getcwd)
     #: why the run ended before every selected case ran: {"reason": ..., "message": ...}
     #: with reason one of STOP_REASONS; None when it ran to the end
     stopped: Optional[dict] = None

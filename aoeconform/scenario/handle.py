@@ -11,7 +11,7 @@ over several targets, which runs the YAML cases through ``run_case``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from aoeconform.wire import Frame, Header
 
@@ -84,7 +84,7 @@ class TargetHandle:
 
     def header(self, command: int, **fields) -> Header:
         """A request header addressed to this target, with a fresh tag; ``fields`` override."""
-        values: dict = dict(dst=self.mac, src=self.src, shelf=self.shelf, slot=self.slot, command=command, tag=self.new_tag())
+        values: dict[str, Any] = dict(dst=self.mac, src=self.src, shelf=self.shelf, slot=self.slot, command=command, tag=self.new_tag())
         values.update(fields)
         return Header(**values)
 

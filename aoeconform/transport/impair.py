@@ -122,8 +122,11 @@ def direction_seed(seed: int, direction: str) -> int:
     return seed * 2 + (0 if direction == SEND else 1)
 
 
-class _Lane:
-    """Queueing for one direction: frames held for reordering and the release schedule."""
+class Lane:
+    """Queueing for one direction: frames held for reordering and the release schedule.
+
+    Pure (the time is an argument): ``ImpairedTransport`` uses two, and so
+    does the lab's impairment bridge."""
 
     def __init__(self, policy: Optional[ImpairmentPolicy], reorder_timeout: float):
         self.policy = policy
@@ -135,12 +138,14 @@ class _Lane:
         self.scheduled: List[Tuple[float, int, bytes]] = []
         self._seq = 0
 
-    def admit(self, frame: bytes, now: float) -> List[bytes]:
-        """Apply a fate to a new frame; return the frames to hand on now, in order."""
+    def admit(self, frame: bytes, now: float, impair: bool = True) -> List[bytes]:
+        """Apply a fate to a new frame; return the frames to hand on now, in order.
+        ``impair=False`` passes it untouched without drawing a fate (a frame
+        outside a filter), though it still counts as passing held frames."""
         counters = self.counters
         counters.seen += 1
         out: List[bytes] = []
-        fate = self.policy.decide() if self.policy is not None else PASS
+        fate = self.policy.decide() if self.policy is not None and impair else PASS
         if fate.drop:
             counters.dropped += 1
         else:
@@ -249,14 +254,14 @@ class ImpairedTransport(Transport):
         self.seed = seed
         self.direction = direction
         self._clock = clock
-        self._lanes: Dict[str, _Lane] = {}
+        self._lanes: Dict[str, Lane] = {}
         for lane in _DIRECTIONS:
             policy = None
             if direction in (lane, BOTH):
                 policy = ImpairmentPolicy(
                     direction_seed(seed, lane), loss, dup, reorder, reorder_depth, delay, jitter
                 )
-            self._lanes[lane] = _Lane(policy, reorder_timeout)
+            self._lanes[lane] = Lane(policy, reorder_timeout)
         self._ready: List[bytes] = []  # received frames released and waiting for recv
         self._ready_pos = 0
 
