@@ -104,12 +104,59 @@ def test_report_paths_are_relative(tmp_path, monkeypatch):
 def test_html_and_manifest(failing_run):
     html = (failing_run[1] / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "basic/ata/write-read" in html
-    assert "expected" in html and "<script" not in html
+    assert "expected" in html
     manifest = json.loads((failing_run[1] / "manifest.json").read_text())
     for key in ("harness_version", "suites", "interface", "mtu", "target", "seed", "command_line", "start_time", "end_time"):
         assert key in manifest
     assert manifest["seed"] == 11 and manifest["suites"][0]["sha256"]
     assert manifest["target"]["model"]
+
+
+def test_html_failure_messages_once_timeline_axis_and_filters(failing_run):
+    """What can be checked without a browser: each failure's message once,
+    a labelled timeline on a time axis, and the filter controls and their data."""
+    import html as htmllib
+    import re
+    from html.parser import HTMLParser
+
+    page = (failing_run[1] / "report.html").read_text()
+    doc = json.loads((failing_run[1] / "report.json").read_text())
+    failing = [c for c in doc["cases"] if c["outcome"] in ("failed", "error", "timeout")]
+    for case in failing:
+        assert page.count(htmllib.escape(case["message"])) == 1, case["id"]
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+    parser = Tags()
+    parser.feed(page)
+    rows = [a for t, a in parser.tags if t == "tr" and "data-outcomes" in a]
+    sections = [a for t, a in parser.tags if t == "section" and "data-outcomes" in a]
+    assert len(rows) == len({c["id"] for c in doc["cases"]}) and len(sections) == len(failing)
+    assert {o for a in rows for o in a["data-outcomes"].split()} == {c["outcome"] for c in doc["cases"]}
+    filters = next(a for t, a in parser.tags if t == "div" and a.get("id") == "filters")
+    assert "hidden" in filters  # shown by the script only: no dead controls without it
+    ticks = {a["data-outcome"] for t, a in parser.tags if t == "input" and a.get("type") == "checkbox"}
+    assert ticks == {c["outcome"] for c in doc["cases"]}
+    assert any(t == "input" and a.get("type") == "search" for t, a in parser.tags)
+    script = page[page.index("<script>") + 8:page.index("</script>")]
+    assert "data-outcomes" in script and "search" in script
+    timeline = page[page.index("<h2>Timeline</h2>"):]
+    labels = re.findall(r'<text[^>]*class="case">([^<]*)<title>', timeline)
+    assert labels == [c["id"] for c in doc["cases"]]
+    ticks_text = re.findall(r'class="tick">([^<]*)<', timeline)
+    assert len(ticks_text) >= 2 and ticks_text[0] in ("0 ms", "0 s") and all(re.fullmatch(r"[\d.]+ m?s", t) for t in ticks_text)
+
+
+def test_timeline_ticks_are_round():
+    from aoeconform.report.html import _tick_step
+
+    assert _tick_step(0.37) == 0.05 and _tick_step(12.0) == 2 and _tick_step(100.0) == 20 and _tick_step(8.0) == 1
 
 
 def test_pcap_and_replay_per_failure(failing_run):

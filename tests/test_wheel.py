@@ -11,52 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 import zipfile
 
 import pytest
 
-from conftest import missing, need_root
+from conftest import need_root
+from wheelbuild import ROOT, build_wheel, ok, pip_install, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache",
-    ".hypothesis", "reports", "fuzz-findings", "*.img",
-)
 #: what setuptools says when the configuration uses something on its way out
 DEPRECATION_MARKS = ("SetuptoolsDeprecationWarning", "BuildBackendWarning", "is deprecated", "!!\n")
 
 
-def _clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AOECONFORM_SUITES", "VIRTUAL_ENV")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
-
-
-def _run(argv, cwd, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout)
-
-
-def _ok(done: subprocess.CompletedProcess, what: str) -> str:
-    assert done.returncode == 0, f"{what} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> str:
-    work = tmp_path_factory.mktemp("wheel")
-    source = work / "src"
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    done = _run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(work / "dist"), str(source)], work)
-    if done.returncode != 0 and "Could not find a version that satisfies" in done.stdout + done.stderr:
-        missing("pip cannot reach PyPI for the build requirements")
-    output = _ok(done, "pip wheel")
-    marks = [m.strip() for m in DEPRECATION_MARKS if m in output + done.stderr]
+def wheel() -> str:
+    built, output = build_wheel()
+    marks = [m.strip() for m in DEPRECATION_MARKS if m in output]
     assert not marks, f"the build warns of deprecations ({marks}):\n{output[-4000:]}"
-    (built,) = list((work / "dist").glob("aoeconform-*.whl"))
-    return str(built)
+    return built
 
 
 def test_wheel_ships_suites_corpus_and_types(wheel):
@@ -77,17 +49,14 @@ def test_wheel_ships_suites_corpus_and_types(wheel):
 def test_wheel_in_a_fresh_venv_runs_the_suites_and_the_fuzzer(wheel, tmp_path):
     need_root()
     venv = tmp_path / "venv"
-    _ok(_run([sys.executable, "-m", "venv", str(venv)], tmp_path), "python -m venv")
+    ok(run([sys.executable, "-m", "venv", str(venv)], tmp_path), "python -m venv")
     python, command = str(venv / "bin" / "python"), str(venv / "bin" / "aoeconform")
-    done = _run([python, "-m", "pip", "install", "-q", wheel], tmp_path)
-    if done.returncode != 0 and "Could not find a version that satisfies" in done.stdout + done.stderr:
-        missing("pip cannot reach PyPI for the wheel's dependencies")
-    _ok(done, "pip install the wheel")
+    pip_install(python, wheel, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
     # the package, its suites and its corpus come from the venv, not the checkout
-    where = _ok(_run([python, "-c", (
+    where = ok(run([python, "-c", (
         "import aoeconform, os\n"
         "from aoeconform.scenario.loader import shipped_suites_dir\n"
         "from aoeconform.fuzz.seeds import default_corpus_dir, load_corpus\n"
@@ -98,8 +67,8 @@ def test_wheel_in_a_fresh_venv_runs_the_suites_and_the_fuzzer(wheel, tmp_path):
     assert suites_dir == os.path.join(package, "suites") and corpus_dir == os.path.join(package, "corpora")
     assert int(seeds) == len([n for n in os.listdir(os.path.join(ROOT, "corpora")) if n.endswith((".hex", ".bin"))])
 
-    done = _run([command, "run", "--bundled", "lab", "--report-dir", "reports", "--seed", "7"], elsewhere)
-    _ok(done, "aoeconform run (installed)")
+    done = run([command, "run", "--bundled", "lab", "--report-dir", "reports", "--seed", "7"], elsewhere)
+    ok(done, "aoeconform run (installed)")
     report = json.loads((elsewhere / "reports" / "report.json").read_text())
     summary = report["summary"]
     assert summary["passed"] > 200 and summary["failed"] == 0 and summary["errors"] == 0, summary
@@ -108,6 +77,6 @@ def test_wheel_in_a_fresh_venv_runs_the_suites_and_the_fuzzer(wheel, tmp_path):
     for name in ("junit.xml", "report.html", "report.sarif", "manifest.json"):
         assert (elsewhere / "reports" / name).is_file(), name
 
-    done = _run([command, "fuzz", "--in-memory", "--cases", "500", "--seed", "3", "--out", "findings"], elsewhere)
-    out = _ok(done, "aoeconform fuzz (installed)")
+    done = run([command, "fuzz", "--in-memory", "--cases", "500", "--seed", "3", "--out", "findings"], elsewhere)
+    out = ok(done, "aoeconform fuzz (installed)")
     assert "500 cases" in out + done.stderr and "0 finding" in out + done.stderr, out + done.stderr

@@ -9,7 +9,8 @@ from aoeconform.errors import EXIT_OK, UsageError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="compare several runs side by side (one column per target)")
-    p.add_argument("reports", nargs="+", metavar="REPORT", help="report directories (or their report.json)")
+    p.add_argument("reports", nargs="+", metavar="REPORT",
+                   help="report directories (or their report.json); a fleet report (`run` over several targets) counts as its targets' runs")
     p.add_argument("--label", action="append", default=[], metavar="NAME",
                    help="column name for each report, in order (default: the target's IDENTIFY model and firmware)")
     p.add_argument("--all", action="store_true", help="list every case, not only those whose outcomes differ")
@@ -18,15 +19,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from aoeconform.report.compare import html, load_run, text
+    from aoeconform.report.compare import html, load_runs, text
     from aoeconform.report.formats import write_atomic
 
-    if len(args.reports) < 2:
-        raise UsageError("name at least two reports to compare")
-    if args.label and len(args.label) != len(args.reports):
-        raise UsageError(f"{len(args.label)} --label for {len(args.reports)} reports; give one per report or none")
-    labels = args.label or [""] * len(args.reports)
-    runs = [load_run(path, label) for path, label in zip(args.reports, labels)]
+    runs = [run for path in args.reports for run in load_runs(path)]
+    if len(runs) < 2:
+        raise UsageError("name at least two reports to compare (or a fleet report of several targets)")
+    if args.label:
+        if len(args.label) != len(runs):
+            raise UsageError(f"{len(args.label)} --label for {len(runs)} runs; give one per run or none")
+        for run, label in zip(runs, args.label):
+            run.label = label
     if len({r.label for r in runs}) < len(runs):  # same target twice: tell the columns apart by directory
         for r in runs:
             r.label = f"{r.label} ({os.path.basename(os.path.dirname(os.path.abspath(r.path)))})"

@@ -48,7 +48,11 @@ def register(subparsers) -> None:
                                           "without --target, against the bundled reference target.",
                               epilog=OUTPUT_HELP + "\n\n" + EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suites", nargs="*", metavar="SUITE", help=SUITES_HELP)
-    p.add_argument("--target", metavar="IF[:S.N]", help="interface, and shelf.slot when several targets answer there")
+    p.add_argument("--target", action="append", metavar="IF[:S.N]",
+                   help="interface, and shelf.slot when several targets answer there; repeat it to run over several "
+                        "targets (one report for the fleet); `bundled[:QUIRK,...]` is a reference target of its own")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes; each owns a target at a time (a lone bundled target: each worker starts its own)")
     p.add_argument("--report-dir", default="reports", metavar="DIR", help="where reports go (default: reports/)")
     add_selection_flags(p)
     g = p.add_argument_group("run")
@@ -59,7 +63,8 @@ def register(subparsers) -> None:
     g.add_argument("--lba-window", metavar="START:COUNT", help="writes stay inside these sectors (default: the whole disk)")
     g.add_argument("--seed", type=int, metavar="N", help="seed for data patterns and shuffles (default: random, printed)")
     g.add_argument("--repeat", type=int, default=1, metavar="N", help="run each case N times")
-    g.add_argument("--restart-cmd", metavar="CMD", help="command that restarts the target when it stops answering")
+    g.add_argument("--restart-cmd", action="append", metavar="CMD",
+                   help="command that restarts the target when it stops answering (several targets: once for all, or once per --target)")
     g.add_argument("--second-iface", metavar="IF", help="second interface for the second initiator MAC (default: a spoofed source MAC on the same interface)")
     g.add_argument("--linux", action="store_true",
                    help="run the cases with `linux` steps: the kernel's AoE driver boots in user-mode Linux on a link "
@@ -177,6 +182,10 @@ def run(args) -> int:
 
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
+    if _fleet_run(args):
+        from .fleet import run_fleet
+
+        return run_fleet(args)
     window = parse_window(args.lba_window)
     suites, cases, chosen, expectations = prepare(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
@@ -260,6 +269,24 @@ class _MaxFail:
             self.failing += 1
             if self.failing >= self.limit:
                 raise _MaxFailReached(result.name)
+
+
+def _fleet_run(args) -> bool:
+    """Several targets or workers: the fleet runner. One target: ``args`` as before
+    (a single --target and --restart-cmd as strings, ``bundled[:QUIRKS]`` as the bundled target)."""
+    targets, restarts = args.target or [], args.restart_cmd or []
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if len(targets) > 1 or args.workers > 1:
+        return True
+    if len(restarts) > 1:
+        raise UsageError(f"--restart-cmd is given {len(restarts)} times for one target")
+    args.restart_cmd = restarts[0] if restarts else None
+    args.target = targets[0] if targets else None
+    if args.target == "bundled" or (args.target or "").startswith("bundled:"):
+        args.quirk = list(args.quirk) + [q for q in args.target.partition(":")[2].split(",") if q]
+        args.target = None
+    return False
 
 
 def _print_summary(run_info, report_dir: str) -> None:

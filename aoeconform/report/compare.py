@@ -26,6 +26,21 @@ class Run:
     summary: dict
 
 
+def load_runs(path: str, label: str = "") -> list[Run]:
+    """The run a report names, or each target's run when it is a fleet report."""
+    from .fleet import fleet_runs, is_fleet
+
+    file = os.path.join(path, "report.json") if os.path.isdir(path) else path
+    try:
+        with open(file, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        doc = None  # load_run names the problem
+    if is_fleet(doc):
+        return fleet_runs(file, doc)
+    return [load_run(path, label)]
+
+
 def load_run(path: str, label: str = "") -> Run:
     file = os.path.join(path, "report.json") if os.path.isdir(path) else path
     try:
@@ -100,7 +115,7 @@ def _cell(outcome: str) -> str:
     return f'<td><span class="o" style="background:{colour}">{escape(outcome)}</span></td>' if outcome != "-" else "<td class=muted>-</td>"
 
 
-def html(runs: list[Run], only_differences: bool = False) -> str:
+def html(runs: list[Run], only_differences: bool = False, title: str = "aoeconform comparison") -> str:
     heads = "".join(f"<th>{escape(r.label)}<br><span class=muted>{escape(os.path.dirname(r.path) or r.path)}</span></th>" for r in runs)
     rule_html = "".join(
         f"<tr><td>{n}</td><td>§{escape(str(row.get('section', '')))}</td><td>{escape(row.get('title', ''))}</td>"
@@ -113,8 +128,8 @@ def html(runs: list[Run], only_differences: bool = False) -> str:
         for case_id, case, outcomes in case_rows(runs, only_differences)
     )
     return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>aoeconform comparison</title>"
-        f"<style>{CSS}</style></head><body><h1>aoeconform comparison</h1>"
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
         f"<h2>Rules</h2><table><tr><th>rule</th><th>section</th><th>requirement</th>{heads}</tr>{rule_html}</table>"
         f"<h2>Cases</h2><table><tr><th>case</th><th>level</th><th>requirement</th>{heads}</tr>{case_html}</table>"
         "</body></html>\n"
