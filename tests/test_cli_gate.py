@@ -35,6 +35,8 @@ def test_unreachable_lab_target_leaves_reports(make_lab, tmp_path, capsys):
     root, errors = junit_errors(tmp_path)
     assert len(root.findall(".//testcase")) == 1 and len(errors) == 1
     assert errors[0].get("type") == "target_unreachable" and lab.host_if in errors[0].get("message")
+    assert main(["run", FIXTURE, "--last-failed", str(tmp_path), "--report-dir", str(tmp_path / "again")]) == 2
+    assert "no case failed or errored in that run (0 cases); it stopped early (target_unreachable" in capsys.readouterr().err
     sarif = check_sarif_file(tmp_path / "report.sarif")
     invocation = sarif["runs"][0]["invocations"][0]
     assert invocation["executionSuccessful"] is False

@@ -66,7 +66,7 @@ def test_sarif(failing_run):
         base = run["originalUriBaseIds"][loc["artifactLocation"]["uriBaseId"]]["uri"]
         resolved = urllib.parse.unquote(urllib.parse.urlparse(base + loc["artifactLocation"]["uri"]).path)
         assert os.path.samefile(resolved, FIXTURE)
-    assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == pathlib.Path(os.getcwd()).as_uri().rstrip("/") + "/"
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == pathlib.Path(os.getcwd()).as_uri().rstrip("/") + "/"
 
 
 def test_report_paths_are_relative(tmp_path, monkeypatch):
@@ -88,9 +88,9 @@ def test_report_paths_are_relative(tmp_path, monkeypatch):
     assert not sarif_problems(doc)
     run = doc["runs"][0]
     locations = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in run["results"]]
-    assert locations[0] == {"uri": "suites/a%20b.yaml", "uriBaseId": "SRCROOT"}
+    assert locations[0] == {"uri": "suites/a%20b.yaml", "uriBaseId": "%SRCROOT%"}
     assert locations[1]["uriBaseId"] == "ROOT" and locations[1]["uri"].endswith("elsewhere/b.yaml")
-    assert set(run["originalUriBaseIds"]) == {"SRCROOT", "ROOT"}
+    assert set(run["originalUriBaseIds"]) == {"%SRCROOT%", "ROOT"}
     assert run["invocations"][0]["workingDirectory"]["uri"] == work.as_uri() + "/"
     # and the checker does catch what it is for
     broken = json.loads(json.dumps(doc))

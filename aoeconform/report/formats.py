@@ -157,9 +157,10 @@ class _UriBases:
     """SARIF artifact locations as a relative uri plus a ``uriBaseId`` (§3.4.4),
     with the bases' absolute uris in the run's ``originalUriBaseIds``.
 
-    SRCROOT is the directory the run started in: code scanning (GitHub) and
+    %SRCROOT% is the directory the run started in: code scanning (GitHub) and
     other viewers resolve relative uris against the checkout, which is where a
-    CI job runs aoeconform, so suites in the repository open in place. Shipped
+    CI job runs aoeconform, so suites in the repository open in place; the
+    name is the one CodeQL and most producers use for that base. Shipped
     suites outside it are relative to SUITES (the shipped suites directory);
     anything else to ROOT (/), still relative."""
 
@@ -171,7 +172,7 @@ class _UriBases:
         from aoeconform.scenario.loader import shipped_suites_dir
 
         shipped: Optional[str] = shipped_suites_dir()
-        for name, directory in (("SRCROOT", self.cwd), ("SUITES", os.path.abspath(shipped) if shipped else None)):
+        for name, directory in (("%SRCROOT%", self.cwd), ("SUITES", os.path.abspath(shipped) if shipped else None)):
             if directory and (path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)):
                 return name, directory
         return "ROOT", os.sep

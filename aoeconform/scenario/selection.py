@@ -184,5 +184,7 @@ def last_failed_ids(report_dir: str) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{where}: {path} is not a report of aoeconform run ({type(exc).__name__}: {exc})") from None
     if not ids:
-        raise UsageError(f"{where}: no case failed or errored in that run ({len(cases)} cases); nothing to rerun")
+        stopped = (doc.get("run") or {}).get("stopped") or {}
+        why = f"; it stopped early ({stopped.get('reason')}: {stopped.get('message', '')[:200]})" if stopped else ""
+        raise UsageError(f"{where}: no case failed or errored in that run ({len(cases)} cases){why}; nothing to rerun")
     return list(dict.fromkeys(ids))
