@@ -14,7 +14,7 @@ import sys
 from typing import Callable, Optional
 
 from aoeconform.cli.argtypes import integer, seconds
-from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
+from aoeconform.errors import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, UsageError
 
 COMMANDS = ("ata", "config", "mask", "reserve", "all")
 
@@ -29,7 +29,11 @@ def register(subparsers) -> None:
         "Findings are saved under --out as JSON (hex frames) and pcap, shrunk to a minimal reproducer. "
         "Writes are off unless --allow-write. Needs root or CAP_NET_RAW for an interface.",
     )
-    p.add_argument("--target", metavar="IF[:S.N]", help="interface, and the target's shelf.slot if several answer")
+    p.add_argument("--target", action="append", metavar="IF[:S.N]",
+                   help="interface, and the target's shelf.slot if several answer; repeat it to fuzz several targets at once, one worker each")
+    p.add_argument("--workers", type=integer(1), default=1, metavar="N",
+                   help="worker processes, each owning one target (with --in-memory: a reference target each); "
+                        "the cases are split between them and the findings merged")
     p.add_argument("--in-memory", action="store_true", help="fuzz the bundled reference target in this process instead (no root needed)")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="with --in-memory: give the reference target a defect (see `aoeconform target --list-quirks`)")
     limit = p.add_mutually_exclusive_group()
@@ -38,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=integer(0), metavar="N", help="seed of the case sequence (default: random, printed)")
     p.add_argument("--corpus", metavar="DIR", help="seed frames (*.hex, *.bin); default corpora/ next to the package, plus generated seeds")
     p.add_argument("--out", metavar="DIR", default="fuzz-findings", help="where findings are saved (default ./fuzz-findings)")
-    p.add_argument("--restart-cmd", metavar="CMD", help="shell command that restarts the target after it stops answering")
+    p.add_argument("--restart-cmd", action="append", metavar="CMD",
+                   help="shell command that restarts the target after it stops answering (several targets: once for all, or once per --target)")
     p.add_argument("--command", choices=COMMANDS, default="all", help="which AoE command to fuzz (default all)")
     p.add_argument("--allow-write", action="store_true", help="let WRITE SECTORS (EXT) through, inside --lba-window only")
     p.add_argument("--lba-window", metavar="START:COUNT", help="sectors writes may touch (default: 64 in the middle of the disk)")
@@ -97,6 +102,12 @@ def run(args) -> int:
 
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
+    targets, restarts = args.target or [], args.restart_cmd or []
+    if args.workers > 1 or len(targets) > 1:
+        return _run_parallel(args, targets, restarts)
+    if len(restarts) > 1:
+        raise UsageError(f"--restart-cmd is given {len(restarts)} times for one target")
+    args.target, args.restart_cmd = (targets[0] if targets else None), (restarts[0] if restarts else None)
     if args.quirk and not args.in_memory:
         raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
     if bool(args.target) == bool(args.in_memory):
@@ -144,3 +155,66 @@ def run(args) -> int:
             reference.close()
         else:
             transport.close()
+
+
+def _run_parallel(args, targets: list, restarts: list) -> int:
+    """--workers N or several --target: the cases split by index, findings merged."""
+    import time
+
+    from aoeconform.fuzz import Fuzzer, WritePolicy
+    from aoeconform.fuzz import findings as findings_mod
+    from aoeconform.fuzz.parallel import merge_findings, run_parallel
+
+    if args.replay:
+        raise UsageError("--replay sends one finding to one target; leave out --workers and name one --target")
+    if args.quirk and not args.in_memory:
+        raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
+    if bool(targets) == bool(args.in_memory):
+        raise UsageError("name the targets with --target IF[:SHELF.SLOT], or use --in-memory")
+    if targets and len(restarts) not in (0, 1, len(targets)):
+        raise UsageError(f"--restart-cmd is given {len(restarts)} times for {len(targets)} targets: once for all, or once per --target")
+    workers = args.workers if args.in_memory else len(targets)
+    if targets and args.workers not in (1, len(targets)):
+        print(f"aoeconform fuzz: {len(targets)} targets, so {len(targets)} workers (a target is owned by one worker)", flush=True)
+    seeds = _seeds(args)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+
+    def open_target(k):
+        if args.in_memory:
+            from aoeconform.fuzz.local import ReferenceTarget
+            from aoeconform.target.quirks import check_quirks
+
+            reference = ReferenceTarget(check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip()))
+            return reference.host, reference.info, reference.restart, reference.close
+        transport, info = _open_interface(targets[k])
+        command = restarts[k] if len(restarts) > 1 else (restarts[0] if restarts else None)
+        return transport, info, _restart_hook(command) if command else None, transport.close
+
+    def make_fuzzer(transport, info, restart):
+        policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
+        return Fuzzer(transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=None, restart=restart,
+                      health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None)
+
+    where = "reference targets in memory" if args.in_memory else ", ".join(targets)
+    print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed}); {workers} workers; {where}", flush=True)
+    began = time.monotonic()
+    results, errors = run_parallel(workers, open_target=open_target, make_fuzzer=make_fuzzer, cases=args.cases, seconds=args.seconds)
+    wall = time.monotonic() - began
+    for k, result in enumerate(results):
+        if not args.quiet:
+            print(f"  worker {k}{'' if args.in_memory else ' (' + targets[k] + ')'}: {result.summary()}")
+    merged = merge_findings(results)
+    for f in merged:
+        if args.out:
+            findings_mod.save(f, args.out)
+    total = sum(r.cases for r in results)
+    found = sum(len(r.findings) for r in results)
+    print(f"{total} cases in {wall:.1f} s wall ({total / wall if wall else 0:.0f}/s) on {workers} workers; "
+          f"{found} finding(s) from the workers, {len(merged)} after merging; seed {seed}")
+    for f in merged:
+        print(f"  {f.summary()} x{f.count}" + (f" -> {f.paths[0]}" if f.paths else ""))
+    for error in errors:
+        print(f"aoeconform fuzz: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_INTERNAL
+    return EXIT_FAILURES if merged else EXIT_OK
