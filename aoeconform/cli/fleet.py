@@ -35,7 +35,9 @@ def run_fleet(args) -> int:
     targets = parse_targets(args.target or ["bundled"], args.restart_cmd or [], args.quirk)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     by_id = {c.id: c for c in cases}
-    runs, writers, columns = [], [], []
+    runs: list[RunInfo] = []
+    writers: list[ReportWriter] = []
+    columns: list[dict] = []  # one per target: label, report dir, facts, workers, error
     names = set()
     for t in targets:
         name = target_dir_name(t.label)

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     g.add_argument("--restart-cmd", action="append", metavar="CMD",
                    help="command that restarts the target when it stops answering (several targets: once for all, or once per --target)")
     g.add_argument("--second-iface", metavar="IF", help="second interface for the second initiator MAC (default: a spoofed source MAC on the same interface)")
+    g.add_argument("--linux", action="store_true",
+                   help="run the cases with `linux` steps: the kernel's AoE driver boots in user-mode Linux on a link "
+                   "bridged to the target (root, `apt-get install user-mode-linux`; a few seconds per case)")
     g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
     g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s; 0.05 s for the bundled target "
                         "and for a target behind an `aoeconform lab` veth pair)")
@@ -200,7 +203,7 @@ def run(args) -> int:
             floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
             options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                                  step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
-                                 expected_failures=expectations, observe=_observe(args))
+                                 expected_failures=expectations, observe=_observe(args), linux=args.linux)
             engine = Engine(endpoint, options)
             facts = engine.probe()
             if window is not None and facts.capacity and window[0] + window[1] > facts.capacity:

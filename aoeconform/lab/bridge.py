@@ -103,6 +103,11 @@ class BridgeSpec:
     def as_dict(self) -> Dict:
         return asdict(self)
 
+    @property
+    def impairs(self) -> bool:
+        return any(getattr(d, name) for d in (self.to_target, self.to_initiator)
+                   for name in ("loss", "dup", "reorder", "delay", "jitter"))
+
     @classmethod
     def from_dict(cls, data: Dict) -> "BridgeSpec":
         return cls(seed=int(data.get("seed", 0)), to_target=Impairment(**data.get("to_target", {})),

@@ -24,7 +24,7 @@ from aoeconform.errors import UsageError
 
 from .bridge import BridgeCore, BridgeSpec
 from .capture import Capture
-from .netns import BridgedLab, Lab, TargetProcess, make_sparse_image
+from .netns import GuestLink, Lab, TargetProcess, make_sparse_image
 from .uml import WARM_HANDSHAKE, DriverParams, GuestResult, LinuxGuest, standard_steps
 from .wirestats import WireCounts, analyse
 from .workload import WorkloadSpec, expected_region
@@ -189,23 +189,30 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
     target_proc: Dict[str, TargetProcess] = {}
     image_path = os.path.join(workdir, "disk.img")
     events: List[str] = []
+    restart_target: Optional[Callable[[], None]] = None
     try:
         if run.in_lab:
-            lab = (BridgedLab if run.bridge is not None else Lab)(lab_name(), mtu=run.mtu).up()
+            lab = Lab(lab_name(), mtu=run.mtu).up()
             make_sparse_image(image_path, run.image_bytes)
             iface, shelf, slot = lab.host_if, run.shelf, run.slot
-            if isinstance(lab, BridgedLab):
-                iface = lab.initiator_if
             log_path = os.path.join(workdir, "target.log")
+            the_lab = lab
 
             def start_target() -> None:
                 if run.target == VBLADE:
-                    target_proc["proc"] = lab.start_vblade(shelf, slot, image_path, log_path=log_path)
+                    target_proc["proc"] = the_lab.start_vblade(shelf, slot, image_path, log_path=log_path)
                 else:
-                    target_proc["proc"] = lab.start_reference_target(shelf, slot, image_path, quirks=run.quirks,
-                                                                     log_path=log_path)
+                    target_proc["proc"] = the_lab.start_reference_target(shelf, slot, image_path, quirks=run.quirks,
+                                                                         log_path=log_path)
+
+            def restart() -> None:
+                proc = target_proc.pop("proc", None)
+                if proc is not None:
+                    proc.stop()
+                start_target()
 
             start_target()
+            restart_target = restart
             description = ("Debian vblade" if run.target == VBLADE else "bundled reference target"
                            + (f" with quirks {','.join(run.quirks)}" if run.quirks else "")) + f" in lab {lab.name}"
         else:
@@ -216,24 +223,69 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
                 shelf, slot = user_shelf, user_slot
             description = f"{iface}:{shelf}.{slot}"
 
-        def restart_target() -> None:
-            if not run.in_lab:  # start_target is defined only there
-                raise UsageError("restarting needs a target in a lab (bundled or vblade)")
-            proc = target_proc.pop("proc", None)
-            if proc is not None:
-                proc.stop()
-            events.append("target stopped")
-            start_target()
-            events.append("target restarted")
+        report = drive_guest(iface, shelf, slot, run, description, restart=restart_target, during=during,
+                             workdir=workdir, events=events)
+        proc = target_proc.pop("proc", None)
+        if proc is not None:
+            proc.stop()  # everything it acknowledged is in the file now
+            report.target_log = proc.log_tail(3)
+        if (run.in_lab and run.workload is not None and run.steps is None
+                and report.guest.workload and not report.guest.workload.get("error")):
+            report.image_matches, report.image_detail = _check_image(image_path, run.workload)
+        return report
+    finally:
+        for proc in target_proc.values():
+            proc.stop()
+        if lab is not None:
+            lab.down()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
-        if run.impair_from not in ("boot", "workload"):
-            raise UsageError(f"impair_from {run.impair_from!r}: use boot or workload")
-        steps = run.steps if run.steps is not None else standard_steps(
-            run.params, asdict(run.workload) if run.workload is not None else None, run.device_timeout,
-            warmup=run.warmup if run.bridge is not None and run.impair_from == "workload" else 0)
-        bridge = _Bridge(lab, run.bridge, run.pcap, steps, workdir) if isinstance(lab, BridgedLab) and run.bridge else None
-        capture = Capture(iface, run.pcap) if bridge is None else None
-        guest = LinuxGuest(iface, steps, shelf=shelf, slot=slot, mtu=run.mtu, timeout=run.timeout,
+
+def drive_guest(
+    iface: str,
+    shelf: int,
+    slot: int,
+    run: LinuxRun,
+    description: str,
+    *,
+    restart: Optional[Callable[[], None]] = None,
+    during: Optional[DuringHook] = None,
+    workdir: str,
+    events: Optional[List[str]] = None,
+) -> LinuxReport:
+    """Boot the guest for a target reached through ``iface``: on ``iface`` itself
+    (frames captured there), or with ``run.bridge`` on a guest link of its own
+    whose bridge forwards to ``iface``. Everything it made is gone afterwards."""
+    events = events if events is not None else []
+    if run.impair_from not in ("boot", "workload"):
+        raise UsageError(f"impair_from {run.impair_from!r}: use boot or workload")
+
+    def restart_target() -> None:
+        if restart is None:
+            raise UsageError("restarting needs a target the harness can restart (a lab target)")
+        events.append("target stopped")
+        restart()
+        events.append("target restarted")
+
+    steps = run.steps if run.steps is not None else standard_steps(
+        run.params, asdict(run.workload) if run.workload is not None else None, run.device_timeout,
+        warmup=run.warmup if run.bridge is not None and run.bridge.impairs and run.impair_from == "workload" else 0)
+    link: Optional[GuestLink] = None
+    bridge: Optional[BridgeThread] = None
+    capture: Optional[Capture] = None
+    frames: List = []
+    try:
+        if run.bridge is not None:
+            link = GuestLink(lab_name(), run.mtu).up()
+            # off until the guest's warm-up handshake, if its steps have one
+            bridge = BridgeThread(link.bridge_if, iface, run.bridge, run.pcap, workdir,
+                                  enabled=not any(step.get("file") == WARM_HANDSHAKE for step in steps))
+            guest_iface = link.initiator_if
+        else:
+            capture = Capture(iface, run.pcap)
+            guest_iface = iface
+        guest = LinuxGuest(guest_iface, steps, shelf=shelf, slot=slot, mtu=run.mtu, timeout=run.timeout,
                            workdir=os.path.join(workdir, "guest"))
         try:
             guest.start()
@@ -252,37 +304,24 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
                 frames = capture.stop()
             if bridge is not None:
                 bridge.stop()
-        if bridge is not None:
-            wire = analyse(bridge.initiator_frames(), bridge.target_frames())
-            report = LinuxReport(run, result, wire, target=description + ", through the impairment bridge",
-                                 events=events, bridge=bridge.core.counters())
-        else:
-            assert capture is not None
-            report = LinuxReport(run, result, analyse(frames), target=description,
-                                 capture_drops=capture.kernel_drops, events=events)
-        proc = target_proc.pop("proc", None)
-        if proc is not None:
-            proc.stop()  # everything it acknowledged is in the file now
-            report.target_log = proc.log_tail(3)
-            if not proc.alive() and proc.popen.returncode not in (0, -15, None) and run.target == BUNDLED:
-                events.append(f"target exited with status {proc.popen.returncode}")
-        if (run.in_lab and run.workload is not None and run.steps is None
-                and report.guest.workload and not report.guest.workload.get("error")):
-            report.image_matches, report.image_detail = _check_image(image_path, run.workload)
-        return report
     finally:
-        for proc in target_proc.values():
-            proc.stop()
-        if lab is not None:
-            lab.down()
-        if own_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if link is not None:
+            link.down()
+    if bridge is not None:
+        wire = analyse(bridge.initiator_frames(), bridge.target_frames())
+        return LinuxReport(run, result, wire, target=description + ", through the impairment bridge",
+                           events=events, bridge=bridge.core.counters())
+    assert capture is not None
+    return LinuxReport(run, result, analyse(frames), target=description, capture_drops=capture.kernel_drops,
+                       events=events)
 
 
-class _Bridge:
-    """The impairment bridge in a thread between a BridgedLab's two links, recording both sides."""
+class BridgeThread:
+    """The impairment bridge in a thread between an initiator's link and the target's,
+    recording both sides; impairments apply once ``core.enabled`` is set."""
 
-    def __init__(self, lab: BridgedLab, spec: BridgeSpec, pcap: Optional[str], steps: List[Dict], workdir: str) -> None:
+    def __init__(self, initiator_if: str, target_if: str, spec: BridgeSpec, pcap: Optional[str], workdir: str,
+                 enabled: bool = True) -> None:
         import threading
 
         from .bridge import serve
@@ -290,15 +329,14 @@ class _Bridge:
         self.initiator_pcap = pcap or os.path.join(workdir, "initiator.pcap")
         self.target_pcap = os.path.splitext(self.initiator_pcap)[0] + "-target.pcap"
         self.core = BridgeCore(spec)
-        # off until the guest's warm-up handshake, if its steps have one
-        self.core.enabled = not any(step.get("file") == WARM_HANDSHAKE for step in steps)
+        self.core.enabled = enabled
         self.error = ""
         self._stop = threading.Event()
         ready = threading.Event()
 
         def forward() -> None:
             try:
-                serve(lab.bridge_if, lab.host_if, spec, stop=self._stop, ready=ready, core=self.core,
+                serve(initiator_if, target_if, spec, stop=self._stop, ready=ready, core=self.core,
                       initiator_pcap=self.initiator_pcap, target_pcap=self.target_pcap)
             except Exception as exc:  # reported by start-up or in the result
                 self.error = f"{type(exc).__name__}: {exc}"

@@ -416,8 +416,49 @@ class Lab:
         return f"Lab(name={self.name!r}, mtu={self.mtu})"
 
 
+class GuestLink:
+    """A veth pair in the host namespace for an initiator that is not ours:
+    it attaches to ``initiator_if`` (``<name>g``); a bridge forwards between
+    ``bridge_if`` (``<name>b``) and the link that reaches the target."""
+
+    def __init__(self, name: str, mtu: int = DEFAULT_MTU) -> None:
+        _check_name(name)
+        self.name = name
+        self.mtu = mtu
+        self.initiator_if = f"{name}g"
+        self.bridge_if = f"{name}b"
+
+    def exists(self) -> bool:
+        return _ip("link", "show", "dev", self.initiator_if, check=False).returncode == 0
+
+    def up(self) -> "GuestLink":
+        require_root("creating a guest link")
+        self.down()
+        try:
+            _ip("link", "add", self.initiator_if, "mtu", str(self.mtu), "type", "veth",
+                "peer", "name", self.bridge_if, "mtu", str(self.mtu))
+            for iface in (self.initiator_if, self.bridge_if):
+                Lab._quiet_ipv6(iface)
+                _ip("link", "set", "dev", iface, "up")
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        if self.exists():
+            # deleting one end of a veth pair deletes the other
+            _ip("link", "del", "dev", self.initiator_if, check=False)
+
+    def __enter__(self) -> "GuestLink":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+
 class BridgedLab(Lab):
-    """A lab with a second veth pair for an initiator that is not ours::
+    """A lab with a guest link for an initiator that is not ours::
 
         initiator on <name>g ══ <name>b ─[bridge]─ <name>h ══ <name>t (netns, target)
 
@@ -427,23 +468,17 @@ class BridgedLab(Lab):
 
     def __init__(self, name: str = DEFAULT_NAME, mtu: int = DEFAULT_MTU) -> None:
         super().__init__(name, mtu)
-        self.initiator_if = f"{name}g"
-        self.bridge_if = f"{name}b"
-
-    def _initiator_link_exists(self) -> bool:
-        return _ip("link", "show", "dev", self.initiator_if, check=False).returncode == 0
+        self.link = GuestLink(name, mtu)
+        self.initiator_if = self.link.initiator_if
+        self.bridge_if = self.link.bridge_if
 
     def exists(self) -> bool:
-        return super().exists() or self._initiator_link_exists()
+        return super().exists() or self.link.exists()
 
     def up(self) -> "BridgedLab":
         super().up()
         try:
-            _ip("link", "add", self.initiator_if, "mtu", str(self.mtu), "type", "veth",
-                "peer", "name", self.bridge_if, "mtu", str(self.mtu))
-            for iface in (self.initiator_if, self.bridge_if):
-                self._quiet_ipv6(iface)
-                _ip("link", "set", "dev", iface, "up")
+            self.link.up()
         except BaseException:
             self.down()
             raise
@@ -451,8 +486,7 @@ class BridgedLab(Lab):
 
     def down(self) -> None:
         super().down()
-        if self._initiator_link_exists():
-            _ip("link", "del", "dev", self.initiator_if, check=False)
+        self.link.down()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -64,7 +64,7 @@ class WorkloadSpec:
         return cls(**known)
 
 
-def _sequential_block(spec: WorkloadSpec, pos: int) -> bytes:
+def sequential_block(spec: WorkloadSpec, pos: int) -> bytes:
     """The seq phase's data for the block at ``pos`` (generated per block, so the
     guest never holds the whole region: page faults are dear in user-mode Linux)."""
     n = min(spec.block, spec.size - pos)
@@ -83,7 +83,7 @@ def random_writes(spec: WorkloadSpec) -> List[Tuple[int, bytes]]:
     return writes
 
 
-class _Expected:
+class ExpectedRegion:
     """What each block of the region holds after the seq and random phases."""
 
     def __init__(self, spec: WorkloadSpec, writes: List[Tuple[int, bytes]]) -> None:
@@ -95,7 +95,7 @@ class _Expected:
                 self.overlaps.setdefault(index, []).append((start, data))
 
     def block(self, pos: int) -> bytes:
-        data = bytearray(_sequential_block(self.spec, pos))
+        data = bytearray(sequential_block(self.spec, pos))
         end = pos + len(data)
         for start, written in self.overlaps.get(pos // self.spec.block, ()):
             lo, hi = max(start, pos), min(start + len(written), end)
@@ -105,7 +105,7 @@ class _Expected:
 
 def expected_region(spec: WorkloadSpec) -> bytes:
     """The region's contents after the seq and random phases."""
-    expected = _Expected(spec, random_writes(spec))
+    expected = ExpectedRegion(spec, random_writes(spec))
     return b"".join(expected.block(pos) for pos in range(0, spec.size, spec.block))
 
 
@@ -184,7 +184,7 @@ def run_workload(
     """Write, overwrite and read back ``spec``'s region of ``path``."""
     result = WorkloadResult(spec=asdict(spec))
     writes = random_writes(spec)
-    expected = _Expected(spec, writes)
+    expected = ExpectedRegion(spec, writes)
     fd = open_device(path, direct)
     mapping = _aligned(spec.block)
     buf = memoryview(mapping)
@@ -196,7 +196,7 @@ def run_workload(
             on_phase("seq")
         start = clock()
         for pos in range(0, spec.size, spec.block):
-            chunk = _sequential_block(spec, pos)
+            chunk = sequential_block(spec, pos)
             buf[:len(chunk)] = chunk
             _pwrite_all(fd, buf[:len(chunk)], spec.offset + pos)
             phase.bytes += len(chunk)

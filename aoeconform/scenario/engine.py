@@ -138,6 +138,8 @@ class RunOptions:
     #: after the cases, report what the harness noticed on its own (observed/...):
     #: "all" of it, only "failures" (a filtered run keeps its list of cases), or nothing
     observe: str = ""
+    #: --linux: cases with `linux` steps boot the kernel's AoE driver (user-mode Linux)
+    linux: bool = False
 
 
 @dataclass
@@ -171,6 +173,7 @@ class Engine:
         self.elapsed = 0.0
         self.results: list[R.CaseResult] = []
         self.load_available = True
+        self._linux_problem: Optional[str] = None
         #: raw replies to the start-up probes, judged by observed_results()
         self.probe_replies: list[bytes] = []
         self._probing = False
@@ -288,7 +291,18 @@ class Engine:
             "load": self.load_available,
             "check_power": f.check_power,
             "flush": f.flush,
+            "linux": self.linux_available,
         }
+
+    @property
+    def linux_available(self) -> bool:
+        if not self.options.linux:
+            return False
+        if self._linux_problem is None:
+            from .linux import linux_problem
+
+            self._linux_problem = linux_problem(self.endpoint)
+        return not self._linux_problem
 
     def window(self) -> tuple[int, int]:
         if self.options.lba_window is not None:
@@ -387,6 +401,10 @@ class Engine:
             reason = CAPABILITY_SKIP.get(missing[0], R.UNSUPPORTED)
             result.outcome, result.skip_reason = R.SKIPPED, reason
             result.message = f"{reason}: needs {', '.join(missing)}" + (" (add --allow-write)" if "writes" in missing and not self.options.allow_write else "")
+            if "linux" in missing:
+                result.skip_reason = R.NOT_PERMITTED if not self.options.linux else R.UNSUPPORTED
+                result.message = (f"{result.skip_reason}: boots the Linux AoE driver in user-mode Linux (add --linux)"
+                                  if not self.options.linux else f"{R.UNSUPPORTED}: {self._linux_problem}")
             return result
         if self.dead_since is not None:
             if self._alive(attempts=1):  # one try per case while it stays dead
@@ -794,6 +812,13 @@ class _CaseContext:
             else:
                 self.variables[name] = byte_value(value, self.variables, seed=self.engine.options.seed, what=f"set.{name}")
         return []
+
+    def step_linux(self, body, step: Step) -> list[Verdict]:
+        from .linux import run_linux_step
+
+        region = self._region(body.get("lba", "$lba_base"), body.get("sectors", 64))
+        self._check_write_allowed(*region)
+        return run_linux_step(self.engine, body, region, body.get("timeout") or step.timeout)
 
     def step_load(self, body, step: Step) -> list[Verdict]:
         from .load import run_load

@@ -180,7 +180,7 @@ def run_units(targets: Sequence[FleetTarget], cases: list, units: list[Unit], wo
                 p.terminate()  # SIGTERM: the worker closes its targets (labs down) on the way out
         for p in procs:
             p.join(10)
-            if p.is_alive():
+            if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.join()
     return states

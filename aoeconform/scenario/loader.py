@@ -327,6 +327,8 @@ def _implied_requirements(steps: list[Step]) -> set[str]:
             needs.add("writes")
         if step.action == "load":
             needs.add("load")
+        if step.action == "linux":
+            needs.update(("linux", "writes"))
         if step.action == "restart":
             needs.add("restart")
         sends = []

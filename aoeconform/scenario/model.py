@@ -22,6 +22,7 @@ CAPABILITIES = (
     "load",  # the reference initiator is available for background traffic
     "check_power",  # CHECK POWER MODE is implemented (rule 30: optional; ABRT conforms)
     "flush",  # FLUSH CACHE is implemented (rule 31: a target without a cache may refuse it)
+    "linux",  # --linux: the kernel's AoE driver can boot in user-mode Linux on a link to the target
 )
 
 #: strictness order of the levels, strictest first
@@ -35,7 +36,7 @@ def weaker_level(a: str, b: str) -> str:
 
 ACTIONS = (
     "send", "expect", "duplicate", "batch", "write", "read_verify", "flush",
-    "load", "liveness", "restore", "restart", "sleep", "set",
+    "load", "liveness", "restore", "restart", "sleep", "set", "linux",
 )
 
 
