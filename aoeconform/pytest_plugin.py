@@ -222,10 +222,11 @@ def _target_scheduling(config, log, hosts: dict):
             self._assign_work_unit(node)
 
         def schedule(self) -> None:
-            if self.collection is not None or not self._check_nodes_have_same_collection():
+            if self.collection is not None or not self._check_nodes_have_same_collection():  # type: ignore[has-type]
                 return super().schedule()
-            self.collection = list(next(iter(self.registered_collections.values())))
-            for nodeid in self.collection:
+            collection = list(next(iter(self.registered_collections.values())))
+            self.collection = collection
+            for nodeid in collection:
                 self.workqueue.setdefault(self._split_scope(nodeid), {})[nodeid] = False
             for node in self.nodes:  # no "more nodes than units" shutdown: a host may own the only unit
                 self._reschedule(node)

@@ -118,7 +118,7 @@ def _plugin_outcomes(junit: str, labels: list[str]) -> dict:
     index = {label: i for i, label in enumerate(labels)}
     out = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        props = {str(p.get("name")): str(p.get("value")) for p in case.iter("property")}
         if "case_id" in props and "outcome" in props:
             out[(props["case_id"], index[props["target"]])] = props["outcome"]
     return out
@@ -132,10 +132,10 @@ def _common(outcomes: dict, reference: dict) -> bool:
 
 
 def run_bench(count: int, workers: int, kind: str, seed: int, keep=None) -> list[dict]:
+    rows: list[dict] = []
     from aoeconform.scenario.loader import shipped_suites_dir
 
     expectations = os.path.join(shipped_suites_dir() or "suites", "expectations", "vblade-25.yaml")
-    rows = []
     with tempfile.TemporaryDirectory(prefix="aoeconform-bench-fleet-") as tmp:
         out = keep or tmp
         os.makedirs(out, exist_ok=True)
@@ -178,9 +178,10 @@ def run_bench(count: int, workers: int, kind: str, seed: int, keep=None) -> list
             finally:
                 if vset:
                     vset.close()
-    by = {(r["targets"], r["tool"], r["workers"]): r["wall"] for r in rows}
+    by = {(r["targets"], r["tool"], r["workers"]): float(r["wall"]) for r in rows}
     for r in rows:
-        r["speedup"] = round(by[(r["targets"], r["tool"], 1)] / r["wall"], 2) if r["wall"] else 0.0
+        wall = float(r["wall"])
+        r["speedup"] = round(by[(r["targets"], r["tool"], 1)] / wall, 2) if wall else 0.0
     return rows
 
 
