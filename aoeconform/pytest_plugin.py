@@ -311,6 +311,8 @@ class AoeCaseItem(pytest.Item):
         handle = _aoe(self.config).handle(self.target)
         result = self.result = handle.run_case(self.case)
         self.user_properties.append(("outcome", result.outcome))
+        if result.failed_rule is not None:  # the rule the failing step checks
+            self.user_properties += [("failed_rule", str(result.failed_rule)), ("failed_level", result.gating_level)]
         if result.outcome == R.PASSED:
             return
         if result.outcome == R.SKIPPED:

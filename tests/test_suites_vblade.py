@@ -20,6 +20,7 @@ import time
 import pytest
 import yaml
 
+from aoeconform.scenario.loader import all_cases, load_suites, shipped_suite_paths
 from aoeconform.lab import Lab, make_sparse_image
 
 from conftest import _up_or_skip, need_program, need_root, unique_lab_name
@@ -217,17 +218,16 @@ def test_pytest_plugin_runs_the_suites_with_the_vblade_expectations(vblade_targe
                           cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     with open(EXPECTATIONS) as f:
-        # observed/... are the engine's own verdicts over a whole run, not cases: no pytest items
-        expected = {k: v for k, v in yaml.safe_load(f).items() if not k.startswith("observed/")}
+        # the observed/... results are the run command's own, not cases the plugin collects
+        expected = {i: why for i, why in yaml.safe_load(f).items() if not i.startswith("observed/")}
     cases = list(ET.parse(junit).getroot().iter("testcase"))
-    from aoeconform.scenario.loader import all_cases, load_suites, shipped_suite_paths
-
     assert len(cases) == len(all_cases(load_suites(shipped_suite_paths())))
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     # a target on an interface is named in each item: case/id[IF:S.N]
     props = {name.rsplit("[", 1)[0]: p for name, p in props.items() if name.endswith(f"[{host_if}:{SHELF}.{SLOT}]")}
     assert {i: props[i]["outcome"] in ("failed", "timeout") for i in expected} == {i: True for i in expected}
-    assert props["header/padding/config-reply"]["case_id"] == "header/padding/config-reply"
-    assert props["header/padding/config-reply"]["rule"] == "16"
+    assert props["header/version/2-config-read-refused-or-served"]["case_id"] == "header/version/2-config-read-refused-or-served"
+    assert props["header/version/2-config-read-refused-or-served"]["rule"] == "12,7"
+    assert props["header/version/2-config-read-refused-or-served"]["failed_rule"] == "7"
     xfailed = [c for c in cases if c.find("skipped") is not None and c.find("skipped").get("type") == "pytest.xfail"]
     assert len(xfailed) == len(expected)
