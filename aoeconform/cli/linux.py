@@ -93,8 +93,12 @@ def run(args) -> int:
         bridge=bridge,
         impair_from=args.impair_from,
     )
+    from aoeconform.cli.run import _sigterm_interrupts
+
     try:
-        report = run_linux(run_spec)
+        # SIGTERM (`timeout`, a cancelled job) ends it like Ctrl-C: guest, bridge and lab taken down
+        with _sigterm_interrupts():
+            report = run_linux(run_spec)
     except GuestError as exc:
         raise UsageError(str(exc)) from None
     for line in format_report(report):
