@@ -5,13 +5,12 @@ few MiB, the slow runs 64 MiB."""
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from aoeconform.cli import main
 from aoeconform.lab.linux import BUNDLED, VBLADE, LinuxRun, run_linux
-from aoeconform.lab.uml import DriverParams, LinuxGuest, standard_steps
+from aoeconform.lab.uml import LinuxGuest
 from aoeconform.lab.workload import WorkloadSpec
 from conftest import need_program, need_uml
 
@@ -47,13 +46,15 @@ def test_cli_against_the_bundled_target(uml, tmp_path, capsys):
     assert pcap.stat().st_size > 24 + wire["requests"] * 16
 
 
-def test_vblade_jumbo(uml):
+def test_your_interface_found_by_discovery(uml, vblade_lab_jumbo, capsys):
+    """--target IF without S.N: the address comes from discovery; vblade at MTU 9000."""
     need_program("vblade", "vblade")
-    report = run_linux(LinuxRun(target=VBLADE, mtu=9000, workload=WorkloadSpec(size=2 << 20, seed=5), timeout=60))
-    assert report.ok, report.problem
-    assert report.guest.device_info["payload"] == "8704"  # 17 sectors at MTU 9000
-    assert report.image_matches is True
-    assert report.wire.max_payload == 8704
+    status = main(["linux", "--target", vblade_lab_jumbo.host_if, "--size", "1M"])  # the MTU from the interface
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert f"target: {vblade_lab_jumbo.host_if}:1.2" in text
+    assert "8704-byte data frames" in text  # 17 sectors at MTU 9000
+    assert "read-back: byte-exact" in text and "largest payload 8704 bytes" in text
 
 
 def test_a_hung_guest_is_killed_and_said_so(uml, make_lab, tmp_path):

@@ -176,6 +176,14 @@ def _discover(iface: str) -> Tuple[int, int]:
     return record.shelf, record.slot
 
 
+def _interface_mtu(iface: str, default: int) -> int:
+    try:
+        with open(f"/sys/class/net/{iface}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
 #: called while the guest runs, with the guest and a way to restart the target
 DuringHook = Callable[[LinuxGuest, Callable[[], None], List[str]], None]
 
@@ -225,6 +233,7 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             else:
                 shelf, slot = user_shelf, user_slot
             description = f"{iface}:{shelf}.{slot}"
+            run.mtu = _interface_mtu(iface, run.mtu)  # the guest's NIC matches the link it sits on
 
         report = drive_guest(iface, shelf, slot, run, description, restart=restart_target, during=during,
                              workdir=workdir, events=events)
