@@ -225,7 +225,7 @@ def test_pytest_plugin_runs_the_suites_with_the_vblade_expectations(vblade_targe
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     # a target on an interface is named in each item: case/id[IF:S.N]
     props = {name.rsplit("[", 1)[0]: p for name, p in props.items() if name.endswith(f"[{host_if}:{SHELF}.{SLOT}]")}
-    assert {i: props[i]["outcome"] in ("failed", "timeout") for i in expected} == {i: True for i in expected}
+    assert {i: props[i]["outcome"] for i in expected} == {i: "xfailed" for i in expected}  # as `run` reports them
     assert props["header/version/2-config-read-refused-or-served"]["case_id"] == "header/version/2-config-read-refused-or-served"
     assert props["header/version/2-config-read-refused-or-served"]["rule"] == "12,7"
     assert props["header/version/2-config-read-refused-or-served"]["failed_rule"] == "7"
