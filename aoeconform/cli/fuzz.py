@@ -40,8 +40,12 @@ def register(subparsers) -> None:
     limit.add_argument("--seconds", type=seconds, metavar="S", help="fuzz for S seconds")
     limit.add_argument("--cases", type=integer(1), metavar="N", help="send N cases (default 1000 when neither is given)")
     p.add_argument("--seed", type=integer(0), metavar="N", help="seed of the case sequence (default: random, printed)")
+    p.add_argument("--start-index", type=integer(0), default=0, metavar="N",
+                   help="first case index: resume a campaign where it stopped (fuzz.json's next_index) with the same --seed")
     p.add_argument("--corpus", metavar="DIR", help="seed frames (*.hex, *.bin); default corpora/ next to the package, plus generated seeds")
-    p.add_argument("--out", metavar="DIR", default="fuzz-findings", help="where findings are saved (default ./fuzz-findings)")
+    p.add_argument("--out", metavar="DIR", default="fuzz-findings",
+                   help="where findings are saved (default ./fuzz-findings), with fuzz.json (this run) and index.json "
+                        "(every finding saved there: one seen before is counted, not saved again)")
     p.add_argument("--restart-cmd", action="append", metavar="CMD",
                    help="shell command that restarts the target after it stops answering (several targets: once for all, or once per --target)")
     p.add_argument("--command", choices=COMMANDS, default="all", help="which AoE command to fuzz (default all)")
@@ -93,8 +97,6 @@ def _open_interface(text: str):
 
 def run(args) -> int:
     from aoeconform.fuzz import Fuzzer, WritePolicy
-    from aoeconform.fuzz.engine import replay_finding
-    from aoeconform.fuzz.findings import load
 
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
@@ -108,27 +110,22 @@ def run(args) -> int:
         raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
     if bool(args.target) == bool(args.in_memory):
         raise UsageError("name the target with --target IF[:SHELF.SLOT] (e.g. --target aoec0h:1.2), or use --in-memory")
-    finding = load(args.replay) if args.replay else None
-    seeds = None if finding else _seeds(args)
+    if args.replay:
+        return replay_file(args.replay, target=args.target, quirks=_quirk_names(args) if args.in_memory else None,
+                           restart_cmd=args.restart_cmd)
+    seeds = _seeds(args)
     reference = None
     restart: Optional[Callable[[], None]]
     if args.in_memory:
         from aoeconform.fuzz.local import ReferenceTarget
         from aoeconform.target.quirks import check_quirks
 
-        quirks = check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip())
-        reference = ReferenceTarget(quirks)
+        reference = ReferenceTarget(check_quirks(_quirk_names(args)))
         transport, info, restart = reference.host, reference.info, reference.restart
     else:
         transport, info = _open_interface(args.target)
         restart = _restart_hook(args.restart_cmd) if args.restart_cmd else None
     try:
-        if finding is not None:
-            fired = replay_finding(transport, info, finding, restart=restart)
-            which = "shrunk" if finding.shrunk else "original"
-            print(f"{os.path.basename(args.replay)}: {finding.kind} {'reproduced' if fired else 'did not reproduce'} "
-                  f"({which} frames, {len(finding.reproducer)} sent)")
-            return EXIT_FAILURES if fired else EXIT_OK
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
         policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
         if args.quiet:
@@ -136,15 +133,11 @@ def run(args) -> int:
         fuzzer = Fuzzer(
             transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=args.out, restart=restart,
             health_every=args.health_every, window=args.window, shrink=not args.no_shrink,
-            log=None if args.quiet else sys.stdout,
+            log=None if args.quiet else sys.stdout, target_extra=_target_extra(args),
         )
-        result = fuzzer.run(cases=args.cases, seconds=args.seconds)
+        result = fuzzer.run(cases=args.cases, seconds=args.seconds, start_index=args.start_index)
         print(result.summary())
-        for f in result.findings:
-            print(f"  {f.summary()} x{f.count}" + (f" -> {f.paths[0]}" if f.paths else ""))
-        if result.findings:
-            print(f"replay one with: aoeconform fuzz --target {args.target or 'IF'} --replay FILE"
-                  + (f" --restart-cmd {shlex.quote(args.restart_cmd)}" if args.restart_cmd else ""))
+        _report(args, result, result.findings)
         return EXIT_FAILURES if result.findings else EXIT_OK
     finally:
         if reference is not None:
@@ -153,16 +146,85 @@ def run(args) -> int:
             transport.close()
 
 
+def is_finding_file(path: str) -> bool:
+    """A fuzz finding (rather than a suite's replay file): `aoeconform replay` hands it here."""
+    import json
+
+    from aoeconform.fuzz.findings import FORMAT
+
+    try:
+        with open(path) as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], restart_cmd: Optional[str]) -> int:
+    """Send a saved finding's (shrunk) frames again: to ``target``, or with no
+    target to the in-memory reference target with ``quirks`` (default: those
+    the finding was found with). Exit 1 if its oracle still fires."""
+    from aoeconform.fuzz.engine import replay_finding
+    from aoeconform.fuzz.findings import load
+
+    finding = load(path)
+    reference = None
+    restart: Optional[Callable[[], None]]
+    if target:
+        transport, info = _open_interface(target)
+        restart = _restart_hook(restart_cmd) if restart_cmd else None
+    else:
+        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.quirks import check_quirks
+
+        reference = ReferenceTarget(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
+        transport, info, restart = reference.host, reference.info, reference.restart
+    try:
+        fired = replay_finding(transport, info, finding, restart=restart)
+    finally:
+        if reference is not None:
+            reference.close()
+        else:
+            transport.close()
+    which = "shrunk" if finding.shrunk else "original"
+    print(f"{os.path.basename(path)}: {finding.signature} {'reproduced' if fired else 'did not reproduce'} "
+          f"({which} frames, {len(finding.reproducer)} sent)")
+    return EXIT_FAILURES if fired else EXIT_OK
+
+
+def _target_extra(args) -> dict:
+    """The in-memory target's quirks go into each finding, so its replay command names them."""
+    return {"quirks": _quirk_names(args)} if args.in_memory else {}
+
+
+def _quirk_names(args) -> list:
+    return [q.strip() for item in args.quirk for q in item.split(",") if q.strip()]
+
+
+def _report(args, result, findings, resumable: bool = True) -> None:
+    """The findings, each with its count and replay command; fuzz.json and the index in --out."""
+    from aoeconform.fuzz.findings import record_run
+
+    path = record_run(args.out, result, findings, args.start_index) if args.out else None
+    for f in findings:
+        print(f"  {f.summary()} x{f.count}" + (" (seen in an earlier run: counted, not saved again)" if f.seen_before else "")
+              + (f" -> {f.paths[0]}" if f.paths else ""))
+        print(f"    replay: {f.replay_command}" + (f" --restart-cmd {shlex.quote(args.restart_cmd)}" if isinstance(args.restart_cmd, str) else ""))
+    if path:
+        print(f"run summary: {path}" + (f"; go on from here with --seed {result.seed} --start-index {result.next_index}" if resumable else ""))
+
+
 def _run_parallel(args, targets: list, restarts: list) -> int:
     """--workers N or several --target: the cases split by index, findings merged."""
     import time
 
-    from aoeconform.fuzz import Fuzzer, WritePolicy
+    from aoeconform.fuzz import Fuzzer, FuzzResult, WritePolicy
     from aoeconform.fuzz import findings as findings_mod
     from aoeconform.fuzz.parallel import merge_findings, run_parallel
 
     if args.replay:
         raise UsageError("--replay sends one finding to one target; leave out --workers and name one --target")
+    if args.start_index:
+        raise UsageError("--start-index resumes one fuzzer's campaign; leave out --workers and name one --target")
     if args.quirk and not args.in_memory:
         raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
     if bool(targets) == bool(args.in_memory):
@@ -189,7 +251,8 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     def make_fuzzer(transport, info, restart):
         policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
         return Fuzzer(transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=None, restart=restart,
-                      health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None)
+                      health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None,
+                      target_extra=_target_extra(args))
 
     where = "reference targets in memory" if args.in_memory else ", ".join(targets)
     print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed}); {workers} workers; {where}", flush=True)
@@ -202,13 +265,14 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     merged = merge_findings(results)
     for f in merged:
         if args.out:
-            findings_mod.save(f, args.out)
+            findings_mod.store(f, args.out)
     total = sum(r.cases for r in results)
     found = sum(len(r.findings) for r in results)
     print(f"{total} cases in {wall:.1f} s wall ({total / wall if wall else 0:.0f}/s) on {workers} workers; "
           f"{found} finding(s) from the workers, {len(merged)} after merging; seed {seed}")
-    for f in merged:
-        print(f"  {f.summary()} x{f.count}" + (f" -> {f.paths[0]}" if f.paths else ""))
+    combined = FuzzResult(seed, cases=total, replies=sum(r.replies for r in results), seconds=wall,
+                          restarts=sum(r.restarts for r in results))
+    _report(args, combined, merged, resumable=False)
     for error in errors:
         print(f"aoeconform fuzz: {error}", file=sys.stderr)
     if errors:

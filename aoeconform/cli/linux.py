@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     where.add_argument("--vblade", action="store_true", help="Debian's vblade in a lab instead of the bundled target")
     where.add_argument("--target", metavar="IF[:S.N]", help="attach the guest to this interface (it must reach the target)")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="a quirk of the bundled target (repeatable)")
-    p.add_argument("--mtu", type=integer(68), default=1500, help="lab MTU (default 1500; 9000 for jumbo frames)")
+    p.add_argument("--mtu", type=integer(68), default=1500, help="lab MTU (default 1500; 9000 for jumbo frames); with --target the interface's own")
     p.add_argument("--image-size", type=_size, default=64 << 20, metavar="SIZE", help="lab image size (default 64M)")
     p.add_argument("--size", type=_size, default=4 << 20, metavar="SIZE", help="bytes the workload writes and reads back (default 4M)")
     p.add_argument("--offset", type=_size, default=0, metavar="SIZE", help="where the region starts (default 0; 4 KiB aligned)")
@@ -93,8 +93,12 @@ def run(args) -> int:
         bridge=bridge,
         impair_from=args.impair_from,
     )
+    from aoeconform.cli.run import _sigterm_interrupts
+
     try:
-        report = run_linux(run_spec)
+        # SIGTERM (`timeout`, a cancelled job) ends it like Ctrl-C: guest, bridge and lab taken down
+        with _sigterm_interrupts():
+            report = run_linux(run_spec)
     except GuestError as exc:
         raise UsageError(str(exc)) from None
     for line in format_report(report):

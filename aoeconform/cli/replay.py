@@ -19,7 +19,7 @@ from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("replay", help="resend and recheck a failure from its replay file")
-    p.add_argument("file", metavar="FILE", help="a .replay.json file from reports/failures/")
+    p.add_argument("file", metavar="FILE", help="a .replay.json file from reports/failures/, or a fuzz finding's .json")
     p.add_argument("--target", metavar="IF[:S.N]", help="the target (default: the bundled reference target)")
     p.add_argument("--frames", action="store_true", help="resend the recorded frames verbatim and print the replies")
     p.add_argument("--exact", action="store_true", help="with --frames: do not map MAC addresses to the current target")
@@ -60,8 +60,11 @@ def run(args) -> int:
     from aoeconform.scenario.engine import Engine, RunOptions
     from aoeconform.scenario.expect import describe, ReplyView
 
+    from .fuzz import is_finding_file, replay_file
     from .run import open_endpoint
 
+    if is_finding_file(args.file):  # a fuzz finding: its frames go to --target, or to the reference target with its quirks
+        return replay_file(args.file, target=args.target, quirks=args.quirk, restart_cmd=args.restart_cmd)
     doc = load_replay(args.file)
     case = None if args.frames else case_from_replay(doc, args.file)
     endpoint = open_endpoint(args)

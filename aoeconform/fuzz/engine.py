@@ -74,6 +74,8 @@ class FuzzResult:
     seconds: float = 0.0
     findings: List[Finding] = field(default_factory=list)
     stopped_early: str = ""
+    #: the case index to give --start-index to go on where this run stopped
+    next_index: int = 0
 
     @property
     def cases_per_second(self) -> float:
@@ -110,6 +112,7 @@ class Fuzzer:
         context_frames: int = 16,
         max_findings: int = 100,
         log: Optional[TextIO] = None,
+        target_extra: Optional[dict] = None,
     ):
         self.transport = transport
         self.info = info
@@ -126,11 +129,17 @@ class Fuzzer:
         self.context_frames = context_frames
         self.max_findings = max_findings
         self.log = log
+        #: added to each finding's target record (the in-memory target's quirks, for its replay command)
+        self.target_extra = dict(target_extra or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
-        self.by_signature: Dict[tuple, Finding] = {}
+        #: (kind, command class) -> the finding that stands for it (several groups
+        #: may share one finding once their shrunk triggers are classified alike)
+        self.by_group: Dict[tuple, Finding] = {}
+        #: signature -> finding, once classified
+        self.by_final: Dict[str, Finding] = {}
         self._outstanding: Dict[int, _Pending] = {}
         self._recent: "collections.OrderedDict[int, _Pending]" = collections.OrderedDict()
         self._history: "collections.deque[Case]" = collections.deque(maxlen=max(1, context_frames) + 64)
@@ -268,6 +277,7 @@ class Fuzzer:
                 self._checkpoint()
         finally:
             result.seconds = monotonic() - started
+            result.next_index = index
             result.restarts = self.replayer.restarts
             if not result.stopped_early or result.stopped_early.startswith("reached"):
                 self._restore()
@@ -357,7 +367,7 @@ class Fuzzer:
             self.result.silent += 1
             self._silent_run += 1
             if pending.case.expect_reply and len(pending.case.frame) >= 20:
-                known = self.by_signature.get(("no-reply", command_class(pending.case.frame[19])))
+                known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
                 if known is not None:
                     known.count += 1  # found already: no need to stop and confirm it again
                 else:
@@ -369,7 +379,7 @@ class Fuzzer:
     def _anomaly(self, anomaly: Anomaly, case: Optional[Case], reply: Optional[bytes]) -> None:
         command = case.frame[19] if case is not None and len(case.frame) >= 20 else None
         signature = (anomaly.kind, command_class(command))
-        known = self.by_signature.get(signature)
+        known = self.by_group.get(signature)
         if known is not None:
             known.count += 1
             return
@@ -388,7 +398,7 @@ class Fuzzer:
             mutations=() if case is None else case.mutations,
             target=self._target_dict(),
         )
-        self.by_signature[signature] = finding
+        self.by_group[signature] = finding
         self._queued.append(finding)
         self._need_health = True
 
@@ -401,6 +411,7 @@ class Fuzzer:
             "shelf": info.shelf,
             "slot": info.slot,
             "mtu": info.mtu,
+            **self.target_extra,
         }
 
     def _checkpoint(self) -> None:
@@ -438,7 +449,7 @@ class Fuzzer:
             self._new_finding(finding)
         else:
             for case in self._unanswered:
-                known = self.by_signature.get(("no-reply", command_class(case.frame[19])))
+                known = self.by_group.get(("no-reply", command_class(case.frame[19])))
                 if known is not None:
                     known.count += 1  # already found; confirming again costs a second each
                     continue
@@ -474,8 +485,8 @@ class Fuzzer:
             self._expire(now)
 
     def _new_finding(self, finding: Finding) -> None:
-        signature = finding.signature
-        known = self.by_signature.get(signature)
+        signature = finding.group
+        known = self.by_group.get(signature)
         if known is not None:
             # Seen before: count it, bring the target back, go on. (A second
             # cause of the same kind is found again once the first is fixed.)
@@ -486,46 +497,70 @@ class Fuzzer:
                     if self.restart_hook is None else "target did not come back after a restart"
                 )
             return
-        self.by_signature[signature] = finding
+        self.by_group[signature] = finding
         self._process_finding(finding)
 
     def _process_finding(self, finding: Finding) -> None:
         result = self.result
         result.findings.append(finding)
-        if self.out_dir:
-            findings_mod.save(finding, self.out_dir)
-        self._say(f"finding: {finding.summary()}" + (f" -> {finding.paths[0]}" if finding.paths else ""))
+        self._say(f"finding: {finding.summary()}")
         if finding.kind == "unresponsive":
             if self.restart_hook is None:
                 finding.note = "target stopped answering and no restart hook was given; not shrunk"
                 result.stopped_early = "target stopped answering (give --restart-cmd to go on after a hang)"
-                if self.out_dir:
-                    findings_mod.save(finding, self.out_dir)
+                self._finish(finding)
                 return
             if not self.replayer.restart():
                 finding.note = "the restart hook ran but the target did not answer again"
                 result.stopped_early = "target did not come back after a restart"
-                if self.out_dir:
-                    findings_mod.save(finding, self.out_dir)
+                self._finish(finding)
                 return
         if self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
             self._shrink(finding)
+            if finding.shrunk is not None and len(finding.shrunk) == 1:
+                self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.replayer.drain(self.grace, discard=True)
             spent = time.monotonic() - began
             if self._end is not None and self._shrink_allowance is not None:  # both set in a timed run
                 self._end += spent
                 self._shrink_allowance -= spent
-            if self.out_dir:
-                findings_mod.save(finding, self.out_dir)
             self._say(f"  shrunk: {finding.summary()}")
+        self._finish(finding)
         if self.restart_hook is not None and not self.replayer.health(attempts=2) and not self.replayer.restart():
             result.stopped_early = "target did not come back after a restart"
         if len(result.findings) >= self.max_findings:
             result.stopped_early = f"reached {self.max_findings} findings"
+
+    def _classify(self, finding: Finding) -> None:
+        """Name the field the shrunk trigger changes (see ``signature``)."""
+        from .signature import classify
+
+        kind = finding.kind
+        restart = kind == "unresponsive"
+        replayer = self.replayer
+        assert finding.shrunk is not None
+        finding.trigger_command, finding.trigger_field = classify(
+            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
+        if restart:
+            replayer.restart()
+
+    def _finish(self, finding: Finding) -> None:
+        """One finding per signature: a second group whose trigger is classified
+        like an earlier finding's is counted into it, not kept."""
+        known = self.by_final.get(finding.signature)
+        if known is not None and known is not finding:
+            known.count += finding.count
+            self.by_group[finding.group] = known
+            self.result.findings.remove(finding)
+            self._say(f"  same defect as {known.signature}: counted, not kept")
+            return
+        self.by_final[finding.signature] = finding
+        if self.out_dir:
+            findings_mod.store(finding, self.out_dir)
 
     # -- shrinking ----------------------------------------------------------------------
 

@@ -10,6 +10,12 @@ Each finding is written to the output directory as
 
 The hash is over the original request frames, so the same failure found
 again under the same seed gets the same name instead of a new file.
+
+A finding's signature is (rule, command, field): the field its shrunk
+trigger changes (see ``signature``), so one defect is one finding however
+many requests show it. ``index.json`` in the output directory keeps every
+signature saved there across runs: a finding seen before is counted in it,
+not saved again. ``fuzz.json`` describes the last run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from aoeconform.transport.pcap import PcapWriter
 from .oracle import KINDS
 
 FORMAT = "aoeconform-fuzz-finding/1"
+INDEX_FORMAT = "aoeconform-fuzz-index/1"
+RUN_FORMAT = "aoeconform-fuzz-run/1"
+INDEX = "index.json"
+RUN = "fuzz.json"
 
 
 def command_class(command: Optional[int]):
@@ -56,6 +66,11 @@ class Finding:
     note: str = ""
     target: dict = field(default_factory=dict)
     paths: List[str] = field(default_factory=list)
+    #: what the shrunk trigger changes (see ``signature.classify``); None until classified
+    trigger_command: Optional[str] = None
+    trigger_field: Optional[str] = None
+    #: the output directory's index had this signature from an earlier run
+    seen_before: bool = False
 
     @property
     def command(self) -> Optional[int]:
@@ -64,8 +79,30 @@ class Finding:
         return self.frames[-1][19]
 
     @property
-    def signature(self) -> tuple:
+    def group(self) -> tuple:
+        """How the engine groups anomalies before a finding is shrunk."""
         return (self.kind, command_class(self.command))
+
+    @property
+    def rule(self) -> int:
+        return KINDS.get(self.kind, (0, ""))[0]
+
+    @property
+    def signature(self) -> str:
+        """rule/command/field: one per distinct defect."""
+        from .signature import command_label
+
+        trigger = self.reproducer[-1] if self.reproducer else b""
+        command = self.trigger_command or command_label(None if self.kind == "unresponsive" or len(trigger) < 20 else trigger[19])
+        return f"rule{self.rule}/{self.kind}/{command}/{self.trigger_field or 'unclassified'}"
+
+    @property
+    def replay_command(self) -> str:
+        path = self.paths[0] if self.paths else f"{self.name}.json"
+        quirks = self.target.get("quirks")
+        if quirks is not None:
+            return " ".join(["aoeconform replay", path] + [f"--quirk {q}" for q in quirks])
+        return f"aoeconform replay {path} --target {self.target.get('iface') or 'IF'}"
 
     @property
     def digest(self) -> str:
@@ -83,12 +120,11 @@ class Finding:
         return self.shrunk if self.shrunk is not None else self.frames
 
     def summary(self) -> str:
-        rule = KINDS.get(self.kind, (0, ""))[0]
         size = ""
         if self.shrunk is not None:
             size = f"; shrunk to {len(self.shrunk)} frame(s), last {len(self.shrunk[-1]) if self.shrunk else 0} bytes"
         where = f" case {self.case_index}" if self.case_index is not None else ""
-        return f"{self.kind} (rule {rule}){where}: {self.detail}{size}"
+        return f"{self.signature}{where}: {self.detail}{size}"
 
     def as_dict(self) -> dict:
         return {
@@ -108,7 +144,10 @@ class Finding:
             "replies": [r.hex() for r in self.replies],
             "shrunk": None if self.shrunk is None else [f.hex() for f in self.shrunk],
             "shrunk_replies": [r.hex() for r in self.shrunk_replies],
-            "replay": f"aoeconform fuzz --target IFACE --replay {self.name}.json",
+            "signature": self.signature,
+            "trigger_command": self.trigger_command,
+            "trigger_field": self.trigger_field,
+            "replay": self.replay_command,
         }
 
     @classmethod
@@ -130,6 +169,8 @@ class Finding:
             reproduced=data.get("reproduced"),
             note=data.get("note", ""),
             target=data.get("target", {}),
+            trigger_command=data.get("trigger_command"),
+            trigger_field=data.get("trigger_field"),
         )
 
 
@@ -159,6 +200,69 @@ def save(finding: Finding, out_dir: str) -> List[str]:
     os.replace(tmp, base + ".json")
     finding.paths = paths
     return paths
+
+
+def load_index(out_dir: str) -> dict:
+    """signature -> entry, from the output directory's index ({} if none)."""
+    try:
+        with open(os.path.join(out_dir, INDEX)) as f:
+            data = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--out {out_dir}: {INDEX} is unreadable ({exc}); move it away to start a new index") from None
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("findings"), dict):
+        raise UsageError(f"--out {out_dir}: {INDEX} is not a fuzz index (format {INDEX_FORMAT})")
+    return data["findings"]
+
+
+def store(finding: Finding, out_dir: str) -> bool:
+    """Save a finding unless the index already holds its signature (then it
+    points at the saved one); True if written."""
+    known = load_index(out_dir).get(finding.signature)
+    if known is not None:
+        finding.seen_before = True
+        finding.paths = [os.path.join(out_dir, known["file"])]
+        return False
+    save(finding, out_dir)
+    return True
+
+
+def _dump(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def record_run(out_dir: str, result, findings: List[Finding], start_index: int = 0) -> str:
+    """Count this run's findings into the index and write fuzz.json; returns its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    index = load_index(out_dir)
+    rows = []
+    for f in findings:
+        new = f.signature not in index
+        if new:
+            save(f, out_dir)  # again: its count is final now
+            index[f.signature] = {"rule": f.rule, "kind": f.kind, "file": os.path.basename(f.paths[0]),
+                                          "count": 0, "runs": 0, "first_seed": f.seed, "replay": f.replay_command}
+        entry: dict = index[f.signature]
+        entry["count"] += f.count
+        entry["runs"] += 1
+        rows.append({"signature": f.signature, "rule": f.rule, "kind": f.kind, "count": f.count, "new": new,
+                     "detail": f.detail, "reproduced": f.reproduced, "file": os.path.join(out_dir, entry["file"]),
+                     "replay": entry["replay"]})
+    _dump(os.path.join(out_dir, INDEX), {"format": INDEX_FORMAT, "findings": index})
+    seconds = round(result.seconds, 3)
+    path = os.path.join(out_dir, RUN)
+    _dump(path, {
+        "format": RUN_FORMAT, "seed": result.seed, "start_index": start_index, "next_index": getattr(result, "next_index", 0) or start_index + result.cases,
+        "cases": result.cases, "seconds": seconds, "cases_per_second": round(result.cases_per_second, 1),
+        "replies": result.replies, "restarts": result.restarts, "stopped_early": result.stopped_early,
+        "findings": rows,
+    })
+    return path
 
 
 def load(path: str) -> Finding:

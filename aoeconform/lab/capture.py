@@ -44,6 +44,8 @@ class Capture:
         #: (timestamp, frame cut to snaplen, length on the wire)
         self.frames: List[Tuple[float, bytes, int]] = []
         self.kernel_drops = 0
+        #: receive errors met (the capture goes on after each)
+        self.errors: List[str] = []
         try:
             # ETH_P_ALL: only "all protocols" taps see frames sent from this host
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -77,8 +79,14 @@ class Capture:
                 frame = recv(65536)
             except socket.timeout:
                 continue
-            except OSError:
-                return
+            except OSError as exc:
+                # a transient error (ENOBUFS, ENETDOWN while a link changes) must
+                # not end the capture silently: counted, and the loop goes on
+                self.errors.append(str(exc))
+                if len(self.errors) > 100 or self._sock.fileno() < 0:
+                    return
+                time.sleep(0.001)
+                continue
             now = time.time()
             keep((now, frame[:snap], len(frame)))
             if self._writer is not None:

@@ -80,6 +80,8 @@ class LinuxReport:
     wire: WireCounts
     target: str = ""
     capture_drops: int = 0
+    #: receive errors of the capture (it went on after each)
+    capture_errors: List[str] = field(default_factory=list)
     #: the target's image file matched what the workload wrote (None: not checked)
     image_matches: Optional[bool] = None
     image_detail: str = ""
@@ -133,6 +135,7 @@ class LinuxReport:
                        "unexpected": self.guest.driver_count("unexpected")},
             "wire": self.wire.as_dict(),
             "capture_drops": self.capture_drops,
+            "capture_errors": self.capture_errors,
             "bridge": {"spec": self.run.bridge.as_dict(), "counters": self.bridge} if self.run.bridge else None,
             "image_matches": self.image_matches,
             "pcap": self.run.pcap,
@@ -171,6 +174,14 @@ def _discover(iface: str) -> Tuple[int, int]:
     transport, record = open_target(iface, 1.0, identify=False)
     transport.close()
     return record.shelf, record.slot
+
+
+def _interface_mtu(iface: str, default: int) -> int:
+    try:
+        with open(f"/sys/class/net/{iface}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
 
 
 #: called while the guest runs, with the guest and a way to restart the target
@@ -222,6 +233,7 @@ def run_linux(run: LinuxRun, during: Optional[DuringHook] = None, workdir: Optio
             else:
                 shelf, slot = user_shelf, user_slot
             description = f"{iface}:{shelf}.{slot}"
+            run.mtu = _interface_mtu(iface, run.mtu)  # the guest's NIC matches the link it sits on
 
         report = drive_guest(iface, shelf, slot, run, description, restart=restart_target, during=during,
                              workdir=workdir, events=events)
@@ -313,7 +325,7 @@ def drive_guest(
                            events=events, bridge=bridge.core.counters())
     assert capture is not None
     return LinuxReport(run, result, analyse(frames), target=description, capture_drops=capture.kernel_drops,
-                       events=events)
+                       capture_errors=capture.errors, events=events)
 
 
 class BridgeThread:
@@ -408,7 +420,9 @@ def format_report(report: LinuxReport) -> List[str]:
                  f"{w.replies} replies, largest payload {w.max_payload} bytes")
     lines.append(f"wire: {w.retransmissions} retransmissions, {w.duplicates_delivered or 0} duplicates delivered to the target, "
                  f"{w.late_replies} late replies, {w.error_replies} error replies, {w.wildcard_replies} wildcard replies"
-                 + (f"; capture dropped {report.capture_drops} frames" if report.capture_drops else ""))
+                 + (f"; capture dropped {report.capture_drops} frames" if report.capture_drops else "")
+                 + (f"; capture errors: {len(report.capture_errors)} ({report.capture_errors[0]})"
+                    if report.capture_errors else ""))
     for direction, counters in report.bridge.items():
         lines.append(f"bridge {direction.replace('_', ' ')}: {counters['seen']} frames, {counters['dropped']} dropped, "
                      f"{counters['duplicated']} duplicated, {counters['reordered']} reordered, {counters['delayed']} delayed")

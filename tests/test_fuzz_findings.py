@@ -1,0 +1,68 @@
+"""Findings a user can act on: one per defect, an index across runs, fuzz.json, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from aoeconform.cli import main
+from aoeconform.fuzz.findings import INDEX, RUN
+
+FUZZ = ["fuzz", "--in-memory", "--cases", "600", "--seed", "5", "--quiet"]
+
+
+def _run(out, *quirks, extra=()):
+    args = FUZZ + [a for q in quirks for a in ("--quirk", q)] + ["--out", str(out), *extra]
+    status = main(args)
+    with open(os.path.join(out, RUN)) as f:
+        return status, json.load(f)
+
+
+def _saved(out):
+    return sorted(n for n in os.listdir(out) if n not in (RUN, INDEX))
+
+
+def test_one_defect_seen_many_times_is_one_finding_counted_and_a_second_run_saves_nothing(tmp_path, capsys):
+    status, doc = _run(tmp_path, "ver-unchecked")
+    assert status == 1
+    for key in ("cases", "seconds", "cases_per_second", "seed", "findings"):
+        assert key in doc
+    assert doc["cases"] == 600 and doc["seed"] == 5
+    # a reply with the request's Ver, to requests of every command: one defect, one finding
+    assert [f["signature"] for f in doc["findings"]] == ["rule7/wrong-version/any/ver"]
+    first = doc["findings"][0]
+    assert first["rule"] == 7 and first["count"] > 1 and first["new"] is True
+    assert first["replay"].startswith("aoeconform replay ")
+    saved = _saved(tmp_path)
+    assert len([n for n in saved if n.endswith(".json")]) == 1
+
+    status, again = _run(tmp_path, "ver-unchecked")
+    assert status == 1
+    assert [f["signature"] for f in again["findings"]] == [first["signature"]]
+    assert again["findings"][0]["new"] is False
+    assert _saved(tmp_path) == saved  # counted, not saved again
+    index = json.loads((tmp_path / INDEX).read_text())["findings"]
+    entry = index[first["signature"]]
+    assert entry["runs"] == 2 and entry["count"] == first["count"] + again["findings"][0]["count"]
+    assert "counted, not saved again" in capsys.readouterr().out
+
+
+def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):
+    quirks = ("error-byte-echo", "ver-unchecked")
+    _, one = _run(tmp_path / "a", *quirks)
+    _, two = _run(tmp_path / "b", *quirks)
+    signatures = sorted(f["signature"] for f in one["findings"])
+    assert signatures == sorted(f["signature"] for f in two["findings"])
+    # Error byte and MBZ flag bits echoed, Ver echoed: three defects, three findings
+    assert signatures == ["rule7/wrong-version/any/ver", "rule8/error-byte-without-e/any/error", "rule9/mbz-set/any/flags"]
+    for f in one["findings"]:
+        assert main(["replay", f["file"]]) == 1, f["signature"]  # with the quirks it was found with
+        assert main(["replay", f["file"], "--quirk", "unpadded"]) == 0  # a target without the defect
+    out = capsys.readouterr().out
+    assert "reproduced" in out and "did not reproduce" in out
+
+
+def test_start_index_resumes_the_campaign(tmp_path):
+    _, first = _run(tmp_path, "ver-unchecked", extra=("--start-index", "600"))
+    assert first["start_index"] == 600 and first["next_index"] == 1200
+    assert main(["fuzz", "--in-memory", "--workers", "2", "--start-index", "5", "--cases", "10"]) == 2
