@@ -1,7 +1,9 @@
-"""``aoeconform selftest``: the suites against the clean target and every quirk.
+"""``aoeconform selftest``: the suites against the clean target, every quirk
+and every accepted reading.
 
 Exit status 1 when the clean target fails a case, a quirk is caught by no
-case, or a case catches no quirk and says no `uncatchable` reason.
+case, a case catches no quirk and says no `uncatchable` reason, or a case
+fails against a reading its rule accepts.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def run(args) -> int:
     load_suites(paths)  # suite errors: exit 2 before any work
     quirks = sorted(check_quirks(args.quirk)) if args.quirk else list(QUIRKS)
     started = time.monotonic()
-    report = selftest(paths, quirks, args.jobs)
+    report = selftest(paths, quirks, args.jobs, readings=None if not args.quirk else [])
     if not args.quirk:
         pass
     else:  # a partial quirk set cannot judge cases that catch none
@@ -65,7 +67,12 @@ def _print(report, elapsed: float) -> None:
     silent = [c for c in report.cases if not catches.get(c.id)]
     print(f"{len(report.cases) - len(silent)} of {len(report.cases)} cases catch at least one quirk; "
           f"{sum(1 for c in silent if c.uncatchable)} others give an `uncatchable` reason")
-    exchanges = clean.exchanges + sum(r.exchanges for r in report.quirk_runs)
-    print(f"{1 + len(report.quirk_runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
+    if report.reading_runs:
+        strict = [r for r in report.reading_runs if r.bad]
+        print(f"accepted readings: {len(report.reading_runs)} (`aoeconform target --list-readings`); "
+              + (f"{len(strict)} fail cases that should accept them" if strict else "every case accepts every one"))
+    runs = [clean, *report.quirk_runs, *report.reading_runs]
+    exchanges = sum(r.exchanges for r in runs)
+    print(f"{len(runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
     for problem in report.problems:
         print(f"PROBLEM {problem}")
