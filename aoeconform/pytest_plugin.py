@@ -57,6 +57,8 @@ def pytest_addoption(parser):
     g.addoption("--aoe-restart-cmd", action="append", default=[], metavar="CMD",
                 help="command that restarts a target on an interface; once for all, or once per --aoe-target in order")
     g.addoption("--aoe-seed", type=int, default=0, metavar="N", help="seed of data patterns (default 0)")
+    g.addoption("--aoe-timeout-floor", type=float, default=None, metavar="S",
+                help="smallest reply timeout (default as `aoeconform run`: 0.25 s, 0.05 s for bundled and lab targets)")
     g.addoption("--aoe-bundled-mode", default="auto", choices=["auto", "lab", "memory", "loopback"],
                 help="where bundled targets run: auto (a lab namespace when root, else in memory)")
 
@@ -74,7 +76,7 @@ class AoeConfig:
         texts = list(opt.aoe_target) + (["bundled"] if opt.aoe_bundled else [])
         self.active = bool(texts)
         self.config = config
-        self.targets = parse_targets(texts or ["bundled"], opt.aoe_restart_cmd, opt.aoe_quirk, option="--aoe-target")
+        self.targets = parse_targets(texts or ["bundled"], opt.aoe_restart_cmd, opt.aoe_quirk, option="--aoe-target", hosts=True)
         self.strict = opt.aoe_strict
         self.expectations_path = opt.aoe_expectations
         self._expectations: Optional[dict] = None
@@ -106,7 +108,7 @@ class AoeConfig:
             opt = self.config.option
             try:
                 endpoint = target.open(mode=opt.aoe_bundled_mode)
-                handle = TargetHandle(endpoint, run_options(endpoint, seed=opt.aoe_seed,
+                handle = TargetHandle(endpoint, run_options(endpoint, seed=opt.aoe_seed, timeout_floor=opt.aoe_timeout_floor,
                                                             allow_write=True if target.bundled else opt.aoe_allow_write),
                                       label=target.label)
             except HarnessError as exc:
@@ -161,7 +163,7 @@ def pytest_xdist_make_scheduler(config, log):
     aoe = config.stash.get(_KEY, None)
     if aoe is None or not aoe.active or not aoe.grouped or config.getoption("dist", "no") == "each":
         return None
-    return _target_scheduling(config, log, [t.label for t in aoe.targets])
+    return _target_scheduling(config, log, {t.label: t.host for t in aoe.targets})
 
 
 def target_of(nodeid: str, labels) -> Optional[str]:
@@ -175,19 +177,61 @@ def target_of(nodeid: str, labels) -> Optional[str]:
     return None
 
 
-def _target_scheduling(config, log, labels):
+def _target_scheduling(config, log, hosts: dict):
     """xdist's LoadScope scheduling with one work unit per target.
 
     xdist's own ``--dist loadgroup`` reads ``xdist_group`` marks from node ids it
     rewrites on the workers, which pytest 9.2's structured node ids no longer
     allow; this reads the target from the ``[...]`` of the item's name instead.
-    Items of no known target stay units of their own."""
+    Items of no known target stay units of their own. A target named
+    ``TARGET@HOST`` goes only to the worker of gateway HOST (``--tx ...//id=HOST``):
+    the host whose interfaces reach it."""
     from xdist.scheduler import LoadScopeScheduling  # only called by a running xdist
+
+    prefix = "aoe-target:"
 
     class TargetScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            label = target_of(nodeid, labels)
-            return f"aoe-target:{label}" if label is not None else nodeid
+            label = target_of(nodeid, hosts)
+            return f"{prefix}{label}" if label is not None else nodeid
+
+        def _fits(self, node, scope: str) -> bool:
+            host = hosts.get(scope[len(prefix):]) if scope.startswith(prefix) else None
+            return host is None or host == node.gateway.id
+
+        def _has_work_for(self, node) -> bool:
+            return any(self._fits(node, scope) for scope in self.workqueue)
+
+        def _assign_work_unit(self, node) -> None:
+            scope = next((s for s in self.workqueue if self._fits(node, s)), None)
+            if scope is None:
+                return
+            work_unit = self.workqueue.pop(scope)
+            self.assigned_work.setdefault(node, {})[scope] = work_unit
+            collection = self.registered_collections[node]
+            node.send_runtest_some([collection.index(nodeid) for nodeid, done in work_unit.items() if not done])
+
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self._has_work_for(node):
+                node.shutdown()  # after what it has; units pinned elsewhere are not its
+                return
+            if self._pending_of(self.assigned_work.get(node, {})) > 2:
+                return
+            self._assign_work_unit(node)
+
+        def schedule(self) -> None:
+            if self.collection is not None or not self._check_nodes_have_same_collection():  # type: ignore[has-type]
+                return super().schedule()
+            collection = list(next(iter(self.registered_collections.values())))
+            self.collection = collection
+            for nodeid in collection:
+                self.workqueue.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+            for node in self.nodes:  # no "more nodes than units" shutdown: a host may own the only unit
+                self._reschedule(node)
+            for node in self.nodes:
+                self._reschedule(node)
 
     return TargetScheduling(config, log)
 

@@ -7,8 +7,6 @@ driver's, and each side's own count of timeouts agrees with what the wire shows.
 Throughput is printed, not bounded: the driver's timer ticks every 100 ms and
 the model's transfers run in Python, so the two are not expected to match."""
 
-import pytest
-
 from conftest import need_uml
 
 DISTANCE = 0.25

@@ -5,13 +5,12 @@ few MiB, the slow runs 64 MiB."""
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from aoeconform.cli import main
 from aoeconform.lab.linux import BUNDLED, VBLADE, LinuxRun, run_linux
-from aoeconform.lab.uml import DriverParams, LinuxGuest, standard_steps
+from aoeconform.lab.uml import LinuxGuest
 from aoeconform.lab.workload import WorkloadSpec
 from conftest import need_program, need_uml
 

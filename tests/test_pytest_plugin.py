@@ -212,3 +212,31 @@ def test_xdist_gives_each_target_one_worker(tmp_path):
         workers.setdefault(m.group(2), set()).add(m.group(1))
     assert set(workers) == {"bundled", "bundled:flush-status-zero"}, parallel.stdout
     assert all(len(w) == 1 for w in workers.values()), workers
+
+
+def test_execnet_gateways_stand_in_for_hosts(tmp_path):
+    """`--tx popen//id=HOST` gateways as two hosts; TARGET@HOST runs only on that
+    host's worker, and the controller's JUnit file has every host's results."""
+    xml_path = tmp_path / "junit.xml"
+    got = pytest_run(tmp_path, "--aoe-target", "bundled@hostA", "--aoe-target", "bundled:flush-status-zero@hostB",
+                     "--aoe-target", "bundled@hostB", *LOOPBACK, "--dist", "load",
+                     "--tx", "popen//id=hostA", "--tx", "popen//id=hostB", "-k", "status-drdy or config/set/", "-v",
+                     f"--junitxml={xml_path}")
+    assert got.returncode == 1, got.stdout + got.stderr
+    ran_on = {}
+    for m in re.finditer(r"^\[(host\w)\] .*?(?:PASSED|FAILED|SKIPPED) \S+::\S+\[([^\]]+)\]", got.stdout, re.M):
+        ran_on.setdefault(m.group(2), set()).add(m.group(1))
+    assert ran_on == {"bundled@hostA": {"hostA"}, "bundled:flush-status-zero@hostB": {"hostB"}, "bundled@hostB": {"hostB"}}
+    cases = list(ET.parse(xml_path).getroot().iter("testcase"))
+    targets = {p.get("value") for c in cases for p in c.iter("property") if p.get("name") == "target"}
+    assert targets == set(ran_on) and len(cases) >= 9
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert sorted(failed) == ["ata/flush/e7-status-drdy[bundled:flush-status-zero@hostB]",
+                              "ata/flush/ea-status-drdy[bundled:flush-status-zero@hostB]"]
+
+
+def test_host_pinning_needs_the_plugin(tmp_path):
+    got = subprocess.run([sys.executable, "-m", "aoeconform", "run", "--target", "bundled@hostA", "--target", "bundled",
+                          "--report-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert got.returncode == 2 and "TARGET@HOST names the xdist gateway" in got.stderr, got.stderr

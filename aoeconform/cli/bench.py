@@ -1,4 +1,4 @@
-"""`aoeconform bench target|initiator|fuzz`: throughput against vblade (or a
+"""`aoeconform bench target|initiator|fuzz|fleet`: throughput against vblade (or a
 reference peer), same machine, same run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     t.add_argument("--rounds", type=int, default=5, help="rounds per target and case; medians are reported (default 5)")
     t.set_defaults(func=_run_target)
     # Other benchmarks live beside their subject and add their own parser.
-    for name in ("initiator", "fuzz", "linux"):
+    for name in ("initiator", "fuzz", "linux", "fleet"):
         try:
             module = importlib.import_module(f"aoeconform.bench.{name}")
         except ModuleNotFoundError as exc:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from aoeconform.errors import HarnessError, UsageError
+from aoeconform.errors import HarnessError
 
 UML_BINARY = "linux.uml"
 UML_MODULES = "/usr/lib/uml/modules"

@@ -19,7 +19,6 @@ verdict naming the rule it rests on:
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time

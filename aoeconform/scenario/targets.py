@@ -29,6 +29,13 @@ class FleetTarget:
     bundled: bool
     quirks: frozenset = frozenset()
     restart_cmd: Optional[str] = None
+    #: ``TARGET@HOST``: the xdist gateway (``--tx ...//id=HOST``) whose worker drives it
+    host: Optional[str] = None
+
+    @property
+    def address(self) -> str:
+        """The target without its ``@HOST``."""
+        return self.text.rpartition("@")[0] if self.host else self.text
 
     def open(self, *, mode: str = "auto", mtu: int = 1500, readonly: bool = False, second_iface: Optional[str] = None):
         """A ``TargetEndpoint`` to this target (the caller closes it)."""
@@ -36,12 +43,13 @@ class FleetTarget:
 
         if self.bundled:
             return ep.bundled(self.quirks, readonly=readonly, mtu=mtu, mode=mode)
-        return ep.external(self.text, second_iface, self.restart_cmd, readonly=readonly)
+        return ep.external(self.address, second_iface, self.restart_cmd, readonly=readonly)
 
 
 def parse_targets(texts: Sequence[str], restart_cmds: Sequence[str] = (), quirks: Sequence[str] = (),
-                  option: str = "--target") -> list[FleetTarget]:
-    """FleetTargets for ``texts``; ``quirks`` go to every bundled target."""
+                  option: str = "--target", hosts: bool = False) -> list[FleetTarget]:
+    """FleetTargets for ``texts``; ``quirks`` go to every bundled target. With ``hosts``,
+    ``TARGET@HOST`` pins a target to the worker of one xdist gateway."""
     from aoeconform.initiator.addressing import parse_target
     from aoeconform.target.quirks import check_quirks
 
@@ -58,12 +66,16 @@ def parse_targets(texts: Sequence[str], restart_cmds: Sequence[str] = (), quirks
     for text in texts:
         seen[text] = seen.get(text, 0) + 1
         label = text if seen[text] == 1 else f"{text}#{seen[text]}"
-        if _is_bundled(text):
-            names = [q for q in text.partition(":")[2].split(",") if q]
-            out.append(FleetTarget(text, label, True, common | check_quirks(names)))
+        address, at, host = text.rpartition("@") if "@" in text else (text, "", "")
+        if at and (not hosts or not host):
+            raise UsageError(f"{option} {text!r}: TARGET@HOST names the xdist gateway (--tx ...//id=HOST) that drives it; "
+                             "it needs the pytest plugin" if not hosts else f"{option} {text!r}: no host after @")
+        if _is_bundled(address):
+            names = [q for q in address.partition(":")[2].split(",") if q]
+            out.append(FleetTarget(text, label, True, common | check_quirks(names), host=host or None))
             continue
         try:
-            parse_target(text)  # the syntax, before anything is opened
+            parse_target(address)  # the syntax, before anything is opened
         except UsageError as exc:
             raise UsageError(str(exc).replace("--target", option, 1)) from None
         if quirks:
@@ -72,9 +84,10 @@ def parse_targets(texts: Sequence[str], restart_cmds: Sequence[str] = (), quirks
         if len(restart_cmds) > 1:
             # the n-th text among the external ones, counting repeats
             index = [i for i, t in enumerate(external) if t == text][seen[text] - 1]
-        out.append(FleetTarget(text, label, False, restart_cmd=restart_cmds[index] if restart_cmds else None))
+        out.append(FleetTarget(text, label, False, restart_cmd=restart_cmds[index] if restart_cmds else None, host=host or None))
     return out
 
 
 def _is_bundled(text: str) -> bool:
+    text = text.rpartition("@")[0] if "@" in text else text
     return text == BUNDLED or text.startswith(BUNDLED + ":")
