@@ -20,7 +20,7 @@ def test_the_model_stays_near_the_driver():
     need_uml()
     from aoeconform.bench.linux import run_bench, table
 
-    driver, model = run_bench(seed=2, loss=0.02, dup=0.01, reorder=0.01, size=256 << 10, random_count=4, timeout=120)
+    driver, model = run_bench(seed=2, loss=0.02, dup=0.01, reorder=0.01, size=128 << 10, random_count=4, timeout=120)
     print(table([driver, model], "test"))
     assert driver.ok, driver.problem
     assert model.ok, model.problem

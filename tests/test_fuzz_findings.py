@@ -66,3 +66,16 @@ def test_start_index_resumes_the_campaign(tmp_path):
     _, first = _run(tmp_path, "ver-unchecked", extra=("--start-index", "600"))
     assert first["start_index"] == 600 and first["next_index"] == 1200
     assert main(["fuzz", "--in-memory", "--workers", "2", "--start-index", "5", "--cases", "10"]) == 2
+
+
+def test_selftest_fuzz_names_the_rule_and_says_how_many_quirks_it_found(capsys):
+    quirks = ["ver-unchecked", "unpadded", "crash-on-truncated", "wrong-reply-dst", "readonly-writes"]
+    status = main(["selftest", "--fuzz", "--seconds", "1", *[a for q in quirks for a in ("--quirk", q)]])
+    out = capsys.readouterr().out
+    assert status == 0  # whatever the coverage
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith(("ok ", "MISS "))}
+    assert "rule 7 wrong-version" in lines["ver-unchecked"] and "rule 16 runt-reply" in lines["unpadded"]
+    assert "rule 15 unresponsive" in lines["crash-on-truncated"] and "rule 3 wrong-reply-dst" in lines["wrong-reply-dst"]
+    assert lines["readonly-writes"].startswith("MISS")  # no oracle knows the export is read-only
+    assert out.rstrip().splitlines()[-1].startswith("found 4 of 5 quirks")
+    assert main(["selftest", "--seconds", "1"]) == 2  # --seconds goes with --fuzz

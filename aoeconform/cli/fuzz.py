@@ -92,11 +92,7 @@ def _open_interface(text: str):
     from aoeconform.initiator.addressing import open_target
 
     transport, record = open_target(text, timeout=2.0, identify=True)
-    info = TargetInfo(
-        mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
-        bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors,
-    )
-    return transport, info
+    return transport, TargetInfo.from_discovery(record, transport)
 
 
 def run(args) -> int:

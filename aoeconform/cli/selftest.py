@@ -1,7 +1,12 @@
-"""``aoeconform selftest``: the suites against the clean target and every quirk.
+"""``aoeconform selftest``: the suites against the clean target, every quirk
+and every accepted reading.
+
+With ``--fuzz``: the fuzzer instead, against each quirk for ``--seconds``;
+exit 0 whatever it finds (the last line says how many quirks it found).
 
 Exit status 1 when the clean target fails a case, a quirk is caught by no
-case, or a case catches no quirk and says no `uncatchable` reason.
+case, a case catches no quirk and says no `uncatchable` reason, or a case
+fails against a reading its rule accepts.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import json
 import time
 
-from aoeconform.errors import EXIT_FAILURES, EXIT_OK
+from aoeconform.cli.argtypes import seconds
+from aoeconform.errors import EXIT_FAILURES, EXIT_OK, UsageError
 
 
 def register(subparsers) -> None:
@@ -20,10 +26,50 @@ def register(subparsers) -> None:
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="only these quirks (repeatable; default all)")
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
     p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="parallel processes (default: one per CPU)")
+    p.add_argument("--fuzz", action="store_true",
+                   help="instead of the suites, fuzz the reference target with each quirk: which are found, by which rule, how soon")
+    p.add_argument("--seconds", type=seconds, default=None, metavar="S", help="with --fuzz: seconds per quirk (default 20)")
     p.set_defaults(func=run)
 
 
+def run_fuzz(args) -> int:
+    """Exit 0 whatever the coverage: the summary line says how much was found."""
+    from aoeconform.fuzz.selftest import fuzz_quirks
+    from aoeconform.target.quirks import QUIRKS, check_quirks
+
+    if args.suites:
+        raise UsageError("--fuzz fuzzes the reference target; it takes no SUITE")
+    quirks = sorted(check_quirks(args.quirk)) if args.quirk else list(QUIRKS)
+    limit = 20.0 if args.seconds is None else args.seconds
+    width = max(len(q) for q in quirks)
+    started = time.monotonic()
+
+    def line(r) -> None:
+        if args.json:
+            return
+        if r.error:
+            print(f"ERR  {r.quirk:<{width}}  {r.error}", flush=True)
+        elif r.found:
+            print(f"ok   {r.quirk:<{width}}  rule {r.rule} {r.kind} after {r.found_after:.2f} s (case {r.case_index})", flush=True)
+        else:
+            print(f"MISS {r.quirk:<{width}}  nothing in {r.cases} cases, {r.seconds:.1f} s", flush=True)
+
+    results = fuzz_quirks(quirks, limit, line)
+    found = sum(1 for r in results if r.found)
+    summary = f"found {found} of {len(results)} quirks ({limit:g} s each at most, {time.monotonic() - started:.0f} s in all)"
+    if args.json:
+        print(json.dumps({"seconds_per_quirk": limit, "found": found, "quirks": len(results),
+                          "results": [r.as_dict() for r in results]}, indent=1))
+    else:
+        print(summary)
+    return EXIT_OK
+
+
 def run(args) -> int:
+    if args.fuzz:
+        return run_fuzz(args)
+    if args.seconds is not None:
+        raise UsageError("--seconds goes with --fuzz")
     from aoeconform.scenario.loader import load_suites, shipped_suite_paths
     from aoeconform.scenario.selftest import selftest
     from aoeconform.target.quirks import QUIRKS, check_quirks
@@ -32,7 +78,7 @@ def run(args) -> int:
     load_suites(paths)  # suite errors: exit 2 before any work
     quirks = sorted(check_quirks(args.quirk)) if args.quirk else list(QUIRKS)
     started = time.monotonic()
-    report = selftest(paths, quirks, args.jobs)
+    report = selftest(paths, quirks, args.jobs, readings=None if not args.quirk else [])
     if not args.quirk:
         pass
     else:  # a partial quirk set cannot judge cases that catch none
@@ -65,7 +111,12 @@ def _print(report, elapsed: float) -> None:
     silent = [c for c in report.cases if not catches.get(c.id)]
     print(f"{len(report.cases) - len(silent)} of {len(report.cases)} cases catch at least one quirk; "
           f"{sum(1 for c in silent if c.uncatchable)} others give an `uncatchable` reason")
-    exchanges = clean.exchanges + sum(r.exchanges for r in report.quirk_runs)
-    print(f"{1 + len(report.quirk_runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
+    if report.reading_runs:
+        strict = [r for r in report.reading_runs if r.bad]
+        print(f"accepted readings: {len(report.reading_runs)} (`aoeconform target --list-readings`); "
+              + (f"{len(strict)} fail cases that should accept them" if strict else "every case accepts every one"))
+    runs = [clean, *report.quirk_runs, *report.reading_runs]
+    exchanges = sum(r.exchanges for r in runs)
+    print(f"{len(runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
     for problem in report.problems:
         print(f"PROBLEM {problem}")

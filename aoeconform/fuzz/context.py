@@ -33,6 +33,12 @@ class TargetInfo:
     #: from IDENTIFY; None when unknown
     capacity: Optional[int] = None
 
+    @classmethod
+    def from_discovery(cls, record, transport) -> "TargetInfo":
+        """From a discovery record (initiator.discovery) and the transport that reaches it."""
+        return cls(mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
+                   bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors)
+
     @property
     def max_sectors(self) -> int:
         return self.sector_count or LEGACY_SECTOR_COUNT

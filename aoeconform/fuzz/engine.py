@@ -156,6 +156,7 @@ class Fuzzer:
         self._original_config: Optional[bytes] = None
         self._end: Optional[float] = None
         self._shrink_allowance: Optional[float] = None
+        self._started: Optional[float] = None
 
     # -- output -------------------------------------------------------------------
 
@@ -212,7 +213,7 @@ class Fuzzer:
         self._say(f"seed {self.seed} (rerun with --seed {self.seed}); target {self.info.address} at {self.info.mac.hex(':')} "
                   f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         # --seconds counts fuzzing: time spent shrinking moves the end, but
         # shrinking in a timed run has a budget of its own (the run's length, at least 10 s)
         self._end = None if seconds is None else started + seconds
@@ -503,6 +504,8 @@ class Fuzzer:
     def _process_finding(self, finding: Finding) -> None:
         result = self.result
         result.findings.append(finding)
+        if self._started is not None:
+            finding.found_after = time.monotonic() - self._started
         self._say(f"finding: {finding.summary()}")
         if finding.kind == "unresponsive":
             if self.restart_hook is None:

@@ -71,6 +71,8 @@ class Finding:
     trigger_field: Optional[str] = None
     #: the output directory's index had this signature from an earlier run
     seen_before: bool = False
+    #: seconds of fuzzing before it was found (None when not known)
+    found_after: Optional[float] = None
 
     @property
     def command(self) -> Optional[int]:
@@ -135,6 +137,7 @@ class Finding:
             "detail": self.detail,
             "seed": self.seed,
             "case_index": self.case_index,
+            "found_after": None if self.found_after is None else round(self.found_after, 3),
             "mutations": list(self.mutations),
             "count": self.count,
             "reproduced": self.reproduced,

@@ -31,7 +31,7 @@ SECTOR = 512
 DEFAULT_GUEST_TIMEOUT = 120.0
 #: how long the guest waits for the device (asking for discovery every 2 s);
 #: a target answers a broadcast in milliseconds
-DEVICE_TIMEOUT = 8.0
+DEVICE_TIMEOUT = 5.0
 
 
 def linux_problem(endpoint) -> str:
