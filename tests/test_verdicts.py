@@ -208,3 +208,20 @@ def test_observations_become_results_charged_to_their_rule(quirk, failing, rule)
         r = bad[failing]
         assert r.failed_rule == rule and r.frames and r.message
         assert _observed(quirk, expected={failing: "known"})[failing].outcome == "xfailed"
+
+
+def test_selftest_names_a_case_stricter_than_its_rule(tmp_path):
+    """A vendor's own suite that demands one reading where the rule accepts
+    two: selftest says so (and catches the quirk all the same)."""
+    from aoeconform.scenario.selftest import selftest
+
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(
+        "suite: mine\ncases:\n  - id: mine/ccmd5\n    requirement: CCmd 5 gets Error 2.\n    section: '3.2'\n    rule: 41\n"
+        "    catches: [config-ccmd-unchecked]\n    steps:\n      - send: {command: config, config: {ccmd: 5}}\n"
+        "        expect: {reply: {header: {error_flag: true, error: 2, tag: same}}}\n")
+    report = selftest([str(suite)], ["config-ccmd-unchecked"], jobs=1, readings=["config-ccmd-error-1", "flush-unsupported"])
+    assert [r.quirk for r in report.reading_runs] == ["config-ccmd-error-1", "flush-unsupported"]
+    strict = [p for p in report.problems if p.startswith("reading ")]
+    assert len(strict) == 1 and "config-ccmd-error-1: mine/ccmd5 failed" in strict[0], report.problems
+    assert report.matrix()["config-ccmd-unchecked"] == ["mine/ccmd5"]

@@ -1,10 +1,12 @@
-"""``aoeconform selftest``: the suites against the clean target and every quirk.
+"""``aoeconform selftest``: the suites against the clean target, every quirk
+and every accepted reading.
 
 With ``--fuzz``: the fuzzer instead, against each quirk for ``--seconds``;
 exit 0 whatever it finds (the last line says how many quirks it found).
 
 Exit status 1 when the clean target fails a case, a quirk is caught by no
-case, or a case catches no quirk and says no `uncatchable` reason.
+case, a case catches no quirk and says no `uncatchable` reason, or a case
+fails against a reading its rule accepts.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def run(args) -> int:
     load_suites(paths)  # suite errors: exit 2 before any work
     quirks = sorted(check_quirks(args.quirk)) if args.quirk else list(QUIRKS)
     started = time.monotonic()
-    report = selftest(paths, quirks, args.jobs)
+    report = selftest(paths, quirks, args.jobs, readings=None if not args.quirk else [])
     if not args.quirk:
         pass
     else:  # a partial quirk set cannot judge cases that catch none
@@ -109,7 +111,12 @@ def _print(report, elapsed: float) -> None:
     silent = [c for c in report.cases if not catches.get(c.id)]
     print(f"{len(report.cases) - len(silent)} of {len(report.cases)} cases catch at least one quirk; "
           f"{sum(1 for c in silent if c.uncatchable)} others give an `uncatchable` reason")
-    exchanges = clean.exchanges + sum(r.exchanges for r in report.quirk_runs)
-    print(f"{1 + len(report.quirk_runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
+    if report.reading_runs:
+        strict = [r for r in report.reading_runs if r.bad]
+        print(f"accepted readings: {len(report.reading_runs)} (`aoeconform target --list-readings`); "
+              + (f"{len(strict)} fail cases that should accept them" if strict else "every case accepts every one"))
+    runs = [clean, *report.quirk_runs, *report.reading_runs]
+    exchanges = sum(r.exchanges for r in runs)
+    print(f"{len(runs)} runs, {exchanges} exchanges in {elapsed:.2f} s")
     for problem in report.problems:
         print(f"PROBLEM {problem}")

@@ -90,6 +90,8 @@ class SelftestReport:
     quirk_runs: list[QuirkRun]
     cases: list[Case]
     problems: list[str] = field(default_factory=list)
+    #: runs against the accepted readings (target.quirks.READINGS): nothing may fail
+    reading_runs: list[QuirkRun] = field(default_factory=list)
 
     def matrix(self) -> dict:
         """quirk -> case ids that catch it."""
@@ -113,6 +115,8 @@ class SelftestReport:
                        for run in self.quirk_runs},
             "cases": {cid: {"catches": qs, "uncatchable": next((c.uncatchable for c in self.cases if c.id == cid), "")}
                       for cid, qs in self.catches_of().items()},
+            "readings": {run.quirk: {"failures": {cid: run.messages.get(cid, "") for cid in run.bad}}
+                         for run in self.reading_runs},
         }
 
 
@@ -123,18 +127,25 @@ class SelftestReport:
 NOT_IN_MEMORY = ("linux",)
 
 
-def selftest(paths: list[str], quirks: list[str], jobs: Optional[int] = None) -> SelftestReport:
+def selftest(paths: list[str], quirks: list[str], jobs: Optional[int] = None, readings: Optional[list[str]] = None) -> SelftestReport:
+    """The clean run, one run per quirk (each must be caught) and one per
+    accepted reading (none may fail a case: that would be a case stricter
+    than its rule). ``readings`` None means all of them."""
+    from aoeconform.target.quirks import READINGS
+
     from .loader import all_cases, load_suites
 
     cases = [c for c in all_cases(load_suites(paths)) if not set(c.requires) & set(NOT_IN_MEMORY)]
-    names: list[Optional[str]] = [None] + list(quirks)
+    readings = list(READINGS) if readings is None else readings
+    names: list[Optional[str]] = [None] + list(quirks) + list(readings)
     jobs = jobs if jobs is not None else min(len(names), os.cpu_count() or 1)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             runs = list(pool.map(run_one, names, [cases] * len(names)))
     else:
         runs = [run_one(q, cases) for q in names]
-    report = SelftestReport(runs[0], runs[1:], cases)
+    split = 1 + len(quirks)
+    report = SelftestReport(runs[0], runs[1:split], cases, reading_runs=runs[split:])
     check(report, full_quirk_set=bool(quirks))
     return report
 
@@ -146,6 +157,10 @@ def check(report: SelftestReport, full_quirk_set: bool = True) -> None:
     for run in report.quirk_runs:
         if not run.caught_by:
             problems.append(f"quirk {run.quirk} is caught by no case")
+    for run in report.reading_runs:
+        for cid in run.bad:
+            problems.append(f"reading {run.quirk}: {cid} {run.outcomes[cid]} although the rule accepts this reading "
+                            f"(the case is stricter than its rule): {run.messages.get(cid, '')}")
     catches = report.catches_of()
     tested = {run.quirk for run in report.quirk_runs}
     for case in report.cases:
