@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
+
+from sarif_check import check_sarif_file
 
 from aoeconform.cli import main
 from aoeconform.fuzz.findings import INDEX, RUN
@@ -18,8 +21,11 @@ def _run(out, *quirks, extra=()):
         return status, json.load(f)
 
 
+REPORTS = {RUN, INDEX, "report"}
+
+
 def _saved(out):
-    return sorted(n for n in os.listdir(out) if n not in (RUN, INDEX))
+    return sorted(n for n in os.listdir(out) if n not in REPORTS)
 
 
 def test_one_defect_seen_many_times_is_one_finding_counted_and_a_second_run_saves_nothing(tmp_path, capsys):
@@ -45,6 +51,15 @@ def test_one_defect_seen_many_times_is_one_finding_counted_and_a_second_run_save
     entry = index[first["signature"]]
     assert entry["runs"] == 2 and entry["count"] == first["count"] + again["findings"][0]["count"]
     assert "counted, not saved again" in capsys.readouterr().out
+    # and in the run reports, like a suite failure charged to its rule
+    junit = ET.parse(tmp_path / "report" / "junit.xml").getroot()
+    assert junit.get("failures") == "1"
+    case = junit.find("testsuite/testcase")
+    assert case is not None and case.get("name") == "fuzz/rule7/wrong-version/any/ver" and case.find("failure") is not None
+    sarif = check_sarif_file(tmp_path / "report" / "report.sarif")
+    [result] = sarif["runs"][0]["results"]
+    assert result["ruleId"] == "fuzz/rule7/wrong-version/any/ver" and result["properties"]["failed_rule"] == 7
+    assert "fuzz/rule7/wrong-version/any/ver" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):

@@ -47,7 +47,7 @@ def test_two_workers_find_what_one_finds(tmp_path, capsys):
 
     assert seen(out) == seen(serial_out) and seen(out)
     for name in parallel:  # the merged count is saved
-        if name.endswith(".json") and name not in ("fuzz.json", "index.json"):  # those two describe the run
+        if name.endswith(".json") and name not in ("fuzz.json", "index.json"):  # those two describe the run (report/ too)
             count = json.load(open(tmp_path / "parallel" / name))["count"]
             assert f"x{count}" in out
 

@@ -203,14 +203,19 @@ def _quirk_names(args) -> list:
 def _report(args, result, findings, resumable: bool = True) -> None:
     """The findings, each with its count and replay command; fuzz.json and the index in --out."""
     from aoeconform.fuzz.findings import record_run
+    from aoeconform.fuzz.report import write_reports
 
     path = record_run(args.out, result, findings, args.start_index) if args.out else None
+    if args.out:
+        where = "reference target in memory" + "".join(f" --quirk {q}" for q in _quirk_names(args)) if args.in_memory else str(args.target)
+        write_reports(os.path.join(args.out, "report"), result, findings, target=where)
     for f in findings:
         print(f"  {f.summary()} x{f.count}" + (" (seen in an earlier run: counted, not saved again)" if f.seen_before else "")
               + (f" -> {f.paths[0]}" if f.paths else ""))
         print(f"    replay: {f.replay_command}" + (f" --restart-cmd {shlex.quote(args.restart_cmd)}" if isinstance(args.restart_cmd, str) else ""))
     if path:
-        print(f"run summary: {path}" + (f"; go on from here with --seed {result.seed} --start-index {result.next_index}" if resumable else ""))
+        reports = os.path.join(args.out, "report")
+        print(f"run summary: {path}; report.html, junit.xml and report.sarif in {reports}" + (f"; go on from here with --seed {result.seed} --start-index {result.next_index}" if resumable else ""))
 
 
 def _run_parallel(args, targets: list, restarts: list) -> int:
