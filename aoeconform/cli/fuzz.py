@@ -91,12 +91,27 @@ def _open_interface(text: str):
     from aoeconform.fuzz.context import TargetInfo
     from aoeconform.initiator.addressing import open_target
 
-    transport, record = open_target(text, timeout=2.0, identify=True)
+    transport, record = open_target(text, timeout=2.0, identify=True, lenient=True)
+    if record.address_fault:
+        print(f"aoeconform fuzz: {record.address_fault}; fuzzing {record.address} at {record.mac.hex(':')} all the same "
+              f"(its replies' addresses are findings, rule 11)", file=sys.stderr, flush=True)
     return transport, TargetInfo.from_discovery(record, transport)
 
 
+def _write_policy(args, info):
+    """Writes as asked; without a window and a capacity (IDENTIFY unanswered)
+    the fuzz goes on without writes, which is what can be done safely."""
+    from aoeconform.fuzz import WritePolicy
+
+    if args.allow_write and not args.lba_window and info.capacity is None:
+        print("aoeconform fuzz: the target's capacity is unknown (IDENTIFY unanswered): fuzzing without writes; "
+              "give --lba-window START:COUNT to allow them", file=sys.stderr, flush=True)
+        return WritePolicy()
+    return WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
+
+
 def run(args) -> int:
-    from aoeconform.fuzz import Fuzzer, WritePolicy
+    from aoeconform.fuzz import Fuzzer
 
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
@@ -127,7 +142,7 @@ def run(args) -> int:
         restart = _restart_hook(args.restart_cmd) if args.restart_cmd else None
     try:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-        policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
+        policy = _write_policy(args, info)
         if args.quiet:
             print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed})", flush=True)
         fuzzer = Fuzzer(
@@ -222,7 +237,7 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     """--workers N or several --target: the cases split by index, findings merged."""
     import time
 
-    from aoeconform.fuzz import Fuzzer, FuzzResult, WritePolicy
+    from aoeconform.fuzz import Fuzzer, FuzzResult
     from aoeconform.fuzz import findings as findings_mod
     from aoeconform.fuzz.parallel import merge_findings, run_parallel
 
@@ -254,7 +269,7 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
         return transport, info, _restart_hook(command) if command else None, transport.close
 
     def make_fuzzer(transport, info, restart):
-        policy = WritePolicy.for_target(args.allow_write, args.lba_window, info.capacity)
+        policy = _write_policy(args, info)
         return Fuzzer(transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=None, restart=restart,
                       health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None,
                       target_extra=_target_extra(args))

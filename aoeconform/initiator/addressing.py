@@ -7,12 +7,13 @@ discovery (reference §1: broadcast Query Config, then IDENTIFY).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from aoeconform.errors import TargetUnreachable, UsageError
-from aoeconform.initiator.discovery import DEFAULT_TIMEOUT, DiscoveryResult, TargetRecord, discover
+from aoeconform.initiator.discovery import DEFAULT_TIMEOUT, DiscoveryResult, TargetRecord, discover, identify_all
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import SHELF_BROADCAST, SLOT_BROADCAST
 
@@ -84,11 +85,15 @@ def resolve(
     *,
     identify: bool = True,
     discover_fn: Callable[..., DiscoveryResult] = discover,
+    lenient: bool = False,
 ) -> TargetRecord:
     """The one target ``spec`` names on ``transport``'s segment.
 
     Raises TargetUnreachable when nothing (or not the named target) answers,
-    and UsageError when several targets answer and none was named."""
+    and UsageError when several targets answer and none was named. With
+    ``lenient`` (the fuzzer), a single MAC that answered the named address
+    with a wildcard shelf or slot is taken for it, its fault noted in
+    ``address_fault``: a broken target is something to test, not to refuse."""
     found = discover_fn(transport, timeout, identify=identify)
     where = f"on {spec.iface}"
     if not spec.addressed:
@@ -109,6 +114,12 @@ def resolve(
         # Several MACs for one address are one target with several ports (or a
         # misconfiguration the checks report); the first, by MAC, is used.
         return matches[0]
+    usable = [i for i in getattr(found, "ignored", []) if i.record is not None]
+    if lenient and len({i.mac for i in usable}) == 1:
+        record = dataclasses.replace(usable[0].record, shelf=spec.shelf, slot=spec.slot, address_fault=usable[0].describe())
+        if identify:
+            identify_all(transport, [record], timeout)
+        return record
     others = f"; targets that did answer: {_listing(found)}" if found else ""
     raise TargetUnreachable(
         f"target {spec.shelf}.{spec.slot} did not answer {where} within {timeout:g} s{others}{_ignored_note(found)}; "
@@ -123,6 +134,7 @@ def open_target(
     *,
     identify: bool = True,
     transport_factory: Optional[Callable[[str], Transport]] = None,
+    lenient: bool = False,
 ) -> Tuple[Transport, TargetRecord]:
     """Parse ``--target``, open a raw transport on its interface and resolve it.
 
@@ -134,7 +146,7 @@ def open_target(
         transport_factory = RawTransport
     transport = transport_factory(spec.iface)
     try:
-        return transport, resolve(spec, transport, timeout, identify=identify)
+        return transport, resolve(spec, transport, timeout, identify=identify, lenient=lenient)
     except BaseException:
         transport.close()
         raise

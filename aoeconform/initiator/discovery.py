@@ -72,6 +72,8 @@ class TargetRecord:
     identify_error: Optional[str] = None
     #: header of the config reply, for checks that want more
     ver: int = 1
+    #: set when the target was taken at the asked address although its reply named another (lenient resolve)
+    address_fault: Optional[str] = None
 
     @property
     def max_sectors(self) -> int:
@@ -112,6 +114,9 @@ class IgnoredReply:
     shelf: int
     slot: int
     reason: str
+    #: what the reply said, when only its address was wrong (a wildcard): a
+    #: lenient caller may still use the target under the address it asked for
+    record: Optional["TargetRecord"] = None
 
     def describe(self) -> str:
         return f"{mac_to_str(self.mac)} answered as {self.shelf}.{self.slot}: {self.reason}"
@@ -213,7 +218,10 @@ def collect_configs(
         why = ignore_reason(h.shelf, h.slot)
         if why:
             if key not in ignored:
-                ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, why)
+                a = frame.arg
+                usable = TargetRecord(mac=h.src, shelf=h.shelf, slot=h.slot, bufcnt=a.bufcnt, firmware=a.firmware,
+                                      sector_count=a.sector_count, config=a.config, ver=h.ver)
+                ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, why, usable)
                 log.warning("discovery: ignoring %s", ignored[key].describe())
             continue
         if key in found:
