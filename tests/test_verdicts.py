@@ -225,3 +225,34 @@ def test_selftest_names_a_case_stricter_than_its_rule(tmp_path):
     strict = [p for p in report.problems if p.startswith("reading ")]
     assert len(strict) == 1 and "config-ccmd-error-1: mine/ccmd5 failed" in strict[0], report.problems
     assert report.matrix()["config-ccmd-unchecked"] == ["mine/ccmd5"]
+
+
+def test_the_initiators_own_late_replies_are_not_strangers():
+    """A load step's reference initiator sends on the engine's transport
+    without the engine's Wire; a late reply to one of its tags must not count
+    as a reply carrying a tag the harness never sent (rule 4)."""
+    from aoeconform.scenario.load import _TagNoting
+    from aoeconform.scenario.wire import Wire
+    from aoeconform.transport.memory import MemoryLink
+
+    link = MemoryLink("t")
+    ours, target = link.endpoint(b"\x02\x00\x00\x00\x00\x01", 1500, name="a"), link.endpoint(b"\x02\x00\x00\x00\x00\x02", 1500, name="b")
+    wire = Wire(ours)
+
+    def request(tag):
+        return target.mac + ours.mac + b"\x88\xa2\x10\x00\x00\x01\x02\x01" + tag.to_bytes(4, "big") + bytes(36)
+
+    def answer(raw):
+        reply = bytearray(raw)
+        reply[0:6], reply[6:12], reply[14] = raw[6:12], raw[0:6], 0x18
+        target.send(bytes(reply))
+
+    noted = request(0x0101AAAA)
+    _TagNoting(ours, wire.sent_tags).send(noted)
+    answer(target.recv(1.0))
+    unnoted = request(0x0101BBBB)
+    ours.send(unnoted)  # what the load step did before: the engine never saw this tag
+    answer(target.recv(1.0))
+    wire.drain()
+    assert [int.from_bytes(r[20:24], "big") for r in wire.strangers] == [0x0101BBBB]
+    link.close()

@@ -5,11 +5,33 @@ since these kernels have no netem), and the data must come back identical."""
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Mapping, Optional
 
+from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import SECTOR_SIZE
 
 from .values import pattern_bytes
+
+
+class _TagNoting(Transport):
+    """The engine's own transport, noting the tags the reference initiator
+    sends on it: replies to them that come late are the harness's own, not
+    replies carrying a tag it never sent (observed/run/tags-returned)."""
+
+    def __init__(self, inner: Transport, tags: set) -> None:
+        self.inner, self.tags = inner, tags
+        self.mac, self.mtu, self.name = inner.mac, inner.mtu, inner.name
+
+    def send(self, frame: bytes) -> None:
+        if len(frame) >= 24:
+            self.tags.add(int.from_bytes(frame[20:24], "big"))
+        self.inner.send(frame)
+
+    def recv(self, timeout: Optional[float]) -> Optional[bytes]:
+        return self.inner.recv(timeout)
+
+    def __getattr__(self, name):  # recv_many and the like, where the inner transport has them
+        return getattr(self.inner, name)
 
 
 def run_load(engine, body: Mapping, region: tuple[int, int]) -> tuple[bool, str]:
@@ -20,7 +42,7 @@ def run_load(engine, body: Mapping, region: tuple[int, int]) -> tuple[bool, str]
     seconds = float(body.get("seconds", 1.0))
     max_rounds = int(body["rounds"]) if "rounds" in body else None
     seed = engine.options.seed
-    impaired = ImpairedTransport(engine.wire.primary, seed=seed, loss=float(body.get("loss", 0)),
+    impaired = ImpairedTransport(_TagNoting(engine.wire.primary, engine.wire.sent_tags), seed=seed, loss=float(body.get("loss", 0)),
                                  dup=float(body.get("dup", 0)), reorder=float(body.get("reorder", 0)))
     floor = engine.options.timeout_floor
     # the timer preset of the harness's own transfers (per-frame deadlines,
