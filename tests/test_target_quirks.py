@@ -616,28 +616,15 @@ def test_every_reading_has_a_probe_and_a_doc_row():
     assert not set(READINGS) & set(QUIRKS)
 
 
-@pytest.mark.parametrize("name", sorted(READINGS))
-def test_reading_changes_what_it_claims(name, tmp_path):
-    probe, options, clean_expected, expected = READING_CASES[name]
+@pytest.mark.parametrize("name", sorted(QUIRKS) + sorted(READINGS))
+def test_quirk_or_reading_changes_what_it_claims(name, tmp_path):
+    probe, options, clean_expected, changed_expected = CASES.get(name) or READING_CASES[name]
     d = MemoryDriver(str(tmp_path))
     try:
         d.start(**options)
         assert probe(d) == clean_expected, "clean target"
         d.start(quirks=[name], **options)
-        assert probe(d) == expected, f"with the reading {name}"
-    finally:
-        d.stop()
-
-
-@pytest.mark.parametrize("name", sorted(QUIRKS))
-def test_quirk_changes_what_it_claims(name, tmp_path):
-    probe, options, clean_expected, quirky_expected = CASES[name]
-    d = MemoryDriver(str(tmp_path))
-    try:
-        d.start(**options)
-        assert probe(d) == clean_expected, "clean target"
-        d.start(quirks=[name], **options)
-        assert probe(d) == quirky_expected, f"with --quirk {name}"
+        assert probe(d) == changed_expected, f"with {name}"
     finally:
         d.stop()
 

@@ -191,30 +191,21 @@ def run_workload(
     view: Optional[memoryview] = None
     phase = PhaseResult("seq")
     try:
-        # seq: the sequential pattern, block by block
-        if on_phase:
-            on_phase("seq")
-        start = clock()
-        for pos in range(0, spec.size, spec.block):
-            chunk = sequential_block(spec, pos)
-            buf[:len(chunk)] = chunk
-            _pwrite_all(fd, buf[:len(chunk)], spec.offset + pos)
-            phase.bytes += len(chunk)
-            phase.requests += 1
-        phase.seconds = clock() - start
-        result.phases.append(asdict(phase))
-
-        phase = PhaseResult("random")
-        if on_phase:
-            on_phase("random")
-        start = clock()
-        for pos, data in writes:
-            buf[:len(data)] = data
-            _pwrite_all(fd, buf[:len(data)], spec.offset + pos)
-            phase.bytes += len(data)
-            phase.requests += 1
-        phase.seconds = clock() - start
-        result.phases.append(asdict(phase))
+        # seq: the sequential pattern, block by block (generated as it goes);
+        # random: the overwrites at their offsets
+        sequential = ((pos, sequential_block(spec, pos)) for pos in range(0, spec.size, spec.block))
+        for name, blocks in (("seq", sequential), ("random", writes)):
+            phase = PhaseResult(name)
+            if on_phase:
+                on_phase(name)
+            start = clock()
+            for pos, data in blocks:
+                buf[:len(data)] = data
+                _pwrite_all(fd, buf[:len(data)], spec.offset + pos)
+                phase.bytes += len(data)
+                phase.requests += 1
+            phase.seconds = clock() - start
+            result.phases.append(asdict(phase))
 
         phase = PhaseResult("verify")
         if on_phase:
