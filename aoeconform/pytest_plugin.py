@@ -405,19 +405,24 @@ class AoeCaseItem(pytest.Item):
 # -- fixtures -------------------------------------------------------------------------
 
 
-def _missing(reason: str) -> None:
-    """Skip, or fail under CI=true, with a one-line reason (the project's rule for root tests)."""
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """Skip, or fail under CI=true, with a one-line reason (the project's rule
+    for tests that need root or a program; the project's own tests use it too)."""
+    if in_ci():
         pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
 
 
-def _need_root() -> None:
+def need_root() -> None:
     from aoeconform.lab.testbed import root_problem
 
     problem = root_problem()
     if problem:
-        _missing(problem)
+        missing(problem)
 
 
 def _up_or_skip(lab):
@@ -426,7 +431,7 @@ def _up_or_skip(lab):
     try:
         return lab.up()
     except PermissionDenied as exc:
-        _missing(str(exc))
+        missing(str(exc))
 
 
 def pytest_generate_tests(metafunc):
@@ -480,7 +485,7 @@ def aoe_lab(request):
     from aoeconform.lab import Lab
     from aoeconform.lab.testbed import unique_lab_name
 
-    _need_root()
+    need_root()
     params = getattr(request, "param", None) or {}
     lab = Lab(unique_lab_name(), mtu=params.get("mtu", 1500))
     try:
@@ -498,9 +503,9 @@ def aoe_vblade(request, tmp_path):
 
     from aoeconform.lab.testbed import VBLADE_SHELF, VBLADE_SLOT, vblade_lab
 
-    _need_root()
+    need_root()
     if shutil.which("vblade") is None:
-        _missing("needs vblade (apt-get install vblade)")
+        missing("needs vblade (apt-get install vblade)")
     p = getattr(request, "param", None) or {}
     with vblade_lab(tmp_path, p.get("mtu", 1500), p.get("shelf", VBLADE_SHELF), p.get("slot", VBLADE_SLOT),
                     p.get("extra_args", ()), up=_up_or_skip) as vb:

@@ -32,21 +32,8 @@ from aoeconform.lab.testbed import (  # noqa: F401  (tests import these from her
 )
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def missing(reason: str) -> None:
-    """Skip the test, or fail it under CI, with a one-line reason."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
-
-
-def need_root() -> None:
-    problem = root_problem()
-    if problem:
-        missing(problem)
+# skip, or fail under CI=true, with one line: the same rule the plugin applies to its fixtures
+from aoeconform.pytest_plugin import in_ci, missing, need_root  # noqa: E402,F401
 
 
 def need_program(program: str, package: str) -> str:
