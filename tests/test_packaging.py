@@ -35,6 +35,7 @@ PACKAGE = "aoeconform"
 EXTRA_ONLY: Dict[str, Tuple[str, str]] = {
     "aoeconform.wire.scapy_layer": ("scapy", "scapy"),
     "aoeconform.fuzz.boofuzz": ("boofuzz", "fuzz"),
+    "aoeconform.fuzz.stateful": ("hypothesis", "fuzz"),
 }
 #: Third-party modules imported only inside functions that say which extra to
 #: install when the import fails (``aoeconform bench fuzz``).

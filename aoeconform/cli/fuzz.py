@@ -55,6 +55,13 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
     p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
     p.add_argument("--replay", metavar="FILE", help="send a saved finding's (shrunk) frames again; exit 1 if it still fires")
+    p.add_argument("--engine", choices=("random", "stateful"), default="random",
+                   help="random (default): mutated requests, each reply judged alone; stateful: hypothesis sequences of "
+                        "writes, reads, duplicates, reorderings, flushes, config, Mac Mask and reservation edits from two "
+                        "MACs, judged by a model of the target and shrunk to the fewest steps (--cases counts examples)")
+    p.add_argument("--steps", type=integer(1), default=12, metavar="N", help="with --engine stateful: steps per example at most (default 12)")
+    p.add_argument("--second-iface", metavar="IF",
+                   help="with --engine stateful: send the second MAC's requests from this interface (default: a spoofed source on --target's)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run)
 
@@ -116,6 +123,10 @@ def run(args) -> int:
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
     targets, restarts = args.target or [], args.restart_cmd or []
+    if args.engine == "stateful" and not args.replay:
+        return _run_stateful(args, targets, restarts)
+    if args.second_iface and not args.replay:
+        raise UsageError("--second-iface is for --engine stateful (the random engine speaks from one MAC)")
     if args.workers > 1 or len(targets) > 1:
         return _run_parallel(args, targets, restarts)
     if len(restarts) > 1:
@@ -127,7 +138,7 @@ def run(args) -> int:
         raise UsageError("name the target with --target IF[:SHELF.SLOT] (e.g. --target aoec0h:1.2), or use --in-memory")
     if args.replay:
         return replay_file(args.replay, target=args.target, quirks=_quirk_names(args) if args.in_memory else None,
-                           restart_cmd=args.restart_cmd)
+                           restart_cmd=args.restart_cmd, second_iface=args.second_iface)
     seeds = _seeds(args)
     reference = None
     restart: Optional[Callable[[], None]]
@@ -174,7 +185,8 @@ def is_finding_file(path: str) -> bool:
         return False
 
 
-def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], restart_cmd: Optional[str]) -> int:
+def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], restart_cmd: Optional[str],
+                second_iface: Optional[str] = None) -> int:
     """Send a saved finding's (shrunk) frames again: to ``target``, or with no
     target to the in-memory reference target with ``quirks`` (default: those
     the finding was found with). Exit 1 if its oracle still fires."""
@@ -182,6 +194,8 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
     from aoeconform.fuzz.findings import load
 
     finding = load(path)
+    if finding.engine == "stateful":
+        return _replay_stateful(path, finding, target=target, quirks=quirks, restart_cmd=restart_cmd, second_iface=second_iface)
     reference = None
     restart: Optional[Callable[[], None]]
     if target:
@@ -203,6 +217,97 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
     which = "shrunk" if finding.shrunk else "original"
     print(f"{os.path.basename(path)}: {finding.signature} {'reproduced' if fired else 'did not reproduce'} "
           f"({which} frames, {len(finding.reproducer)} sent)")
+    return EXIT_FAILURES if fired else EXIT_OK
+
+
+def _stateful_module():
+    try:
+        from aoeconform.fuzz import stateful
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "hypothesis":
+            raise UsageError("--engine stateful needs hypothesis: pip install 'aoeconform[fuzz]'") from None
+        raise
+    return stateful
+
+
+def _stateful_setup(stateful, *, target: Optional[str], quirks: list, restart_cmd: Optional[str], second_iface: Optional[str]):
+    """(setup, policy or None): in memory a fresh reference target per example, or the named one over the wire."""
+    if not target:
+        from aoeconform.target.quirks import check_quirks
+
+        return stateful.memory_setup(sorted(check_quirks(quirks))), stateful.memory_policy()
+    transport, info = _open_interface(target)
+    second = None
+    try:
+        if second_iface:
+            from aoeconform.transport.raw import RawTransport
+
+            second = RawTransport(second_iface)
+        setup = stateful.wire_setup(transport, info, second=second, restart=_restart_hook(restart_cmd) if restart_cmd else None)
+    except BaseException:
+        transport.close()
+        if second is not None:
+            second.close()
+        raise
+
+    def close() -> None:
+        transport.close()
+        if second is not None:
+            second.close()
+
+    setup.close = close
+    return setup, None
+
+
+def _run_stateful(args, targets: list, restarts: list) -> int:
+    """--engine stateful: hypothesis sequences judged by the model, one target."""
+    stateful = _stateful_module()
+    if args.workers > 1 or len(targets) > 1:
+        raise UsageError("--engine stateful fuzzes one target in one process; leave out --workers and name one --target")
+    if len(restarts) > 1:
+        raise UsageError(f"--restart-cmd is given {len(restarts)} times for one target")
+    if args.start_index:
+        raise UsageError("--start-index resumes the random engine's campaign; --engine stateful starts from --seed")
+    if args.quirk and not args.in_memory:
+        raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
+    if bool(targets) == bool(args.in_memory):
+        raise UsageError("name the target with --target IF[:SHELF.SLOT] (e.g. --target aoec0h:1.2), or use --in-memory")
+    if args.second_iface and args.in_memory:
+        raise UsageError("--second-iface needs --target (in memory the second MAC needs no interface)")
+    args.target, args.restart_cmd = (targets[0] if targets else None), (restarts[0] if restarts else None)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    setup, policy = _stateful_setup(stateful, target=args.target, quirks=_quirk_names(args), restart_cmd=args.restart_cmd,
+                                    second_iface=args.second_iface)
+    try:
+        if policy is None:
+            policy = _write_policy(args, setup.info)
+    except BaseException:
+        setup.close()
+        raise
+    if args.quiet:
+        print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed})", flush=True)
+    fuzzer = stateful.StatefulFuzzer(setup, policy, seed=seed, steps=args.steps, out_dir=args.out,
+                                     log=None if args.quiet else sys.stdout, target_extra=_target_extra(args))
+    try:
+        result = fuzzer.run(examples=args.cases, seconds=args.seconds)
+    finally:
+        fuzzer.close()
+    print(result.summary())
+    _report(args, result, result.findings, resumable=False)
+    if fuzzer.stop is not None:
+        raise fuzzer.stop  # reported above; the exit status says why the run stopped
+    return EXIT_FAILURES if result.findings else EXIT_OK
+
+
+def _replay_stateful(path: str, finding, *, target: Optional[str], quirks: Optional[list], restart_cmd: Optional[str],
+                     second_iface: Optional[str]) -> int:
+    """A stateful finding: its steps from a known target (in memory: a fresh one with the finding's quirks)."""
+    stateful = _stateful_module()
+    setup, _ = _stateful_setup(stateful, target=target, quirks=quirks if quirks else finding.target.get("quirks", []),
+                               restart_cmd=restart_cmd, second_iface=second_iface)
+    fired = stateful.replay_stateful(setup, finding)
+    print(f"{os.path.basename(path)}: {finding.signature} {'reproduced' if fired else 'did not reproduce'} "
+          f"({len(finding.steps or [])} steps, {len(finding.reproducer)} frames sent)")
     return EXIT_FAILURES if fired else EXIT_OK
 
 

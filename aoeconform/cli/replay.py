@@ -64,7 +64,8 @@ def run(args) -> int:
     from .run import open_endpoint
 
     if is_finding_file(args.file):  # a fuzz finding: its frames go to --target, or to the reference target with its quirks
-        return replay_file(args.file, target=args.target, quirks=args.quirk, restart_cmd=args.restart_cmd)
+        return replay_file(args.file, target=args.target, quirks=args.quirk, restart_cmd=args.restart_cmd,
+                           second_iface=args.second_iface)
     doc = load_replay(args.file)
     case = None if args.frames else case_from_replay(doc, args.file)
     endpoint = open_endpoint(args)

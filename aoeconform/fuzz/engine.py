@@ -76,12 +76,19 @@ class FuzzResult:
     stopped_early: str = ""
     #: the case index to give --start-index to go on where this run stopped
     next_index: int = 0
+    #: "random", or "stateful" (then ``cases`` counts examples and ``steps`` their steps)
+    engine: str = "random"
+    steps: int = 0
 
     @property
     def cases_per_second(self) -> float:
         return self.cases / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
+        if self.engine == "stateful":
+            text = (f"{self.cases} examples ({self.steps} steps) in {self.seconds:.1f} s ({self.cases_per_second:.0f} examples/s), "
+                    f"{self.replies} replies, {len(self.findings)} finding(s); seed {self.seed}")
+            return text + (f"; stopped early: {self.stopped_early}" if self.stopped_early else "")
         text = (
             f"{self.cases} cases in {self.seconds:.1f} s ({self.cases_per_second:.0f}/s), {self.replies} replies, "
             f"{self.silent} unanswered, {self.health_checks} health checks, {self.restarts} restarts, "

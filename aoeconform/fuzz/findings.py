@@ -73,6 +73,14 @@ class Finding:
     seen_before: bool = False
     #: seconds of fuzzing before it was found (None when not known)
     found_after: Optional[float] = None
+    #: which fuzzer found it: "random" (one request judged alone) or "stateful" (a sequence judged by the model)
+    engine: str = "random"
+    #: stateful: how many of the reproducer's frames each step sends back to back
+    steps: Optional[List[int]] = None
+    #: stateful: what each step does, in words (the shrunk hypothesis program)
+    program: List[str] = field(default_factory=list)
+    #: the rule broken, for kinds the model names rather than ``oracle.KINDS``
+    rule_number: Optional[int] = None
 
     @property
     def command(self) -> Optional[int]:
@@ -87,7 +95,9 @@ class Finding:
 
     @property
     def rule(self) -> int:
-        return KINDS.get(self.kind, (0, ""))[0]
+        if self.kind in KINDS:
+            return KINDS[self.kind][0]
+        return self.rule_number or 0
 
     @property
     def signature(self) -> str:
@@ -123,7 +133,9 @@ class Finding:
 
     def summary(self) -> str:
         size = ""
-        if self.shrunk is not None:
+        if self.shrunk is not None and self.steps is not None:
+            size = f"; shrunk to {len(self.steps)} step(s), {len(self.shrunk)} frame(s)"
+        elif self.shrunk is not None:
             size = f"; shrunk to {len(self.shrunk)} frame(s), last {len(self.shrunk[-1]) if self.shrunk else 0} bytes"
         where = f" case {self.case_index}" if self.case_index is not None else ""
         return f"{self.signature}{where}: {self.detail}{size}"
@@ -132,7 +144,7 @@ class Finding:
         return {
             "format": FORMAT,
             "kind": self.kind,
-            "rule": KINDS.get(self.kind, (0, ""))[0],
+            "rule": self.rule,
             "statement": KINDS.get(self.kind, (0, ""))[1],
             "detail": self.detail,
             "seed": self.seed,
@@ -151,6 +163,9 @@ class Finding:
             "trigger_command": self.trigger_command,
             "trigger_field": self.trigger_field,
             "replay": self.replay_command,
+            "engine": self.engine,
+            "steps": self.steps,
+            "program": list(self.program),
         }
 
     @classmethod
@@ -174,6 +189,10 @@ class Finding:
             target=data.get("target", {}),
             trigger_command=data.get("trigger_command"),
             trigger_field=data.get("trigger_field"),
+            engine=data.get("engine", "random"),
+            steps=data.get("steps"),
+            program=list(data.get("program") or []),
+            rule_number=data.get("rule") if data.get("kind") not in KINDS else None,
         )
 
 
@@ -253,16 +272,18 @@ def record_run(out_dir: str, result, findings: List[Finding], start_index: int =
         entry: dict = index[f.signature]
         entry["count"] += f.count
         entry["runs"] += 1
-        rows.append({"signature": f.signature, "rule": f.rule, "kind": f.kind, "count": f.count, "new": new,
+        rows.append({"signature": f.signature, "rule": f.rule, "kind": f.kind, "count": f.count, "new": new, "engine": f.engine,
+                     **({"steps": len(f.steps)} if f.steps is not None else {}),
                      "detail": f.detail, "reproduced": f.reproduced, "file": os.path.join(out_dir, entry["file"]),
                      "replay": entry["replay"]})
     _dump(os.path.join(out_dir, INDEX), {"format": INDEX_FORMAT, "findings": index})
     seconds = round(result.seconds, 3)
     path = os.path.join(out_dir, RUN)
     _dump(path, {
-        "format": RUN_FORMAT, "seed": result.seed, "start_index": start_index, "next_index": getattr(result, "next_index", 0) or start_index + result.cases,
+        "format": RUN_FORMAT, "engine": getattr(result, "engine", "random"), "seed": result.seed, "start_index": start_index, "next_index": getattr(result, "next_index", 0) or start_index + result.cases,
         "cases": result.cases, "seconds": seconds, "cases_per_second": round(result.cases_per_second, 1),
         "replies": result.replies, "restarts": result.restarts, "stopped_early": result.stopped_early,
+        **({"steps": result.steps} if getattr(result, "engine", "random") == "stateful" else {}),
         "findings": rows,
     })
     return path

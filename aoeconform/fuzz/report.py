@@ -37,7 +37,8 @@ def as_case_result(finding: Finding, started: float) -> CaseResult:
         start=at,
         frames=frames,
         sent=list(finding.reproducer),
-        notes=[finding.note] if finding.note else [],
+        # a stateful finding's shrunk sequence, one step a line (frames of a step were sent back to back)
+        notes=([finding.note] if finding.note else []) + [f"step {k}: {label}" for k, label in enumerate(finding.program, 1)],
         checked_rules=[finding.rule],
         failed_rule=finding.rule,
         failed_level=level,
@@ -54,7 +55,7 @@ def write_reports(out_dir: str, result, findings: List[Finding], *, target: str 
         "harness": "aoeconform fuzz", "target_description": target, "seed": result.seed,
         "command_line": " ".join(argv if argv is not None else sys.argv),
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "fuzz": {"cases": result.cases, "seconds": round(result.seconds, 3), "findings": len(findings)},
+        "fuzz": {"engine": getattr(result, "engine", "random"), "cases": result.cases, "seconds": round(result.seconds, 3), "findings": len(findings)},
     }
     if result.stopped_early and not result.stopped_early.startswith("reached"):
         run.stop("target_unreachable", result.stopped_early)

@@ -1,0 +1,194 @@
+"""The stateful engine: hypothesis sequences against the reference target in
+memory, judged by the model; shrunk findings saved and replayed.
+
+The quirks here need a sequence to show (a write seen only after a later
+read, a reservation a config set forgets): the engine must find each with a
+shrunk sequence of a few steps, and the finding must replay. The clean
+target and every accepted reading must give nothing. Over the wire
+(bundled target in a lab, vblade) only as root, marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+
+import pytest
+
+from aoeconform.cli import main
+from aoeconform.fuzz import findings as findings_mod
+from aoeconform.fuzz.stateful import StatefulFuzzer, memory_policy, memory_setup, replay_stateful
+from aoeconform.target.quirks import READINGS
+from aoeconform.wire import Frame, ReserveArg
+
+SEQUENCE_QUIRKS = ("write-applied-after-read", "reserve-forgotten-on-config-set")
+#: examples: enough for either quirk with every seed tried, few enough for the default run
+EXAMPLES = 150
+SHORT = 4
+
+
+def fuzz(quirks=(), *, seed=1, examples=EXAMPLES, out=None, model_factory=None, steps=12):
+    fuzzer = StatefulFuzzer(memory_setup(quirks), memory_policy(), seed=seed, steps=steps, out_dir=out,
+                            target_extra={"quirks": list(quirks)}, model_factory=model_factory)
+    try:
+        return fuzzer.run(examples=examples)
+    finally:
+        fuzzer.close()
+
+
+# -- the machinery, with a stand-in judge -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str = "refused-while-reserved"
+    detail: str = "E=1 Error 6"
+    rule: int = 57
+
+
+class RefusalSpotter:
+    """Not a model: it reports every Error 6, so that the engine's own parts
+    (shrinking, saving, replay, determinism) are tested apart from the model's
+    verdicts. The clean target answers Error 6 only after a reservation, so
+    the shortest sequence is two steps."""
+
+    def __init__(self, info, policy, *, config=b"", host_macs=()):
+        pass
+
+    def step(self, request, replies, *, answered_in_time=True):
+        return [Refusal()] if any(r[14] & 0x04 and r[15] == 6 for r in replies) else []
+
+
+def test_a_failing_sequence_is_shrunk_saved_and_replayed(tmp_path):
+    result = fuzz(seed=3, out=str(tmp_path), model_factory=RefusalSpotter)
+    assert result.engine == "stateful" and result.cases == EXAMPLES and result.steps >= EXAMPLES
+    (finding,) = result.findings
+    assert finding.engine == "stateful" and finding.rule == 57
+    assert finding.signature == "rule57/refused-while-reserved/ata/sequence"
+    assert len(finding.steps) == 2 and sum(finding.steps) == len(finding.shrunk)
+    assert finding.program[0].startswith("reservation ")
+    # the first step is the reservation, built with the codec
+    assert isinstance(Frame.decode(finding.shrunk[0]).arg, ReserveArg)
+    assert finding.count >= 1 and finding.reproduced
+    saved = findings_mod.load(finding.paths[0])
+    assert (saved.engine, saved.steps, saved.program, saved.shrunk) == ("stateful", finding.steps, finding.program, finding.shrunk)
+    assert replay_stateful(memory_setup(), saved, model_factory=RefusalSpotter)
+
+
+def test_same_seed_same_findings():
+    first = fuzz(seed=11, examples=60, model_factory=RefusalSpotter)
+    again = fuzz(seed=11, examples=60, model_factory=RefusalSpotter)
+    assert [(f.signature, f.shrunk, f.program) for f in first.findings] == [(f.signature, f.shrunk, f.program) for f in again.findings]
+    assert (first.steps, first.replies) == (again.steps, again.replies)
+
+
+def test_a_defect_found_is_counted_not_found_again():
+    result = fuzz(seed=5, examples=100, model_factory=RefusalSpotter)
+    assert len(result.findings) == 1 and result.findings[0].count > 1
+
+
+# -- the model against sequence quirks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("quirk", SEQUENCE_QUIRKS)
+def test_finds_each_sequence_quirk_with_a_short_sequence_that_replays(quirk, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["fuzz", "--engine", "stateful", "--in-memory", "--quirk", quirk, "--seed", "1",
+                   "--cases", str(EXAMPLES), "--out", str(out), "--quiet"])
+    assert status == 1
+    run = json.loads((out / "fuzz.json").read_text())
+    assert run["engine"] == "stateful" and run["cases"] == EXAMPLES and run["findings"]
+    shortest = min(run["findings"], key=lambda row: row["steps"])
+    assert shortest["steps"] <= SHORT, run["findings"]
+    finding = findings_mod.load(shortest["file"])
+    assert finding.target["quirks"] == [quirk] and len(finding.program) == shortest["steps"]
+    capsys.readouterr()
+    # replayed against the quirk, it fires; against the clean target, it does not
+    assert main(["fuzz", "--in-memory", "--replay", shortest["file"]]) == 1
+    assert "reproduced" in capsys.readouterr().out
+    clean = tmp_path / "clean.json"
+    data = json.loads(open(shortest["file"]).read())
+    data["target"]["quirks"] = []
+    clean.write_text(json.dumps(data))
+    assert main(["replay", str(clean)]) == 0
+    assert "did not reproduce" in capsys.readouterr().out
+
+
+def test_clean_target_gives_nothing():
+    result = fuzz(seed=2, examples=EXAMPLES)
+    assert result.findings == [], [f.summary() for f in result.findings]
+
+
+@pytest.mark.parametrize("reading", sorted(READINGS))
+def test_accepted_readings_give_nothing(reading):
+    result = fuzz((reading,), seed=4, examples=40)
+    assert result.findings == [], [f.summary() + " " + "; ".join(f.program) for f in result.findings]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reading", [None] + sorted(READINGS))
+def test_clean_and_readings_give_nothing_in_many_examples(reading):
+    result = fuzz((reading,) if reading else (), seed=9, examples=1000, steps=20)
+    assert result.findings == [], [f.summary() + " " + "; ".join(f.program) for f in result.findings]
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--in-memory", "--workers", "2"], "one process"),
+    (["--in-memory", "--start-index", "5"], "--start-index"),
+    (["--in-memory", "--second-iface", "lo"], "--second-iface needs --target"),
+    (["--quirk", "write-ignored"], "--quirk needs --in-memory"),
+])
+def test_usage_errors(argv, message, capsys):
+    assert main(["fuzz", "--engine", "stateful", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_second_iface_is_only_for_the_stateful_engine(capsys):
+    assert main(["fuzz", "--in-memory", "--second-iface", "lo"]) == 2
+    assert "--engine stateful" in capsys.readouterr().err
+
+
+# -- over the wire (root) ---------------------------------------------------------------------------
+
+
+def _lab_or_skip():
+    from aoeconform.scenario.endpoint import _can_make_labs
+
+    if not _can_make_labs():
+        pytest.skip("needs root and ip netns (a lab namespace)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quirk", [None, "reserve-forgotten-on-config-set"])
+def test_over_the_wire_against_the_bundled_target(quirk, tmp_path, capsys):
+    _lab_or_skip()
+    from aoeconform.lab import Lab
+    from aoeconform.lab.testbed import unique_lab_name
+
+    lab = Lab(unique_lab_name(), mtu=1500)
+    lab.up()
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"")
+    os.truncate(image, 4 << 20)
+    proc = lab.start_reference_target(1, 2, str(image), quirks=[quirk] if quirk else [], log_path=str(tmp_path / "target.log"))
+    try:
+        out = tmp_path / "out"
+        status = main(["fuzz", "--engine", "stateful", "--target", f"{lab.host_if}:1.2", "--allow-write", "--lba-window", "64:8",
+                       "--seed", "1", "--cases", "60", "--out", str(out), "--quiet"])
+        run = json.loads((out / "fuzz.json").read_text())
+        if quirk is None:
+            assert status == 0 and run["findings"] == []
+        else:
+            assert status == 1 and min(row["steps"] for row in run["findings"]) <= SHORT
+            path = min(run["findings"], key=lambda row: row["steps"])["file"]
+            assert main(["fuzz", "--target", f"{lab.host_if}:1.2", "--replay", path]) == 1
+    finally:
+        proc.stop()
+        lab.down()
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
