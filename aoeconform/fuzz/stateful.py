@@ -79,6 +79,7 @@ from aoeconform.wire.constants import (
 from .context import TargetInfo, WritePolicy
 from .engine import FuzzResult
 from .findings import Finding
+from .oracle import Anomaly
 
 ENGINE = "stateful"
 #: steps in one example at most (hypothesis's stateful_step_count)
@@ -160,8 +161,9 @@ class Conversation:
     def _ports(self) -> List[Transport]:
         return [self.setup.transport] + ([self.setup.second] if self.setup.second is not None else [])
 
-    def exchange(self, frames: Sequence[bytes]) -> Tuple[List[List[bytes]], bool]:
-        """(replies per frame, whether the whole deadline was waited out)."""
+    def exchange(self, frames: Sequence[bytes], until_any: bool = False) -> Tuple[List[List[bytes]], bool]:
+        """(replies per frame, whether the whole deadline was waited out);
+        ``until_any``: stop at the first reply."""
         keys: Dict[Tuple[bytes, bytes], List[int]] = {}
         for i, frame in enumerate(frames):
             keys.setdefault((bytes(frame[6:12]), bytes(frame[20:24])), []).append(i)
@@ -199,7 +201,7 @@ class Conversation:
             # the first of these requests still unanswered gets it; an extra reply goes to the last
             target = next((i for i in waiting if not replies[i]), waiting[-1])
             replies[target].append(bytes(got))
-            if settled is None and all(replies):
+            if settled is None and (all(replies) or until_any):
                 settled = time.monotonic() + self.setup.grace
         return replies, waited_out
 
@@ -603,10 +605,19 @@ class Example:
         step.replies = replies
         self.fuzzer.result.replies += sum(len(r) for r in replies)
         found = self._judge(frames, replies)
+        if not any(replies) and not self._alive():
+            found.append(Anomaly("unresponsive", f"no answer to a Query Config read from either MAC after: {label}"))
         for anomaly in found:
             self.kinds.add(anomaly.kind)
             if self.anomaly is None and not self.fuzzer.known(anomaly):
                 self.anomaly = anomaly
+
+    def _alive(self) -> bool:
+        """A step went unanswered: is the target still there? (A config read from
+        both MACs at once: the Mac Mask list may silence one of them.)"""
+        build = self.build
+        replies, _ = self.conversation.exchange([build.config(who, CCMD_READ) for who in WHO], until_any=True)
+        return any(replies)
 
     def _judge(self, frames: List[bytes], replies: List[List[bytes]]) -> list:
         """The model's verdict on one step. Requests in flight together may be
@@ -790,7 +801,7 @@ def wire_setup(transport: Transport, info: TargetInfo, *, second: Optional[Trans
     rtt = _round_trip(transport, info)
     deadline = min(1.0, max(0.02, 50 * rtt))
     return Setup(transport, info, second_mac, second=second, restart=restart, deadline=deadline,
-                 grace=min(deadline, max(0.001, 5 * rtt)))
+                 grace=max(0.0002, min(rtt, 0.0005)))
 
 
 def _round_trip(transport: Transport, info: TargetInfo) -> float:
