@@ -44,6 +44,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, invariant, rule
 
 from aoeconform.errors import TargetUnreachable, UsageError
+from aoeconform.session.facts import TargetFacts
 from aoeconform.transport.base import Transport
 from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Directive, Frame, Header, IdentifyData, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
@@ -76,7 +77,7 @@ from aoeconform.wire.constants import (
     SECTOR_SIZE,
 )
 
-from .context import TargetInfo, WritePolicy
+from .context import WritePolicy
 from .engine import FuzzResult
 from .findings import Finding
 from .oracle import Anomaly
@@ -111,7 +112,7 @@ class Setup:
     """What one stateful run talks to, and how each example gets a known target."""
 
     transport: Transport
-    info: TargetInfo
+    info: TargetFacts
     second_mac: bytes
     #: a second interface for the second MAC; None: spoofed on ``transport``
     second: Optional[Transport] = None
@@ -537,7 +538,7 @@ def _first_disagreement(error: BaseException) -> Optional[ModelDisagrees]:
     return None
 
 
-def default_model_factory(info: TargetInfo, policy: WritePolicy, *, config: bytes, host_macs: Sequence[bytes]) -> Judge:
+def default_model_factory(info: TargetFacts, policy: WritePolicy, *, config: bytes, host_macs: Sequence[bytes]) -> Judge:
     from .model import TargetModel
 
     return TargetModel(info, policy, config=config, host_macs=tuple(host_macs))
@@ -777,7 +778,7 @@ def memory_setup(quirks: Sequence[str] = (), *, image_bytes: int = MEMORY_IMAGE_
         capacity = image_bytes // SECTOR_SIZE
         from aoeconform.wire.constants import sectors_per_frame
 
-        info = TargetInfo(mac=endpoint.mac, shelf=endpoint.shelf, slot=endpoint.slot, host_mac=transport.mac, mtu=transport.mtu,
+        info = TargetFacts(mac=endpoint.mac, shelf=endpoint.shelf, slot=endpoint.slot, host_mac=transport.mac, mtu=transport.mtu,
                           bufcnt=16, sector_count=min(sectors_per_frame(transport.mtu), 0xFF), capacity=capacity)
         while transport.recv(0) is not None:
             pass  # the start-up advertisement
@@ -792,7 +793,7 @@ def memory_policy() -> WritePolicy:
     return WritePolicy(True, start, count)
 
 
-def wire_setup(transport: Transport, info: TargetInfo, *, second: Optional[Transport] = None,
+def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Transport] = None,
                restart: Optional[Callable[[], None]] = None) -> Setup:
     """A target over the wire: the second MAC is ``second``'s, or a spoofed one on ``transport``."""
     from aoeconform.scenario.endpoint import spoofed_mac
@@ -804,7 +805,7 @@ def wire_setup(transport: Transport, info: TargetInfo, *, second: Optional[Trans
                  grace=max(0.0002, min(rtt, 0.0005)))
 
 
-def _round_trip(transport: Transport, info: TargetInfo) -> float:
+def _round_trip(transport: Transport, info: TargetFacts) -> float:
     setup = Setup(transport, info, b"\x02\0\0\0\0\0", deadline=1.0, grace=0.0)
     conversation = Conversation(setup)
     builder = Builder(setup)
