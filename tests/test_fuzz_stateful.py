@@ -11,8 +11,6 @@ target and every accepted reading must give nothing. Over the wire
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -157,25 +155,14 @@ def test_second_iface_is_only_for_the_stateful_engine(capsys):
 # -- over the wire (root) ---------------------------------------------------------------------------
 
 
-def _lab_or_skip():
-    from aoeconform.scenario.endpoint import _can_make_labs
-
-    if not _can_make_labs():
-        pytest.skip("needs root and ip netns (a lab namespace)")
-
-
+@pytest.mark.root
 @pytest.mark.slow
 @pytest.mark.parametrize("quirk", [None, "reserve-forgotten-on-config-set"])
-def test_over_the_wire_against_the_bundled_target(quirk, tmp_path, capsys):
-    _lab_or_skip()
-    from aoeconform.lab import Lab
-    from aoeconform.lab.testbed import unique_lab_name
-
-    lab = Lab(unique_lab_name(), mtu=1500)
-    lab.up()
+def test_over_the_wire_against_the_bundled_target(quirk, make_lab, tmp_path, capsys):
+    lab = make_lab(mtu=1500)
     image = tmp_path / "disk.img"
-    image.write_bytes(b"")
-    os.truncate(image, 4 << 20)
+    with open(image, "wb") as f:
+        f.truncate(4 << 20)
     proc = lab.start_reference_target(1, 2, str(image), quirks=[quirk] if quirk else [], log_path=str(tmp_path / "target.log"))
     try:
         out = tmp_path / "out"
@@ -190,5 +177,31 @@ def test_over_the_wire_against_the_bundled_target(quirk, tmp_path, capsys):
             assert main(["fuzz", "--target", f"{lab.host_if}:1.2", "--replay", path]) == 1
     finally:
         proc.stop()
-        lab.down()
-        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+@pytest.mark.root
+@pytest.mark.vblade
+@pytest.mark.timeout(300)
+def test_vblade_briefly(vblade_lab, tmp_path):
+    """Against vblade the run must end, restart vblade when it dies (a Mac Mask
+    delete aborts it) and name every finding by rule."""
+    lab = vblade_lab
+
+    def restart():
+        lab.process.stop()
+        lab.process = lab.lab.start_vblade(lab.shelf, lab.slot, lab.image_path)
+
+    from aoeconform.session import TargetFacts
+    from aoeconform.fuzz.context import WritePolicy
+    from aoeconform.fuzz.stateful import wire_setup
+
+    transport = lab.transport()
+    info = TargetFacts(mac=lab.target_mac, shelf=lab.shelf, slot=lab.slot, host_mac=transport.mac, mtu=transport.mtu,
+                       bufcnt=16, sector_count=lab.max_sectors, capacity=lab.image_size // 512)
+    fuzzer = StatefulFuzzer(wire_setup(transport, info, restart=restart), WritePolicy(True, 4096, 8), seed=1, out_dir=str(tmp_path))
+    try:
+        result = fuzzer.run(examples=10)
+    finally:
+        fuzzer.close()
+    assert result.cases == 10 and result.replies > 0 and fuzzer.stop is None
+    assert all(f.rule for f in result.findings)

@@ -242,20 +242,12 @@ def _stateful_setup(stateful, *, target: Optional[str], quirks: list, restart_cm
             from aoeconform.transport.raw import RawTransport
 
             second = RawTransport(second_iface)
-        setup = stateful.wire_setup(transport, info, second=second, restart=_restart_hook(restart_cmd) if restart_cmd else None)
+        return stateful.wire_setup(transport, info, second=second, restart=_restart_hook(restart_cmd) if restart_cmd else None), None
     except BaseException:
         transport.close()
         if second is not None:
             second.close()
         raise
-
-    def close() -> None:
-        transport.close()
-        if second is not None:
-            second.close()
-
-    setup.close = close
-    return setup, None
 
 
 def _run_stateful(args, targets: list, restarts: list) -> int:

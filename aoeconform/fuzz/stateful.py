@@ -795,14 +795,20 @@ def memory_policy() -> WritePolicy:
 
 def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Transport] = None,
                restart: Optional[Callable[[], None]] = None) -> Setup:
-    """A target over the wire: the second MAC is ``second``'s, or a spoofed one on ``transport``."""
+    """A target over the wire: the second MAC is ``second``'s, or a spoofed one on
+    ``transport``. The setup owns both transports (``close`` closes them)."""
     from aoeconform.scenario.endpoint import spoofed_mac
 
     second_mac = second.mac if second is not None else spoofed_mac(transport.mac)
     rtt = _round_trip(transport, info)
     deadline = min(1.0, max(0.02, 50 * rtt))
+    def close() -> None:
+        transport.close()
+        if second is not None:
+            second.close()
+
     return Setup(transport, info, second_mac, second=second, restart=restart, deadline=deadline,
-                 grace=max(0.0002, min(rtt, 0.0005)))
+                 grace=max(0.0002, min(rtt, 0.0005)), close=close)
 
 
 def _round_trip(transport: Transport, info: TargetFacts) -> float:
