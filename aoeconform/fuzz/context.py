@@ -18,6 +18,14 @@ from aoeconform.wire.constants import ETH_HEADER_LEN, LEGACY_SECTOR_COUNT
 DEFAULT_WINDOW_SECTORS = 64
 
 
+def second_mac(host_mac: bytes) -> bytes:
+    """The second initiator's MAC: a spoofed source on the host's own link,
+    the same one the suites use (scenario.endpoint.spoofed_mac)."""
+    from aoeconform.scenario.endpoint import spoofed_mac
+
+    return spoofed_mac(host_mac)
+
+
 @dataclass(frozen=True)
 class TargetInfo:
     """The target under test: its address, its link, and what its config reply said."""
@@ -32,12 +40,16 @@ class TargetInfo:
     sector_count: int = 2
     #: from IDENTIFY; None when unknown
     capacity: Optional[int] = None
+    #: a second initiator's source MAC (Mac Mask and reservation cases speak
+    #: from it); empty when the link cannot bring its replies back
+    second_mac: bytes = b""
 
     @classmethod
     def from_discovery(cls, record, transport) -> "TargetInfo":
         """From a discovery record (initiator.discovery) and the transport that reaches it."""
         return cls(mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
-                   bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors)
+                   bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors,
+                   second_mac=second_mac(transport.mac))
 
     @property
     def max_sectors(self) -> int:
