@@ -88,9 +88,8 @@ def _seeds(args):
 
 
 def _open_interface(text: str):
-    from aoeconform.fuzz.context import TargetInfo
+    from aoeconform.fuzz.context import second_mac
     from aoeconform.initiator.addressing import open_target
-
     from aoeconform.transport.raw import RawTransport
 
     # promiscuous: the replies to the second initiator's MAC (Mac Mask and reservation cases) must reach us
@@ -99,7 +98,8 @@ def _open_interface(text: str):
     if record.address_fault:
         print(f"aoeconform fuzz: {record.address_fault}; fuzzing {record.address} at {record.mac.hex(':')} all the same "
               f"(its replies' addresses are findings, rule 11)", file=sys.stderr, flush=True)
-    return transport, TargetInfo.from_discovery(record, transport)
+    record.second_mac = second_mac(transport.mac)
+    return transport, record
 
 
 def _write_policy(args, info):

@@ -37,7 +37,9 @@ from aoeconform.wire.constants import (
 )
 
 from . import findings as findings_mod
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .findings import Finding, command_class
 from .mutate import Case, CaseGenerator
 from .oracle import Anomaly, check_reply
@@ -96,7 +98,7 @@ class Fuzzer:
     def __init__(
         self,
         transport: Transport,
-        info: TargetInfo,
+        info: TargetFacts,
         *,
         seed: int = 0,
         seeds: Optional[Sequence[Seed]] = None,
@@ -409,6 +411,7 @@ class Fuzzer:
             "iface": getattr(self.transport, "name", ""),
             "mac": info.mac.hex(":"),
             "host_mac": info.host_mac.hex(":"),
+            "second_mac": info.second_mac.hex(":"),
             "shelf": info.shelf,
             "slot": info.slot,
             "mtu": info.mtu,
@@ -663,7 +666,7 @@ class Fuzzer:
             pass
 
 
-def replay_finding(transport: Transport, info: TargetInfo, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
+def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
     """Send a saved finding's frames again; True if the oracle still fires."""
     from .shrink import readdress
 
