@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from aoeconform.fuzz.admin_requests import AdminRequests, admin_script
-from aoeconform.fuzz.context import TargetInfo, WritePolicy, second_mac
+from aoeconform.fuzz.context import WritePolicy, second_mac
+from aoeconform.session import TargetFacts
 from aoeconform.fuzz.local import HOST_MAC, TARGET_MAC, ReferenceTarget
 from aoeconform.fuzz.model_admin import AdminModel, changes_state
 from aoeconform.fuzz.mutate import CaseGenerator
@@ -55,7 +56,7 @@ FIRES = {
 
 def _target(quirks=()):
     target = Target(MemoryImage(1 << 20), shelf=1, slot=2, mac=TARGET_MAC, quirks=quirks)
-    info = TargetInfo(mac=TARGET_MAC, shelf=1, slot=2, host_mac=HOST_MAC, sector_count=target.max_sectors,
+    info = TargetFacts(mac=TARGET_MAC, shelf=1, slot=2, host_mac=HOST_MAC, sector_count=target.max_sectors,
                       capacity=target.capacity, second_mac=second_mac(HOST_MAC))
     return target, info
 

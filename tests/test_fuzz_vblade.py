@@ -54,7 +54,7 @@ def test_second_mac_over_veth_against_vblade(vblade_lab):
 
     lab = vblade_lab
     with lab.transport(promiscuous=True) as transport:
-        info = TargetInfo(mac=lab.target_mac, shelf=lab.shelf, slot=lab.slot, host_mac=transport.mac, mtu=transport.mtu,
+        info = TargetFacts(mac=lab.target_mac, shelf=lab.shelf, slot=lab.slot, host_mac=transport.mac, mtu=transport.mtu,
                           sector_count=lab.max_sectors, capacity=lab.image_size // 512, second_mac=second_mac(transport.mac))
         r = AdminRequests(info)
         model = AdminModel(info)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from typing import Iterable, List, Optional, Sequence
 
+from aoeconform.session.facts import TargetFacts
 from aoeconform.wire import AtaArg, ConfigArg, Directive, Frame, Header, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_E,
@@ -38,7 +39,6 @@ from aoeconform.wire.constants import (
     SECTOR_SIZE,
 )
 
-from .context import TargetInfo
 
 #: tags of these requests: below the fuzz cases' range (mutate.CASE_TAG_BASE)
 ADMIN_TAG_BASE = 0x00001000
@@ -47,7 +47,7 @@ ADMIN_TAG_BASE = 0x00001000
 class AdminRequests:
     """Request frames to ``info``'s target, each with a fresh tag."""
 
-    def __init__(self, info: TargetInfo, tag_base: int = ADMIN_TAG_BASE):
+    def __init__(self, info: TargetFacts, tag_base: int = ADMIN_TAG_BASE):
         self.info = info
         self._tags = itertools.count(tag_base)
 
@@ -98,7 +98,7 @@ class AdminRequests:
         return self._frame(CMD_ATA, AtaArg(aflags=AFLAG_E | AFLAG_W, sector_count=1, cmd_status=ATA_WRITE_SECTORS_EXT, lba=lba, data=data), src)
 
 
-def admin_script(info: TargetInfo, lba: int = 0) -> List[bytes]:
+def admin_script(info: TargetFacts, lba: int = 0) -> List[bytes]:
     """Every CCmd, MCmd and RCmd, from both MACs, in an order that leaves the
     target as it found it (empty string, list and reservation): what the
     model's tests replay against each quirk, and a clean target must pass.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
+from aoeconform.session.facts import TargetFacts
 from aoeconform.wire.constants import (
     AOE_HEADER_LEN,
     AOE_VERSION,
@@ -74,7 +75,6 @@ from aoeconform.wire.constants import (
     SLOT_BROADCAST,
 )
 
-from .context import TargetInfo
 from .oracle import Anomaly, must_answer
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -157,7 +157,7 @@ class _Reply:
 class AdminModel:
     """Config string, Mac Mask list and reservation of one target, each None while unknown."""
 
-    def __init__(self, info: TargetInfo, *, config: Optional[bytes] = None, mask: Optional[Sequence[bytes]] = None,
+    def __init__(self, info: TargetFacts, *, config: Optional[bytes] = None, mask: Optional[Sequence[bytes]] = None,
                  reservation: Optional[Sequence[bytes]] = None):
         self.info = info
         self.config: Optional[bytes] = config

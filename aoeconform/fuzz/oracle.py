@@ -133,7 +133,7 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     return frame[6:12] == info.host_mac and must_answer(frame, info)
 
 
-def must_answer(frame: bytes, info: TargetInfo) -> bool:
+def must_answer(frame: bytes, info: TargetFacts) -> bool:
     """``expects_reply`` for a frame from a MAC the Mac Mask list allows."""
     n = len(frame)
     if n < AOE_HEADER_LEN or frame[12:14] != ETH_P_AOE.to_bytes(2, "big"):
