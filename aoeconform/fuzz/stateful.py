@@ -31,6 +31,7 @@ examples, so the same findings.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, TextIO, Tuple
@@ -779,7 +780,8 @@ def memory_setup(quirks: Sequence[str] = (), *, image_bytes: int = MEMORY_IMAGE_
         from aoeconform.wire.constants import sectors_per_frame
 
         info = TargetFacts(mac=endpoint.mac, shelf=endpoint.shelf, slot=endpoint.slot, host_mac=transport.mac, mtu=transport.mtu,
-                          bufcnt=16, sector_count=min(sectors_per_frame(transport.mtu), 0xFF), capacity=capacity)
+                          bufcnt=16, sector_count=min(sectors_per_frame(transport.mtu), 0xFF), capacity=capacity,
+                          second_mac=endpoint.second_mac)
         while transport.recv(0) is not None:
             pass  # the start-up advertisement
         return Setup(transport, info, endpoint.second_mac, restart=endpoint.restart, fresh=fresh, deadline=0.0, grace=0.0,
@@ -797,9 +799,10 @@ def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Tran
                restart: Optional[Callable[[], None]] = None) -> Setup:
     """A target over the wire: the second MAC is ``second``'s, or a spoofed one on
     ``transport``. The setup owns both transports (``close`` closes them)."""
-    from aoeconform.scenario.endpoint import spoofed_mac
+    from .context import second_mac as spoofed
 
-    second_mac = second.mac if second is not None else spoofed_mac(transport.mac)
+    second_mac = second.mac if second is not None else (info.second_mac or spoofed(transport.mac))
+    info = dataclasses.replace(info, second_mac=second_mac)
     rtt = _round_trip(transport, info)
     deadline = min(1.0, max(0.02, 50 * rtt))
     def close() -> None:
