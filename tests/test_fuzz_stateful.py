@@ -21,15 +21,14 @@ from aoeconform.fuzz.stateful import StatefulFuzzer, memory_policy, memory_setup
 from aoeconform.target.quirks import READINGS
 from aoeconform.wire import Frame, ReserveArg
 
-SEQUENCE_QUIRKS = ("write-applied-after-read", "reserve-forgotten-on-config-set")
 #: examples: enough for either quirk with every seed tried, few enough for the default run
 EXAMPLES = 150
 SHORT = 4
 
 
-def fuzz(quirks=(), *, seed=1, examples=EXAMPLES, out=None, model_factory=None, steps=12):
+def fuzz(quirks=(), *, seed=1, examples=EXAMPLES, out=None, model_factory=None, steps=12, max_findings=20):
     fuzzer = StatefulFuzzer(memory_setup(quirks), memory_policy(), seed=seed, steps=steps, out_dir=out,
-                            target_extra={"quirks": list(quirks)}, model_factory=model_factory)
+                            target_extra={"quirks": list(quirks)}, model_factory=model_factory, max_findings=max_findings)
     try:
         return fuzzer.run(examples=examples)
     finally:
@@ -59,55 +58,63 @@ class RefusalSpotter:
         return [Refusal()] if any(r[14] & 0x04 and r[15] == 6 for r in replies) else []
 
 
-def test_a_failing_sequence_is_shrunk_saved_and_replayed(tmp_path):
-    result = fuzz(seed=3, out=str(tmp_path), model_factory=RefusalSpotter)
-    assert result.engine == "stateful" and result.cases == EXAMPLES and result.steps >= EXAMPLES
-    (finding,) = result.findings
-    assert finding.engine == "stateful" and finding.rule == 57
+def test_a_failing_sequence_is_shrunk_saved_replayed_and_found_again_by_the_same_seed(tmp_path):
+    result = fuzz(seed=11, examples=60, out=str(tmp_path), model_factory=RefusalSpotter)
+    assert result.engine == "stateful" and result.cases == 60 and result.steps >= 60
+    (finding,) = result.findings  # one defect, one finding: seen again, it is counted
+    assert finding.engine == "stateful" and finding.rule == 57 and finding.count > 1
     assert finding.signature == "rule57/refused-while-reserved/ata/sequence"
     assert len(finding.steps) == 2 and sum(finding.steps) == len(finding.shrunk)
     assert finding.program[0].startswith("reservation ")
-    # the first step is the reservation, built with the codec
-    assert isinstance(Frame.decode(finding.shrunk[0]).arg, ReserveArg)
-    assert finding.count >= 1 and finding.reproduced
+    assert isinstance(Frame.decode(finding.shrunk[0]).arg, ReserveArg)  # built with the codec
+    assert finding.reproduced
     saved = findings_mod.load(finding.paths[0])
     assert (saved.engine, saved.steps, saved.program, saved.shrunk) == ("stateful", finding.steps, finding.program, finding.shrunk)
     assert replay_stateful(memory_setup(), saved, model_factory=RefusalSpotter)
-
-
-def test_same_seed_same_findings():
-    first = fuzz(seed=11, examples=60, model_factory=RefusalSpotter)
     again = fuzz(seed=11, examples=60, model_factory=RefusalSpotter)
-    assert [(f.signature, f.shrunk, f.program) for f in first.findings] == [(f.signature, f.shrunk, f.program) for f in again.findings]
-    assert (first.steps, first.replies) == (again.steps, again.replies)
-
-
-def test_a_defect_found_is_counted_not_found_again():
-    result = fuzz(seed=5, examples=100, model_factory=RefusalSpotter)
-    assert len(result.findings) == 1 and result.findings[0].count > 1
+    assert [(f.signature, f.frames, f.shrunk, f.program, f.count) for f in again.findings] == \
+        [(f.signature, f.frames, f.shrunk, f.program, f.count) for f in result.findings]
+    assert (again.steps, again.replies) == (result.steps, result.replies)
 
 
 # -- the model against sequence quirks ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("quirk", SEQUENCE_QUIRKS)
-def test_finds_each_sequence_quirk_with_a_short_sequence_that_replays(quirk, tmp_path, capsys):
+def test_finds_write_applied_after_read_from_the_command_line_and_replays(tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["fuzz", "--engine", "stateful", "--in-memory", "--quirk", quirk, "--seed", "1",
-                   "--cases", str(EXAMPLES), "--out", str(out), "--quiet"])
+    status = main(["fuzz", "--engine", "stateful", "--in-memory", "--quirk", "write-applied-after-read", "--seed", "1",
+                   "--cases", "25", "--out", str(out), "--quiet"])
     assert status == 1
     run = json.loads((out / "fuzz.json").read_text())
-    assert run["engine"] == "stateful" and run["cases"] == EXAMPLES and run["findings"]
+    assert run["engine"] == "stateful" and run["cases"] == 25 and run["steps"] >= 25 and run["findings"]
+    assert all(row["engine"] == "stateful" for row in run["findings"])
     shortest = min(run["findings"], key=lambda row: row["steps"])
-    assert shortest["steps"] <= SHORT, run["findings"]
-    finding = findings_mod.load(shortest["file"])
-    assert finding.target["quirks"] == [quirk] and len(finding.program) == shortest["steps"]
+    assert shortest["steps"] <= SHORT and shortest["rule"] == 22, run["findings"]
+    assert "fuzz/rule22/" in (out / "report" / "junit.xml").read_text()
+    assert "step 1: write" in (out / "report" / "report.json").read_text()
+    printed = capsys.readouterr().out
+    assert "examples" in printed and "replay: aoeconform replay" in printed
+    _replays_only_with_its_quirk(shortest["file"], "write-applied-after-read", tmp_path, capsys)
+
+
+def test_finds_reserve_forgotten_on_config_set_with_a_short_sequence(tmp_path, capsys):
+    # the first finding stops the run, and it must already be short
+    result = fuzz(("reserve-forgotten-on-config-set",), seed=1, out=str(tmp_path), max_findings=1)
+    (finding,) = result.findings
+    assert len(finding.steps) <= SHORT and finding.rule in (54, 57), finding.program
+    assert any(line.startswith("config ") for line in finding.program) and any(line.startswith("reservation ") for line in finding.program)
+    _replays_only_with_its_quirk(finding.paths[0], "reserve-forgotten-on-config-set", tmp_path, capsys)
+
+
+def _replays_only_with_its_quirk(path, quirk, tmp_path, capsys):
+    """Replayed against the quirk (the file names it), the finding fires; against the clean target, it does not."""
+    saved = findings_mod.load(path)
+    assert saved.target["quirks"] == [quirk]
     capsys.readouterr()
-    # replayed against the quirk, it fires; against the clean target, it does not
-    assert main(["fuzz", "--in-memory", "--replay", shortest["file"]]) == 1
+    assert main(["fuzz", "--in-memory", "--replay", path]) == 1
     assert "reproduced" in capsys.readouterr().out
     clean = tmp_path / "clean.json"
-    data = json.loads(open(shortest["file"]).read())
+    data = json.loads(open(path).read())
     data["target"]["quirks"] = []
     clean.write_text(json.dumps(data))
     assert main(["replay", str(clean)]) == 0
