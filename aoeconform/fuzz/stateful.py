@@ -45,9 +45,11 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, invariant, rule
 
 from aoeconform.errors import TargetUnreachable, UsageError
+from aoeconform.session import Session
 from aoeconform.session.facts import TargetFacts
+from aoeconform.session.state import TargetState
 from aoeconform.transport.base import Transport
-from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Directive, Frame, Header, IdentifyData, MacMaskArg, ReserveArg
+from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Directive, Frame, Header, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_A,
     AFLAG_E,
@@ -118,6 +120,8 @@ class Setup:
     #: a second interface for the second MAC; None: spoofed on ``transport``
     second: Optional[Transport] = None
     restart: Optional[Callable[[], None]] = None
+    #: liveness probe, restart, and taking and putting back the config, Mac Mask and reservation
+    session: Optional[Session] = None
     #: in memory: returns a fresh (transport, restart) per example, so each starts on a fresh disk
     fresh: Optional[Callable[[], "Setup"]] = None
     #: how long a request may take to be answered; in memory nothing arrives late
@@ -126,9 +130,24 @@ class Setup:
     grace: float = 0.002
     close: Callable[[], None] = lambda: None
 
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = Session(self.transport, self.info, self.restart, second_mac=self.second_mac,
+                                   new_tag=_counter(RESET_TAG_BASE))
+
     @property
     def macs(self) -> Tuple[bytes, bytes]:
         return self.info.host_mac, self.second_mac
+
+
+def _counter(base: int) -> Callable[[], int]:
+    state = [base]
+
+    def next_tag() -> int:
+        state[0] += 1
+        return state[0]
+
+    return next_tag
 
 
 class Conversation:
@@ -163,9 +182,8 @@ class Conversation:
     def _ports(self) -> List[Transport]:
         return [self.setup.transport] + ([self.setup.second] if self.setup.second is not None else [])
 
-    def exchange(self, frames: Sequence[bytes], until_any: bool = False) -> Tuple[List[List[bytes]], bool]:
-        """(replies per frame, whether the whole deadline was waited out);
-        ``until_any``: stop at the first reply."""
+    def exchange(self, frames: Sequence[bytes]) -> Tuple[List[List[bytes]], bool]:
+        """(replies per frame, whether the whole deadline was waited out)."""
         keys: Dict[Tuple[bytes, bytes], List[int]] = {}
         for i, frame in enumerate(frames):
             keys.setdefault((bytes(frame[6:12]), bytes(frame[20:24])), []).append(i)
@@ -203,7 +221,7 @@ class Conversation:
             # the first of these requests still unanswered gets it; an extra reply goes to the last
             target = next((i for i in waiting if not replies[i]), waiting[-1])
             replies[target].append(bytes(got))
-            if settled is None and (all(replies) or until_any):
+            if settled is None and all(replies):
                 settled = time.monotonic() + self.setup.grace
         return replies, waited_out
 
@@ -321,6 +339,8 @@ class StatefulFuzzer:
         self.steps_run = 0
         self.by_signature: Dict[tuple, Finding] = {}
         self.original_config = b""
+        #: over the wire: what each example starts from (the target's state when the run began)
+        self.start_state: Optional[TargetState] = None
         self._first_failure: Optional[List[Step]] = None
         self._current: Optional[Example] = None
         #: why the run cannot go on (the target stopped answering, or cannot be put back); raised by ``run``'s caller
@@ -336,46 +356,58 @@ class StatefulFuzzer:
 
     # -- examples ----------------------------------------------------------------------
 
-    def new_example(self) -> "Example":
-        """A known target and a fresh model, for one hypothesis example."""
+    def new_example(self, in_hypothesis: bool = True) -> "Example":
+        """A known target and a fresh model, for one hypothesis example (or a replay)."""
         self.examples += 1
         setup = self.setup
         if setup.fresh is not None:
             setup.close()
             setup = self.setup = setup.fresh()
         if self.stop is not None:
+            if not in_hypothesis:
+                raise self.stop
             reject()  # the target is gone: the rest of the batch is skipped, not failed
-        example = Example(self, setup)
         if setup.fresh is None:
-            try:
-                example.reset_over_the_wire()
-            except (TargetUnreachable, UsageError) as exc:
-                if not self._restart():
-                    self.stop = exc
-                    reject()
-                example = Example(self, setup)
-                try:
-                    example.reset_over_the_wire()
-                except (TargetUnreachable, UsageError) as again:
-                    self.stop = again
-                    reject()
+            problems = self._put_back()
+            if problems and (not self._restart() or self._put_back()):
+                self.stop = UsageError(f"could not put the target back between examples ({'; '.join(problems)}); "
+                                       f"restart it (or give --restart-cmd) and fuzz again")
+                if not in_hypothesis:
+                    raise self.stop
+                reject()
+        example = Example(self, setup)
         self._current = example
         return example
 
+    def _put_back(self) -> List[str]:
+        """Over the wire: the state the run started from (config string, Mac Mask
+        list, reservation: through the session), the write window zeroed;
+        the problems, if any."""
+        session = self.setup.session
+        assert session is not None and self.start_state is not None
+        session.drain(0.0, discard=True)
+        problems = session.restore(self.start_state)
+        if not problems and self.policy.allow_write:
+            build = Builder(self.setup)
+            build.tag = RESET_TAG_BASE + 0x4000
+            conversation = Conversation(self.setup)
+            most = max(1, self.setup.info.max_sectors)
+            for lba in range(self.policy.start, self.policy.end, most):
+                count = min(most, self.policy.end - lba)
+                (reply,), _ = conversation.exchange([build.ata("host", ATA_WRITE_SECTORS_EXT, lba, count, extended=True,
+                                                               data=bytes(count * SECTOR_SIZE))])
+                if not reply:
+                    problems.append(f"no answer to the write that zeroes sector {lba} of the window")
+                    break
+        return problems
+
     def _restart(self) -> bool:
-        """Run the restart hook and wait for a config read to be answered."""
-        if self.setup.restart is None:
+        session = self.setup.session
+        assert session is not None
+        if not session.can_restart:
             return False
-        self.setup.restart()
         self.result.restarts += 1
-        end = time.monotonic() + 10.0
-        while time.monotonic() < end:
-            try:
-                self._baseline(keep_config=True)
-                return True
-            except TargetUnreachable:
-                continue
-        return False
+        return session.restart()
 
     def known(self, anomaly) -> bool:
         """Found already in this run: counted, and the example goes on."""
@@ -427,10 +459,7 @@ class StatefulFuzzer:
             result.steps = self.steps_run
             result.next_index = generated
             if self.setup.fresh is None and self.stop is None:
-                try:
-                    Example(self, self.setup).reset_over_the_wire(check=False)
-                except TargetUnreachable:
-                    pass
+                self._put_back()
         return result
 
     def _settings(self, size: int) -> Settings:
@@ -505,28 +534,21 @@ class StatefulFuzzer:
             **self.target_extra,
         }
 
-    def _baseline(self, keep_config: bool = False) -> None:
-        """The target answers, and its config string is what each example starts from."""
-        conversation = Conversation(self.setup)
-        conversation.drain()
-        builder = Builder(self.setup)
-        builder.tag = RESET_TAG_BASE
-        for _ in range(3):
-            replies, _ = conversation.exchange([builder.config("host", CCMD_READ)])
-            if replies[0]:
-                if not keep_config:
-                    self.original_config = _config_string(replies[0][0])
-                return
-        raise TargetUnreachable(f"target {self.setup.info.address} ({self.setup.info.mac.hex(':')}) did not answer a "
-                                f"Query Config read; check that it is running and reachable before fuzzing")
-
-
-def _config_string(reply: bytes) -> bytes:
-    try:
-        arg = Frame.decode(reply).arg
-    except DecodeError:
-        return b""
-    return arg.config if isinstance(arg, ConfigArg) else b""
+    def _baseline(self) -> None:
+        """The target answers; over the wire its state is what each example starts from."""
+        session = self.setup.session
+        assert session is not None
+        session.drain(0.0, discard=True)
+        if not session.probe():
+            raise TargetUnreachable(f"target {self.setup.info.address} ({self.setup.info.mac.hex(':')}) did not answer a "
+                                    f"Query Config read; check that it is running and reachable before fuzzing")
+        if self.setup.fresh is None:
+            state = session.snapshot()
+            # what the target refuses to say is taken as empty: the model learns it from the replies
+            self.start_state = TargetState(state.config if state.config is not None else b"",
+                                           state.mask if state.mask is not None else (),
+                                           state.reservation if state.reservation is not None else ())
+            self.original_config = self.start_state.config or b""
 
 
 def _first_disagreement(error: BaseException) -> Optional[ModelDisagrees]:
@@ -559,46 +581,6 @@ class Example:
         #: every kind the model reported in this example (replay looks for the finding's)
         self.kinds: set = set()
 
-    def reset_over_the_wire(self, check: bool = True) -> None:
-        """Empty the Mac Mask list, release the reservation, put the config
-        string back (from each MAC: one of them is listed if any is), zero the
-        write window; then read the state back."""
-        build, conversation = self.build, self.conversation
-        build.tag = RESET_TAG_BASE
-        conversation.drain()
-        for who in WHO:
-            conversation.exchange([build.mask(who, MCMD_EDIT, [(DCMD_DELETE, "second"), (DCMD_DELETE, "host")])])
-        conversation.exchange([build.reserve("host", RCMD_FORCE_SET)])
-        conversation.exchange([build.config("host", CCMD_FORCE_SET, self.fuzzer.original_config)])
-        policy = self.fuzzer.policy
-        if policy.allow_write:
-            most = max(1, self.setup.info.max_sectors)
-            for lba in range(policy.start, policy.end, most):
-                count = min(most, policy.end - lba)
-                conversation.exchange([build.ata("host", ATA_WRITE_SECTORS_EXT, lba, count, extended=True, data=bytes(count * SECTOR_SIZE))])
-            conversation.exchange([build.ata("host", ATA_FLUSH_CACHE_EXT, 0, 0, extended=True)])
-        if not check:
-            return
-        (mask,), _ = conversation.exchange([build.mask("host", MCMD_READ)])
-        (reserve,), _ = conversation.exchange([build.reserve("host", RCMD_READ)])
-        (config,), _ = conversation.exchange([build.config("host", CCMD_READ)])
-        problems = []
-        if not mask or not config:
-            raise TargetUnreachable("the target stopped answering between examples (a Mac Mask or config read went unanswered)")
-        mask_arg = Frame.decode(mask[0]).arg
-        if isinstance(mask_arg, MacMaskArg) and mask_arg.directives:
-            problems.append("the Mac Mask list")
-        if reserve:
-            reserve_arg = Frame.decode(reserve[0]).arg
-            if isinstance(reserve_arg, ReserveArg) and reserve_arg.macs:
-                problems.append("the reservation")
-        if _config_string(config[0]) != self.fuzzer.original_config:
-            problems.append("the config string")
-        if problems:
-            raise UsageError(f"could not put {' and '.join(problems)} back between examples; "
-                             f"restart the target (or give --restart-cmd) and fuzz again")
-        build.tag = TAG_BASE
-
     def send(self, label: str, frames: List[bytes]) -> None:
         step = Step(label, frames)
         self.steps.append(step)
@@ -615,11 +597,11 @@ class Example:
                 self.anomaly = anomaly
 
     def _alive(self) -> bool:
-        """A step went unanswered: is the target still there? (A config read from
-        both MACs at once: the Mac Mask list may silence one of them.)"""
-        build = self.build
-        replies, _ = self.conversation.exchange([build.config(who, CCMD_READ) for who in WHO], until_any=True)
-        return any(replies)
+        """A step went unanswered: is the target still there? (The session's probe
+        goes out from both MACs: the Mac Mask list may silence one of them.)"""
+        session = self.setup.session
+        assert session is not None
+        return session.probe(attempts=1, timeout=self.setup.deadline or None)
 
     def _judge(self, frames: List[bytes], replies: List[List[bytes]]) -> list:
         """The model's verdict on one step. Requests in flight together may be
@@ -803,7 +785,8 @@ def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Tran
 
     second_mac = second.mac if second is not None else (info.second_mac or spoofed(transport.mac))
     info = dataclasses.replace(info, second_mac=second_mac)
-    rtt = _round_trip(transport, info)
+    session = Session(transport, info, restart, second_mac=second_mac, new_tag=_counter(RESET_TAG_BASE))
+    rtt = _round_trip(session)
     deadline = min(1.0, max(0.02, 50 * rtt))
     def close() -> None:
         transport.close()
@@ -811,19 +794,15 @@ def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Tran
             second.close()
 
     return Setup(transport, info, second_mac, second=second, restart=restart, deadline=deadline,
-                 grace=max(0.0002, min(rtt, 0.0005)), close=close)
+                 grace=max(0.0002, min(rtt, 0.0005)), close=close, session=session)
 
 
-def _round_trip(transport: Transport, info: TargetFacts) -> float:
-    setup = Setup(transport, info, b"\x02\0\0\0\0\0", deadline=1.0, grace=0.0)
-    conversation = Conversation(setup)
-    builder = Builder(setup)
-    builder.tag = RESET_TAG_BASE + 0x8000
+def _round_trip(session: Session) -> float:
+    """The best of a few liveness probes: what the deadlines are scaled from."""
     best = 1.0
     for _ in range(5):
         began = time.monotonic()
-        replies, _ = conversation.exchange([builder.config("host", CCMD_READ)])
-        if replies[0]:
+        if session.probe(attempts=1, timeout=1.0):
             best = min(best, time.monotonic() - began)
     return best
 
@@ -865,11 +844,10 @@ def replay_stateful(setup: Setup, finding: Finding, *, model_factory=None) -> bo
     policy = WritePolicy(True, window[0], window[1]) if window else WritePolicy()
     fuzzer = StatefulFuzzer(setup, policy, seed=finding.seed, model_factory=model_factory)
     try:
-        if setup.fresh is None:
-            fuzzer._baseline()  # over the wire: each example starts from the target's own string
-        else:
+        fuzzer._baseline()  # over the wire: the target's own state is where the steps start
+        if setup.fresh is not None:
             fuzzer.original_config = bytes.fromhex(finding.target.get("config") or "")
-        example = fuzzer.new_example()
+        example = fuzzer.new_example(in_hypothesis=False)
         position = 0
         for size, label in zip(sizes, finding.program or [""] * len(sizes)):
             group = [readdress(f, finding.target, example.setup) for f in frames[position:position + size]]
@@ -880,8 +858,5 @@ def replay_stateful(setup: Setup, finding: Finding, *, model_factory=None) -> bo
         return False
     finally:
         if setup.fresh is None:
-            try:
-                Example(fuzzer, fuzzer.setup).reset_over_the_wire(check=False)
-            except TargetUnreachable:
-                pass
+            fuzzer._put_back()
         fuzzer.close()
