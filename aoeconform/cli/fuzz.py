@@ -233,7 +233,7 @@ def _stateful_setup(stateful, *, target: Optional[str], quirks: list, restart_cm
             from aoeconform.transport.raw import RawTransport
 
             second = RawTransport(second_iface)
-        return stateful.wire_setup(transport, info, second=second, restart=_restart_hook(restart_cmd) if restart_cmd else None), None
+        return stateful.wire_setup(transport, info, second=second, restart=restart_command(restart_cmd) if restart_cmd else None), None
     except BaseException:
         transport.close()
         if second is not None:

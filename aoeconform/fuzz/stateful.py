@@ -392,13 +392,21 @@ class StatefulFuzzer:
             build.tag = RESET_TAG_BASE + 0x4000
             conversation = Conversation(self.setup)
             most = max(1, self.setup.info.max_sectors)
-            for lba in range(self.policy.start, self.policy.end, most):
-                count = min(most, self.policy.end - lba)
+            spans = [(lba, min(most, self.policy.end - lba)) for lba in range(self.policy.start, self.policy.end, most)]
+            for lba, count in spans:
                 (reply,), _ = conversation.exchange([build.ata("host", ATA_WRITE_SECTORS_EXT, lba, count, extended=True,
                                                                data=bytes(count * SECTOR_SIZE))])
                 if not reply:
-                    problems.append(f"no answer to the write that zeroes sector {lba} of the window")
-                    break
+                    return problems + [f"no answer to the write that zeroes sector {lba} of the window"]
+            # read back, twice at most: what the last example left must not reach the next one
+            # (a target that shows a write late shows it by the second read)
+            for lba, count in spans:
+                for _ in range(2):
+                    (reply,), _ = conversation.exchange([build.read("host", lba, count, extended=True)])
+                    if reply and _data(reply[0]) == bytes(count * SECTOR_SIZE):
+                        break
+                else:
+                    problems.append(f"sectors {lba}-{lba + count - 1} of the window do not read back as the zeros just written")
         return problems
 
     def _restart(self) -> bool:
@@ -551,6 +559,14 @@ class StatefulFuzzer:
             self.original_config = self.start_state.config or b""
 
 
+def _data(reply: bytes) -> bytes:
+    try:
+        arg = Frame.decode(reply).arg
+    except DecodeError:
+        return b""
+    return arg.data if isinstance(arg, AtaArg) else b""
+
+
 def _first_disagreement(error: BaseException) -> Optional[ModelDisagrees]:
     if isinstance(error, ModelDisagrees):
         return error
@@ -601,7 +617,8 @@ class Example:
         goes out from both MACs: the Mac Mask list may silence one of them.)"""
         session = self.setup.session
         assert session is not None
-        return session.probe(attempts=1, timeout=self.setup.deadline or None)
+        # patient, unlike a step: a slow answer here must not be called a dead target
+        return session.probe(attempts=3, timeout=max(0.25, 5 * self.setup.deadline))
 
     def _judge(self, frames: List[bytes], replies: List[List[bytes]]) -> list:
         """The model's verdict on one step. Requests in flight together may be
@@ -787,7 +804,8 @@ def wire_setup(transport: Transport, info: TargetFacts, *, second: Optional[Tran
     info = dataclasses.replace(info, second_mac=second_mac)
     session = Session(transport, info, restart, second_mac=second_mac, new_tag=_counter(RESET_TAG_BASE))
     rtt = _round_trip(session)
-    deadline = min(1.0, max(0.02, 50 * rtt))
+    # a reply later than this counts as none (the random fuzzer's floor: a loaded machine's target may be slow)
+    deadline = min(1.0, max(0.05, 50 * rtt))
     def close() -> None:
         transport.close()
         if second is not None:
