@@ -67,6 +67,17 @@ def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
         assert replay_finding(ref.host, ref.info, finding)
 
 
+def test_tag_bit31_cleared_is_one_finding_not_collisions(tmp_path):
+    """Replies whose tag lost bit 31 land on the tags of other cases (0 and
+    0x80000000 are both boundary values): they are the one defect, rule 4,
+    not also second replies, answers to silent requests or missing replies."""
+    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=2, restart=ref.restart, out_dir=str(tmp_path))
+        result = fuzzer.run(cases=3000)
+    assert [(f.kind, f.rule) for f in result.findings] == [("tag-not-echoed", 4)], [f.summary() for f in result.findings]
+    assert result.findings[0].count > 50
+
+
 def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
     with ReferenceTarget(["crash-on-truncated"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, out_dir=str(tmp_path), health_every=20)

@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from aoeconform.scenario.build import changes_state as parts_changed
 from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Directive, Frame, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AOE_HEADER_LEN,
@@ -486,3 +487,13 @@ class CaseGenerator:
         raw = sanitize(raw, self.info, self.policy)
         frame_bytes = bytes(raw)
         return Case(index, frame_bytes, tuple(names), seed.name, expects_reply(frame_bytes, self.info))
+
+
+def changes_state(frame: bytes) -> bool:
+    """May this request change what the target holds (the disk, the config
+    string, the Mac Mask list, a reservation)? Such cases go out alone, so
+    that what a later reply shows is settled (the same parts the suites
+    restore, and ATA writes)."""
+    if len(frame) >= 28 and frame[19] == CMD_ATA:
+        return frame[27] in DESTRUCTIVE_OPCODES
+    return bool(parts_changed(frame))
