@@ -51,7 +51,9 @@ from aoeconform.wire.constants import (
     TAG_TOOL_BIT,
 )
 
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .seeds import HOST_MAC_PLACEHOLDER, Seed
 
 #: first tag of a run's own numbering; health probes use their own range
@@ -381,7 +383,7 @@ BYTE_MUTATIONS = (
 # -- safety -------------------------------------------------------------------------------
 
 
-def sanitize(raw: bytearray, info: TargetInfo, policy: WritePolicy) -> bytearray:
+def sanitize(raw: bytearray, info: TargetFacts, policy: WritePolicy) -> bytearray:
     """Keep a case within the MTU, off the disk (or inside the write window),
     and unable to lock the host out with a Mac Mask list or a reservation.
 
@@ -432,7 +434,7 @@ def _clamp_write(raw: bytearray, policy: WritePolicy) -> None:
 class CaseGenerator:
     """Case ``i`` of seed ``seed``, always the same for the same seeds, target and policy."""
 
-    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetInfo, policy: WritePolicy = WritePolicy()):
+    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetFacts, policy: WritePolicy = WritePolicy()):
         if not seeds:
             raise ValueError("no seeds to mutate")
         self.seed = seed
