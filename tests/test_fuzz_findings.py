@@ -80,7 +80,6 @@ def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):
 def test_start_index_resumes_the_campaign(tmp_path):
     _, first = _run(tmp_path, "ver-unchecked", extra=("--start-index", "600"))
     assert first["start_index"] == 600 and first["next_index"] == 1200
-    assert main(["fuzz", "--in-memory", "--workers", "2", "--start-index", "5", "--cases", "10"]) == 2
 
 
 def test_selftest_fuzz_names_the_rule_and_says_how_many_quirks_it_found(capsys):

@@ -238,12 +238,10 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
 
     from aoeconform.fuzz import Fuzzer, FuzzResult
     from aoeconform.fuzz import findings as findings_mod
-    from aoeconform.fuzz.parallel import merge_findings, run_parallel
+    from aoeconform.fuzz.parallel import merge_findings, next_index, run_parallel
 
     if args.replay:
         raise UsageError("--replay sends one finding to one target; leave out --workers and name one --target")
-    if args.start_index:
-        raise UsageError("--start-index resumes one fuzzer's campaign; leave out --workers and name one --target")
     if args.quirk and not args.in_memory:
         raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
     if bool(targets) == bool(args.in_memory):
@@ -276,7 +274,9 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     where = "reference targets in memory" if args.in_memory else ", ".join(targets)
     print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed}); {workers} workers; {where}", flush=True)
     began = time.monotonic()
-    results, errors = run_parallel(workers, open_target=open_target, make_fuzzer=make_fuzzer, cases=args.cases, seconds=args.seconds)
+    total_cases = args.cases if args.cases is not None or args.seconds is not None else 1000
+    results, errors = run_parallel(workers, open_target=open_target, make_fuzzer=make_fuzzer, cases=args.cases, seconds=args.seconds,
+                                   start=args.start_index)
     wall = time.monotonic() - began
     for k, result in enumerate(results):
         if not args.quiet:
@@ -290,8 +290,9 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     print(f"{total} cases in {wall:.1f} s wall ({total / wall if wall else 0:.0f}/s) on {workers} workers; "
           f"{found} finding(s) from the workers, {len(merged)} after merging; seed {seed}")
     combined = FuzzResult(seed, cases=total, replies=sum(r.replies for r in results), seconds=wall,
-                          restarts=sum(r.restarts for r in results))
-    _report(args, combined, merged, resumable=False)
+                          restarts=sum(r.restarts for r in results),
+                          next_index=args.start_index if errors else next_index(results, args.start_index, total_cases))
+    _report(args, combined, merged, resumable=not errors)
     for error in errors:
         print(f"aoeconform fuzz: {error}", file=sys.stderr)
     if errors:

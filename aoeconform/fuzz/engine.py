@@ -101,6 +101,9 @@ class FuzzResult:
     stopped_early: str = ""
     #: the case index to give --start-index to go on where this run stopped
     next_index: int = 0
+    #: the first case index, and the one it was to stop before (None: timed)
+    start_index: int = 0
+    end_index: Optional[int] = None
 
     @property
     def cases_per_second(self) -> float:
@@ -187,7 +190,8 @@ class Fuzzer:
         self._queued: List[Finding] = []
         self._need_checkpoint = False
         self._serial_in_flight = False
-        self._silent_run = 0
+        #: cases sent since the last health fence went out
+        self._since_probe = 0
         self._commands_sent: set = set()
         self.deadline = 0.1
         self.grace = 0.002
@@ -259,6 +263,7 @@ class Fuzzer:
         self._end = None if seconds is None else started + seconds
         self._shrink_allowance = None if seconds is None else max(10.0, seconds)
         last_index = None if cases is None else start_index + cases
+        result.start_index, result.end_index = start_index, last_index
         index = start_index
         outstanding = self._outstanding
         inflight = self._inflight
@@ -285,8 +290,11 @@ class Fuzzer:
                     or bool(result.stopped_early)
                 )
                 sent = 0
-                blocked = stopping or self._need_checkpoint or self._serial_in_flight
-                while not blocked and len(inflight) < room:
+                # nothing goes out past an unanswered fence: a target that
+                # stopped answering gets the same cases whatever the timing
+                blocked = (stopping or self._need_checkpoint or self._serial_in_flight
+                           or (inflight and isinstance(inflight[-1], _Fence)))
+                while not blocked and len(inflight) < room and self._since_probe < health_every:
                     if case is None:
                         case = generate(index)
                         serial = serialise(case.frame)
@@ -303,6 +311,7 @@ class Fuzzer:
                         break
                     index += 1
                     self._send(case, now)
+                    self._since_probe += 1
                     sent += 1
                     last_sent = now
                     case = None
@@ -321,12 +330,15 @@ class Fuzzer:
                         continue
                     # only cases in their grace are left, one of whose tags the next case reuses
                 elif not isinstance(inflight[-1], _Fence):
-                    if blocked or (len(inflight) >= room and now - last_sent >= grace):
+                    if self._since_probe >= health_every:
+                        # the health check, every health_every cases (a deterministic
+                        # boundary: the suspects of a hang are the cases since one)
+                        self._since_probe = 0
+                        self._send_fence(now, health=True)
+                    elif blocked or (len(inflight) >= room and now - last_sent >= grace):
                         # nothing more can go out: settle what is in flight now
                         # rather than wait for each silent case's deadline
                         self._send_fence(now)
-                    elif len(self._since_health) >= health_every or self._silent_run >= room:
-                        self._send_fence(now, health=True)
                     elif len(inflight) >= room:
                         wait = min(wait, last_sent + grace - now)
                     elif sent:
@@ -392,10 +404,9 @@ class Fuzzer:
             return
         self._seq += 1
         deadline = now + replayer.health_timeout
-        fence = _Fence(tag, self._seq, deadline, len(self._since_health))
+        fence = _Fence(tag, self._seq, deadline, len(self._since_health) if health else 0)
         self._fences[tag] = fence
         self._inflight.append(fence)
-        self._silent_run = 0
         if deadline < self._earliest:
             self._earliest = deadline
 
@@ -432,7 +443,6 @@ class Fuzzer:
         pending = self._outstanding.pop(tag, None)
         if pending is not None:
             self.result.replies += 1
-            self._silent_run = 0
             pending.replies += 1
             self._remember(tag, pending)
             self._settle_before(pending.seq, now)
@@ -448,15 +458,16 @@ class Fuzzer:
         self._on_late_frame(frame)
 
     def _on_fence(self, fence: _Fence, now: float) -> None:
-        """The target answered a fence: it is alive, and the cases before the
-        fence are settled; those after it are the new suspects."""
+        """The target answered a fence: the cases before it are settled. A
+        health fence shows it alive: the cases after it are the new suspects."""
         self._settle_before(fence.seq, now)
+        if not fence.since:
+            return
         self.result.health_checks += 1
-        self._silent_run = 0
         self._previous_segment = self._since_health[:fence.since]
         del self._since_health[:fence.since]
         for later in self._fences.values():
-            later.since -= fence.since
+            later.since = max(0, later.since - fence.since)
 
     def _on_canary(self, lba: int, frame: bytes) -> None:
         data = bytes(frame[36:36 + 512]) if len(frame) >= 36 + 512 and not frame[14] & 0x04 else None
@@ -511,7 +522,6 @@ class Fuzzer:
         self._remember(tag, pending)
         self._settle_before(pending.seq, now)
         self.result.silent += 1
-        self._silent_run += 1
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
             if known is not None:
@@ -599,12 +609,11 @@ class Fuzzer:
         with the findings queued since the last checkpoint."""
         self._need_checkpoint = False
         self._serial_in_flight = False
-        self._silent_run = 0
         self.result.health_checks += 1
         replayer = self.replayer
         # a loaded machine can hold a live target up for longer than the usual
         # timeout: one slow last try before it is called unresponsive
-        alive = replayer.health() or replayer.health(attempts=1, timeout=max(1.0, replayer.health_timeout))
+        alive = replayer.health() or replayer.health(attempts=1, timeout=max(0.25, 2 * replayer.health_timeout))
         self._settle(alive)
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
@@ -613,7 +622,7 @@ class Fuzzer:
                     kind="write-outside-window",
                     detail=f"sector(s) {', '.join(map(str, changed))} outside [{self.policy.start}, {self.policy.end}) changed",
                     seed=self.seed,
-                    frames=[c.frame for c in self._since_health],
+                    frames=[c.frame for c in self._previous_segment + self._since_health],
                     case_index=self._since_health[-1].index if self._since_health else None,
                     target=self._target_dict(),
                 ))
@@ -629,6 +638,10 @@ class Fuzzer:
             )
             self._unanswered.clear()
             self._queued = [f for f in self._queued if f.kind != "no-reply"]
+            # the target starts over: the next suspects are the cases from here
+            self._since_health = []
+            for fence in self._fences.values():
+                fence.since = 0
             self._new_finding(finding)
         else:
             for case in self._unanswered:
@@ -644,7 +657,6 @@ class Fuzzer:
                 else:
                     self._check(case, matched[0])
             self._unanswered.clear()
-        self._since_health = []
         queued, self._queued = self._queued, []
         for finding in queued:
             self._process_finding(finding)
