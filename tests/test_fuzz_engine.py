@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load
@@ -143,3 +144,23 @@ def test_cli_usage_errors_exit_2(capsys):
     assert main(["fuzz", "--cases", "5"]) == 2
     assert main(["fuzz", "--in-memory", "--quirk", "no-such-quirk"]) == 2
     assert main(["fuzz", "--in-memory", "--lba-window", "1:2"]) == 2
+
+
+def _clean_run(tmp_path, cases):
+    out = tmp_path / "out"
+    status = main(["fuzz", "--in-memory", "--cases", str(cases), "--allow-write", "--seed", "1", "--out", str(out), "--quiet"])
+    with open(out / "fuzz.json") as f:
+        run = json.load(f)
+    return status, run
+
+
+def test_clean_target_with_writes_gives_no_findings(tmp_path):
+    status, run = _clean_run(tmp_path, 5000)
+    assert (status, run["findings"], run["cases"]) == (0, [], 5000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_clean_target_100000_cases_give_no_findings(tmp_path):
+    status, run = _clean_run(tmp_path, 100_000)
+    assert (status, run["findings"], run["cases"]) == (0, [], 100_000)

@@ -141,6 +141,7 @@ class Fuzzer:
         max_findings: int = 100,
         log: Optional[TextIO] = None,
         target_extra: Optional[dict] = None,
+        expectations: Optional[dict] = None,
     ):
         self.transport = transport
         self.info = info
@@ -159,6 +160,8 @@ class Fuzzer:
         self.log = log
         #: added to each finding's target record (the in-memory target's quirks, for its replay command)
         self.target_extra = dict(target_extra or {})
+        #: the target's expectations file (``fuzz/<signature glob>: reason``): its known deviations are not shrunk
+        self.expectations = dict(expectations or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
@@ -712,7 +715,10 @@ class Fuzzer:
                 result.stopped_early = "target did not come back after a restart"
                 self._finish(finding)
                 return
-        if self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
+        findings_mod.mark_known([finding], self.expectations)
+        if finding.known:
+            finding.note = finding.note or f"a known deviation of the target ({finding.known}): not shrunk"
+        elif self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
