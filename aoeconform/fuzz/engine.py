@@ -601,6 +601,7 @@ class Fuzzer:
             "iface": getattr(self.transport, "name", ""),
             "mac": info.mac.hex(":"),
             "host_mac": info.host_mac.hex(":"),
+            "second_mac": info.second_mac.hex(":"),
             "shelf": info.shelf,
             "slot": info.slot,
             "mtu": info.mtu,
