@@ -237,6 +237,7 @@ class Fuzzer:
         self.quiet = min(self.deadline, max(0.001, 10 * rtt))
         self.confirm_wait = max(0.25, 5 * self.deadline)
         self.replayer.deadline = self.deadline
+        self.replayer.fence_grace = self.grace
         self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
         self.replayer.record_canaries(self._canary_lbas())
 

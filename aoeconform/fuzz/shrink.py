@@ -88,6 +88,8 @@ class Replayer:
         #: frames that are not the awaited reply go here (the engine checks late replies)
         self.on_frame = on_frame
         self._probe = 0
+        #: how long a fenced exchange waits once its fence is answered
+        self.fence_grace = 0.002
         self.restarts = 0
         self.evaluations = 0
         self.last_health_reply: Optional[bytes] = None
@@ -102,14 +104,24 @@ class Replayer:
             and (bool(frame[14] & FLAG_RESPONSE) or frame[6:12] == self.info.mac)
         )
 
-    def exchange(self, frame: bytes, wait: float, *, first_only: bool = True) -> Tuple[List[bytes], List[bytes]]:
+    def exchange(self, frame: bytes, wait: float, *, first_only: bool = True, fenced: bool = False) -> Tuple[List[bytes], List[bytes]]:
         """Send ``frame``; return (replies with its tag, other frames from the
-        target) seen within ``wait`` seconds, or until the first reply."""
+        target) seen within ``wait`` seconds, or until the first reply.
+
+        ``fenced``: a Query Config read follows the frame; once it is answered
+        only ``fence_grace`` more is waited (a target that answers in order
+        will not answer the frame after it), so a silent candidate costs a
+        round trip rather than the whole wait."""
         tag = frame[20:24] if len(frame) >= 24 else None
         matched: List[bytes] = []
         others: List[bytes] = []
+        fence = None
         try:
             self.transport.send(frame)
+            if fenced:
+                self._probe = (self._probe + 1) & 0xFFFFFF
+                fence = (HEALTH_TAG_BASE | self._probe).to_bytes(4, "big")
+                self.transport.send(config_read_frame(self.info, int.from_bytes(fence, "big")))
         except OSError:
             return matched, others
         end = time.monotonic() + wait
@@ -126,6 +138,8 @@ class Replayer:
                 matched.append(reply)
                 if first_only:
                     break
+            elif fence is not None and reply[20:24] == fence:
+                end = min(end, time.monotonic() + self.fence_grace)
             else:
                 others.append(reply)
         return matched, others
@@ -202,10 +216,10 @@ class Replayer:
         of waiting for its reply; return the last frame's replies seen within
         the full deadline (collecting more than one, to see duplicates)."""
         for frame in frames[:-1]:
-            self.exchange(frame, gap)
+            self.exchange(frame, gap, fenced=True)
         if not frames:
             return []
-        matched, others = self.exchange(frames[-1], self.deadline, first_only=not all_replies)
+        matched, others = self.exchange(frames[-1], self.deadline, first_only=not all_replies, fenced=True)
         # a reply whose tag differs only in bit 31 is the answer with a changed tag
         last = frames[-1]
         if len(last) >= 24:
