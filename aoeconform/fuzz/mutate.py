@@ -445,7 +445,7 @@ class CaseRandom(random.Random):
     such choices, and the fuzzer's speed is bounded by making cases (the
     bias, below 2**-40 for these ranges, does not matter to a fuzzer)."""
 
-    def randrange(self, start, stop=None, step=1):  # type: ignore[override]
+    def randrange(self, start, stop=None, step=1):
         if stop is None:
             start, stop = 0, start
         width = stop - start
@@ -453,7 +453,7 @@ class CaseRandom(random.Random):
             return super().randrange(start, stop, step)
         return start + int(self.random() * width)
 
-    def choice(self, seq):  # type: ignore[override]
+    def choice(self, seq):
         return seq[int(self.random() * len(seq))]
 
 
