@@ -31,26 +31,24 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
 from aoeconform.errors import TargetUnreachable
+from aoeconform.session import Session, TargetFacts, TargetState, requests
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
-    DCMD_DELETE,
     ETH_P_AOE,
     FLAG_RESPONSE,
     TAG_TOOL_BIT,
 )
 
 from . import findings as findings_mod
-from aoeconform.session.facts import TargetFacts
-
 from .context import WritePolicy
 from .findings import Finding, command_class
 from .mutate import Case, CaseGenerator, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ata_frame, config_read_frame, ddmin, shrink_frame
+from .shrink import HEALTH_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -58,6 +56,7 @@ RECENT_CASES = 4096
 #: tags of the loop's fences and in-line canary reads (cases whose tag falls
 #: in a reserved range go out only when nothing else is outstanding)
 FENCE_TAG_BASE = 0x7D000000
+CANARY_TAG_BASE = 0x7E000000
 RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE))
 
 
@@ -164,7 +163,8 @@ class Fuzzer:
         self.expectations = dict(expectations or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
         # frames seen during probes and replays may answer cases still outstanding
-        self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
+        self.session = Session(transport, info, restart=restart, new_tag=health_tags(), on_frame=self._on_stray_frame)
+        self.replayer = Replayer(self.session)
         self.result = FuzzResult(seed)
         #: (kind, command class) -> the finding that stands for it (several groups
         #: may share one finding once their shrunk triggers are classified alike)
@@ -200,7 +200,8 @@ class Fuzzer:
         self.grace = 0.002
         self.quiet = 0.005
         self.confirm_wait = 0.25
-        self._original_config: Optional[bytes] = None
+        #: the config string, Mac Mask list and reservation before the first case
+        self._snapshot = TargetState()
         self._end: Optional[float] = None
         self._shrink_allowance: Optional[float] = None
         self._started: Optional[float] = None
@@ -215,10 +216,11 @@ class Fuzzer:
 
     def _baseline(self) -> None:
         """Check the target answers, measure its round trip, set the deadlines."""
-        self.replayer.drain(0.0)
-        self.replayer.health_timeout = 1.0
+        session = self.session
+        session.drain(0.0)
+        session.probe_timeout = 1.0
         start = time.monotonic()
-        if not self.replayer.health(attempts=3):
+        if not session.probe(attempts=3):
             raise TargetUnreachable(
                 f"target {self.info.address} ({self.info.mac.hex(':')}) did not answer a Query Config read "
                 f"within 3 s; check that it is running and reachable before fuzzing"
@@ -226,19 +228,16 @@ class Fuzzer:
         rtt = time.monotonic() - start
         for _ in range(4):  # the first exchange may include warm-up; take the best of a few
             t = time.monotonic()
-            if self.replayer.health(attempts=1):
+            if session.probe(attempts=1):
                 rtt = min(rtt, time.monotonic() - t)
-        reply = self.replayer.last_health_reply
-        if reply is not None and len(reply) >= 32:
-            length = int.from_bytes(reply[30:32], "big")
-            self._original_config = bytes(reply[32:32 + length])
         self.deadline = self.fixed_deadline or min(1.0, max(0.05, 50 * rtt))
         self.grace = min(self.deadline, max(0.001, 5 * rtt))
         self.quiet = min(self.deadline, max(0.001, 10 * rtt))
         self.confirm_wait = max(0.25, 5 * self.deadline)
         self.replayer.deadline = self.deadline
         self.replayer.fence_grace = self.grace
-        self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        session.probe_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        self._snapshot = session.snapshot(attempts=1)
         self.replayer.record_canaries(self._canary_lbas())
 
     def _canary_lbas(self) -> List[int]:
@@ -362,7 +361,7 @@ class Fuzzer:
         finally:
             result.seconds = monotonic() - started
             result.next_index = index
-            result.restarts = self.replayer.restarts
+            result.restarts = self.session.restarts
             if not result.stopped_early or result.stopped_early.startswith("reached"):
                 self._restore()
         return result
@@ -399,15 +398,15 @@ class Fuzzer:
         try:
             for lba in replayer.canaries if health else ():
                 canary_tag = CANARY_TAG_BASE | ((self._fence_count * 8 + len(self._canary_reads)) & 0xFFFFFF)
-                self.transport.send(ata_frame(self.info, canary_tag, 0x24, lba))
+                self.transport.send(requests.read_sector(self.info, lba, canary_tag).encode(pad=True))
                 self._canary_reads[canary_tag] = lba
-            self.transport.send(config_read_frame(self.info, tag))
+            self.transport.send(requests.config_read(self.info, tag).encode(pad=True))
         except OSError:
             self.result.send_errors += 1
             self._need_checkpoint = True
             return
         self._seq += 1
-        deadline = now + replayer.health_timeout
+        deadline = now + (self.session.probe_timeout or self.session.timeout())
         fence = _Fence(tag, self._seq, deadline, len(self._since_health) if health else 0)
         self._fences[tag] = fence
         self._inflight.append(fence)
@@ -618,7 +617,8 @@ class Fuzzer:
         replayer = self.replayer
         # a loaded machine can hold a live target up for longer than the usual
         # timeout: one slow last try before it is called unresponsive
-        alive = replayer.health() or replayer.health(attempts=1, timeout=max(0.25, 2 * replayer.health_timeout))
+        session = self.session
+        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
@@ -654,7 +654,7 @@ class Fuzzer:
                 if known is not None:
                     known.count += 1  # already found; confirming again costs a second each
                     continue
-                matched, others = replayer.exchange(case.frame, self.confirm_wait)
+                matched, others = self.session.exchange(case.frame, self.confirm_wait)
                 for frame in others:
                     self._on_stray_frame(frame)
                 if not matched:
@@ -691,10 +691,10 @@ class Fuzzer:
             # Seen before: count it, bring the target back, go on. (A second
             # cause of the same kind is found again once the first is fixed.)
             known.count += 1
-            if finding.kind == "unresponsive" and not self.replayer.restart():
+            if finding.kind == "unresponsive" and not self.session.restart():
                 self.result.stopped_early = (
                     "target stopped answering (give --restart-cmd to go on after a hang)"
-                    if self.restart_hook is None else "target did not come back after a restart"
+                    if self.restart_hook is None else self._not_back()
                 )
             return
         self.by_group[signature] = finding
@@ -712,9 +712,9 @@ class Fuzzer:
                 result.stopped_early = "target stopped answering (give --restart-cmd to go on after a hang)"
                 self._finish(finding)
                 return
-            if not self.replayer.restart():
-                finding.note = "the restart hook ran but the target did not answer again"
-                result.stopped_early = "target did not come back after a restart"
+            if not self.session.restart():
+                finding.note = f"the restart failed: {self.session.restart_error}"
+                result.stopped_early = self._not_back()
                 self._finish(finding)
                 return
         findings_mod.mark_known([finding], self.expectations)
@@ -728,15 +728,15 @@ class Fuzzer:
             if finding.shrunk is not None and len(finding.shrunk) == 1:
                 self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
-            self.replayer.drain(self.grace, discard=True)
+            self.session.drain(self.grace, discard=True)
             spent = time.monotonic() - began
             if self._end is not None and self._shrink_allowance is not None:  # both set in a timed run
                 self._end += spent
                 self._shrink_allowance -= spent
             self._say(f"  shrunk: {finding.summary()}")
         self._finish(finding)
-        if self.restart_hook is not None and not self.replayer.health(attempts=2) and not self.replayer.restart():
-            result.stopped_early = "target did not come back after a restart"
+        if self.restart_hook is not None and not self.session.probe(attempts=2) and not self.session.restart():
+            result.stopped_early = self._not_back()
         if len(result.findings) >= self.max_findings:
             result.stopped_early = f"reached {self.max_findings} findings"
 
@@ -751,7 +751,7 @@ class Fuzzer:
         finding.trigger_command, finding.trigger_field = classify(
             finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
         if restart:
-            replayer.restart()
+            self.session.restart()
 
     def _finish(self, finding: Finding) -> None:
         """One finding per signature: a second group whose trigger is classified
@@ -786,7 +786,7 @@ class Fuzzer:
             if not test_sequence(frames):
                 finding.reproduced = False
                 finding.note = "replaying the frames after a restart did not make the target stop answering (timing or state outside these frames)"
-                replayer.restart()
+                self.session.restart()
                 return
             finding.reproduced = True
             frames = ddmin(frames, test_sequence, budget)
@@ -794,7 +794,7 @@ class Fuzzer:
             prefix = frames[:-1]
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
-            replayer.restart()
+            self.session.restart()
         elif stateful:
             finding.note = "not shrunk: canary changes are replayed but not minimised"
             finding.reproduced = None
@@ -815,7 +815,7 @@ class Fuzzer:
                 context = ddmin(context, test_context, budget)
                 shrunk = shrink_frame(culprit, lambda c: replayer.fires(kind, context + [c], restart=True), budget)
                 frames = context + [shrunk]
-                replayer.restart()
+                self.session.restart()
             else:
                 finding.reproduced = False
                 finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")
@@ -829,40 +829,35 @@ class Fuzzer:
 
     def _replies_for(self, kind: str, frames: List[bytes], restart: bool) -> List[bytes]:
         """Replay the shrunk frames once more to record what the target says."""
-        replayer = self.replayer
-        if restart and not replayer.restart():
+        session = self.session
+        if restart and not session.restart():
             return []
         replies: List[bytes] = []
         for frame in frames:
-            matched, others = replayer.exchange(frame, replayer.deadline / 4, first_only=False)
+            matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:
-            replayer.restart()
+            session.restart()
         return replies
 
     # -- leaving the target as it was ------------------------------------------------------
 
     def _restore(self) -> None:
-        """Undo what the fuzz cases may have changed: the host's Mac Mask entry,
-        a reservation, the config string."""
-        info = self.info
-        replayer = self.replayer
-        head = info.mac + info.host_mac + _AOE
-        def request(command: int, arg: bytes) -> bytes:
-            aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, command)) + (HEALTH_TAG_BASE | 0xFFFFF0 | command).to_bytes(4, "big")
-            return (head + aoe + arg).ljust(60, b"\0")
+        """Undo what the fuzz cases may have changed: the Mac Mask list, the
+        reservation and the config string, as the snapshot before the first case."""
+        sent = self._commands_sent
+        parts = {part for part, command in (("mask", CMD_MAC_MASK), ("reserve", CMD_RESERVE_RELEASE), ("config", CMD_QUERY_CONFIG))
+                 if command in sent}
         try:
-            if CMD_MAC_MASK in self._commands_sent:
-                replayer.exchange(request(CMD_MAC_MASK, bytes((0, 1, 0, 1, 0, DCMD_DELETE)) + info.host_mac), replayer.health_timeout)
-            if CMD_RESERVE_RELEASE in self._commands_sent:
-                replayer.exchange(request(CMD_RESERVE_RELEASE, bytes((2, 0))), replayer.health_timeout)
-            if CMD_QUERY_CONFIG in self._commands_sent and self._original_config is not None:
-                config = self._original_config
-                arg = (0).to_bytes(4, "big") + bytes((0, 0x14)) + len(config).to_bytes(2, "big") + config
-                replayer.exchange(request(CMD_QUERY_CONFIG, arg), replayer.health_timeout)
-            replayer.drain(0.0)
+            if parts:
+                self.session.restore(self._snapshot, parts)
+            self.session.drain(0.0)
         except OSError:
             pass
+
+    def _not_back(self) -> str:
+        error = self.session.restart_error
+        return "target did not come back after a restart" + (f" ({error})" if error else "")
 
 
 def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
@@ -871,8 +866,8 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
 
     frames = finding.shrunk if (use_shrunk and finding.shrunk) else finding.frames
     frames = readdress(frames, finding.target, info)
-    replayer = Replayer(transport, info, deadline=deadline, restart=restart)
-    replayer.drain(0.0)
+    session = Session(transport, info, restart=restart, new_tag=health_tags())
+    session.probe_timeout = deadline
+    session.drain(0.0)
     stateful = finding.kind == "unresponsive"
-    return replayer.fires(finding.kind, frames, restart=stateful and restart is not None)
-
+    return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)
