@@ -82,7 +82,7 @@ from aoeconform.wire.constants import (
 
 from .context import WritePolicy
 from .engine import FuzzResult
-from .findings import Finding
+from .findings import Finding, mark_known
 from .oracle import Anomaly
 
 ENGINE = "stateful"
@@ -324,6 +324,7 @@ class StatefulFuzzer:
         target_extra: Optional[dict] = None,
         model_factory: Optional[Callable[..., Judge]] = None,
         max_findings: int = 20,
+        expectations: Optional[dict] = None,
     ) -> None:
         self.setup = setup
         self.policy = policy
@@ -334,6 +335,8 @@ class StatefulFuzzer:
         self.target_extra = dict(target_extra or {})
         self.model_factory = model_factory or default_model_factory
         self.max_findings = max_findings
+        #: the target's expectations file (``fuzz/<signature glob>: reason``): its known deviations are marked so
+        self.expectations = dict(expectations or {})
         self.result = FuzzResult(seed, engine=ENGINE)
         self.examples = 0
         self.steps_run = 0
@@ -521,6 +524,7 @@ class StatefulFuzzer:
             trigger_field="sequence",
         )
         finding.found_after = time.monotonic() - found_after
+        mark_known([finding], self.expectations)
         self.by_signature[(anomaly.kind, _rule_of(anomaly))] = finding
         self.result.findings.append(finding)
         self._say(f"finding: {finding.summary()}")
