@@ -372,9 +372,18 @@ class StatefulFuzzer:
             reject()  # the target is gone: the rest of the batch is skipped, not failed
         if setup.fresh is None:
             problems = self._put_back()
-            if problems and (not self._restart() or self._put_back()):
-                self.stop = UsageError(f"could not put the target back between examples ({'; '.join(problems)}); "
-                                       f"restart it (or give --restart-cmd) and fuzz again")
+            if problems:
+                session = self.setup.session
+                assert session is not None
+                if not session.can_restart:
+                    hint = "restart it (or give --restart-cmd) and fuzz again"
+                elif not self._restart():
+                    hint = f"the restart did not help: {session.restart_error}"
+                else:
+                    problems = self._put_back()
+                    hint = "not even after a restart"
+            if problems:
+                self.stop = UsageError(f"could not put the target back between examples ({'; '.join(problems)}); {hint}")
                 if not in_hypothesis:
                     raise self.stop
                 reject()
