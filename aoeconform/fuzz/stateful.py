@@ -164,15 +164,17 @@ class Conversation:
 
     def _port(self, frame: bytes) -> Transport:
         second = self.setup.second
-        return second if second is not None and frame[6:12] == self.setup.second_mac else self.setup.transport
+        return second if second is not None and Header.decode(frame).src == self.setup.second_mac else self.setup.transport
 
-    def _from_target(self, frame: bytes) -> bool:
+    def _reply_key(self, frame: bytes) -> Optional[Tuple[bytes, int]]:
+        """(the requester it goes to, its tag) for a reply from the target, else None."""
         try:
             header = Header.decode(frame)
         except DecodeError:
-            return False
-        # an unsolicited advertisement (tag 0 config reply) answers nothing we sent
-        return header.response and header.src == self.setup.info.mac and header.ethertype == ETH_P_AOE
+            return None
+        if header.response and header.src == self.setup.info.mac and header.ethertype == ETH_P_AOE:
+            return header.dst, header.tag
+        return None
 
     def drain(self) -> None:
         for port in self._ports():
@@ -184,9 +186,10 @@ class Conversation:
 
     def exchange(self, frames: Sequence[bytes]) -> Tuple[List[List[bytes]], bool]:
         """(replies per frame, whether the whole deadline was waited out)."""
-        keys: Dict[Tuple[bytes, bytes], List[int]] = {}
+        keys: Dict[Tuple[bytes, int], List[int]] = {}
         for i, frame in enumerate(frames):
-            keys.setdefault((bytes(frame[6:12]), bytes(frame[20:24])), []).append(i)
+            header = Header.decode(frame)
+            keys.setdefault((header.src, header.tag), []).append(i)
         replies: List[List[bytes]] = [[] for _ in frames]
         for frame in frames:
             self._port(frame).send(frame)
@@ -211,9 +214,10 @@ class Conversation:
                 if len(ports) > 1:
                     time.sleep(0.0005)
                 continue
-            if not self._from_target(got):
+            key = self._reply_key(got)
+            if key is None:
                 continue
-            waiting = keys.get((bytes(got[0:6]), bytes(got[20:24])))
+            waiting = keys.get(key)
             if waiting is None:
                 self.strays.append(bytes(got))
                 continue
