@@ -93,6 +93,8 @@ BATCH = 25
 #: in memory: the disk and the write window of each example's fresh target
 MEMORY_IMAGE_BYTES = 1 << 20
 MEMORY_WINDOW = (64, 8)
+#: over the wire, how long a missing reply is waited for before the model may call the silence wrong
+PATIENCE = 1.0
 #: tags of one example count up from here (the random fuzzer's tags are random)
 TAG_BASE = 0x53000000
 RESET_TAG_BASE = 0x53FF0000
@@ -184,17 +186,27 @@ class Conversation:
     def _ports(self) -> List[Transport]:
         return [self.setup.transport] + ([self.setup.second] if self.setup.second is not None else [])
 
+    @property
+    def synchronous(self) -> bool:
+        """In memory: every reply is there when ``send`` returns."""
+        return bool(getattr(self.setup.transport, "synchronous", False))
+
     def exchange(self, frames: Sequence[bytes]) -> Tuple[List[List[bytes]], bool]:
         """(replies per frame, whether the whole deadline was waited out)."""
+        for frame in frames:
+            self._port(frame).send(frame)
+        replies: List[List[bytes]] = [[] for _ in frames]
+        return replies, self.collect(frames, replies, self.setup.deadline)
+
+    def collect(self, frames: Sequence[bytes], replies: List[List[bytes]], wait: float) -> bool:
+        """Add to ``replies`` what arrives for ``frames`` within ``wait`` seconds (less
+        once every frame has one); True if the whole wait passed."""
         keys: Dict[Tuple[bytes, int], List[int]] = {}
         for i, frame in enumerate(frames):
             header = Header.decode(frame)
             keys.setdefault((header.src, header.tag), []).append(i)
-        replies: List[List[bytes]] = [[] for _ in frames]
-        for frame in frames:
-            self._port(frame).send(frame)
         ports = self._ports()
-        deadline = time.monotonic() + self.setup.deadline
+        deadline = time.monotonic() + wait
         settled: Optional[float] = None
         waited_out = True
         while True:
@@ -227,7 +239,7 @@ class Conversation:
             replies[target].append(bytes(got))
             if settled is None and all(replies):
                 settled = time.monotonic() + self.setup.grace
-        return replies, waited_out
+        return waited_out
 
 
 # -- building requests with the codec -----------------------------------------------
@@ -620,8 +632,13 @@ class Example:
         self.fuzzer.steps_run += 1
         replies, _ = self.conversation.exchange(frames)
         step.replies = replies
+        if not all(replies) and not self.conversation.synchronous:
+            # a reply later than the deadline is not silence: before the model may call
+            # a silence wrong, the missing replies get a patient wait
+            if self._judge(frames, replies, copy.deepcopy(self.model))[0]:
+                self.conversation.collect(frames, replies, PATIENCE)
         self.fuzzer.result.replies += sum(len(r) for r in replies)
-        found = self._judge(frames, replies)
+        found, self.model = self._judge(frames, replies, self.model)
         if not any(replies) and not self._alive():
             found.append(Anomaly("unresponsive", f"no answer to a Query Config read from either MAC after: {label}"))
         for anomaly in found:
@@ -637,27 +654,27 @@ class Example:
         # patient, unlike a step: a slow answer here must not be called a dead target
         return session.probe(attempts=3, timeout=max(0.25, 5 * self.setup.deadline))
 
-    def _judge(self, frames: List[bytes], replies: List[List[bytes]]) -> list:
-        """The model's verdict on one step. Requests in flight together may be
-        served in either order (rule 20: a concurrent target may), so a step of
-        two is wrong only if neither order explains the replies; the model
-        goes on from the order that did."""
+    @staticmethod
+    def _judge(frames: List[bytes], replies: List[List[bytes]], model: Judge) -> Tuple[list, Judge]:
+        """The model's verdict on one step, and the model that goes on (``model``
+        itself or a copy). Requests in flight together may be served in either
+        order (rule 20: a concurrent target may), so a step of two is wrong only
+        if neither order explains the replies; the model goes on from the order
+        that did, or from the order sent."""
         order = list(range(len(frames)))
         orders = [order] + ([order[::-1]] if len(frames) == 2 and frames[0] != frames[1] else [])
-        first_found: list = []
+        first: Optional[Tuple[list, Judge]] = None
         for k, chosen in enumerate(orders):
-            model = self.model if k == len(orders) - 1 else copy.deepcopy(self.model)
-            found = []
+            trial = model if k == len(orders) - 1 else copy.deepcopy(model)
+            found: list = []
             for i in chosen:
-                found += model.step(frames[i], replies[i], answered_in_time=True)
+                found += trial.step(frames[i], replies[i], answered_in_time=True)
             if not found:
-                self.model = model
-                return []
-            if k == 0:
-                first_found = found
-                first_model = model
-        self.model = first_model if len(orders) > 1 else self.model
-        return first_found
+                return [], trial
+            if first is None:
+                first = (found, trial)
+        assert first is not None
+        return first
 
     def check(self) -> None:
         if self.anomaly is not None:
