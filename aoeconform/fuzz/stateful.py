@@ -82,7 +82,7 @@ from aoeconform.wire.constants import (
 
 from .context import WritePolicy
 from .engine import FuzzResult
-from .findings import Finding, mark_known
+from .findings import Finding, mark_known, store
 from .oracle import Anomaly
 
 ENGINE = "stateful"
@@ -124,7 +124,7 @@ class Setup:
     restart: Optional[Callable[[], None]] = None
     #: liveness probe, restart, and taking and putting back the config, Mac Mask and reservation
     session: Optional[Session] = None
-    #: in memory: returns a fresh (transport, restart) per example, so each starts on a fresh disk
+    #: in memory: a fresh setup (target, disk and session) for each example
     fresh: Optional[Callable[[], "Setup"]] = None
     #: how long a request may take to be answered; in memory nothing arrives late
     deadline: float = 0.25
@@ -361,7 +361,7 @@ class StatefulFuzzer:
         #: over the wire: what each example starts from (the target's state when the run began)
         self.start_state: Optional[TargetState] = None
         self._first_failure: Optional[List[Step]] = None
-        self._current: Optional[Example] = None
+        self._started = time.monotonic()
         #: why the run cannot go on (the target stopped answering, or cannot be put back); raised by ``run``'s caller
         self.stop: Optional[Exception] = None
 
@@ -387,7 +387,7 @@ class StatefulFuzzer:
                 raise self.stop
             reject()  # the target is gone: the rest of the batch is skipped, not failed
         if setup.fresh is None:
-            problems = self._put_back()
+            problems, hint = self._put_back(), ""
             if problems:
                 session = self.setup.session
                 assert session is not None
@@ -403,9 +403,7 @@ class StatefulFuzzer:
                 if not in_hypothesis:
                     raise self.stop
                 reject()
-        example = Example(self, setup)
-        self._current = example
-        return example
+        return Example(self, setup)
 
     def _put_back(self) -> List[str]:
         """Over the wire: the state the run started from (config string, Mac Mask
@@ -461,7 +459,7 @@ class StatefulFuzzer:
         if examples is None and seconds is None:
             examples = 200
         result = self.result
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self._baseline()
         self._say(f"stateful engine, seed {self.seed} (rerun with --seed {self.seed}); target {self.setup.info.address} "
                   f"at {self.setup.info.mac.hex(':')}, second MAC {self.setup.second_mac.hex(':')}, "
@@ -510,23 +508,22 @@ class StatefulFuzzer:
         test = get_state_machine_test(machine_class(self), settings=self._settings(size))
         # the user's seed and the batch number decide every example of the batch
         hypothesis_seed((self.seed * 1_000_003 + index) & ((1 << 64) - 1))(test)
-        began = time.monotonic()
         try:
             test()
         except Unsatisfiable:
             pass  # every example rejected: the run stops (self.stop says why)
         except ModelDisagrees as failure:
-            self._record(failure.anomaly, failure.steps, reproduced=True, found_after=began)
+            self._record(failure.anomaly, failure.steps, reproduced=True)
         except Flaky as flaky:
             inner = _first_disagreement(flaky)
             if inner is not None and self._first_failure is not None:
-                self._record(inner.anomaly, self._first_failure, reproduced=False, found_after=began)
+                self._record(inner.anomaly, self._first_failure, reproduced=False)
 
     def _remember_failure(self, steps: List[Step]) -> None:
         if self._first_failure is None:
             self._first_failure = list(steps)
 
-    def _record(self, anomaly, steps: List[Step], *, reproduced: bool, found_after: float) -> None:
+    def _record(self, anomaly, steps: List[Step], *, reproduced: bool) -> None:
         first = self._first_failure or steps
         flat = [f for s in steps for f in s.frames]
         finding = Finding(
@@ -548,7 +545,7 @@ class StatefulFuzzer:
             rule_number=_rule_of(anomaly) or None,
             trigger_field="sequence",
         )
-        finding.found_after = time.monotonic() - found_after
+        finding.found_after = time.monotonic() - self._started  # shrinking included
         mark_known([finding], self.expectations)
         self.by_signature[(anomaly.kind, _rule_of(anomaly))] = finding
         self.result.findings.append(finding)
@@ -556,8 +553,6 @@ class StatefulFuzzer:
         for line in finding.program:
             self._say(f"    {line}")
         if self.out_dir:
-            from .findings import store
-
             store(finding, self.out_dir)
 
     def _target_dict(self) -> dict:
@@ -580,11 +575,8 @@ class StatefulFuzzer:
             raise TargetUnreachable(f"target {self.setup.info.address} ({self.setup.info.mac.hex(':')}) did not answer a "
                                     f"Query Config read; check that it is running and reachable before fuzzing")
         if self.setup.fresh is None:
-            state = session.snapshot()
-            # what the target refuses to say is taken as empty: the model learns it from the replies
-            self.start_state = TargetState(state.config if state.config is not None else b"",
-                                           state.mask if state.mask is not None else (),
-                                           state.reservation if state.reservation is not None else ())
+            # a part the target does not say (Mac Mask or Reserve/Release refused) is not put back
+            self.start_state = session.snapshot()
             self.original_config = self.start_state.config or b""
 
 
