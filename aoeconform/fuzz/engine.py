@@ -53,6 +53,8 @@ from .shrink import HEALTH_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrin
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
+#: how long after a replay a reply with its tag is taken for the replay's
+REPLAY_ECHO_SECONDS = 5.0
 #: tags of the loop's fences and in-line canary reads (cases whose tag falls
 #: in a reserved range go out only when nothing else is outstanding)
 FENCE_TAG_BASE = 0x7D000000
@@ -494,8 +496,11 @@ class Fuzzer:
         # an earlier case with the same tag.
         flipped = tag ^ TAG_TOOL_BIT
         pending = self._outstanding.pop(flipped, None)
-        if pending is None and tag not in self._recent:
-            pending = self._recent.get(flipped)
+        if pending is None:
+            if self.replayer.replayed and self.replayer.replayed_since(tag, time.monotonic() - REPLAY_ECHO_SECONDS):
+                return  # a late answer to a replay while shrinking (same tag as a case): neither a second reply nor the case's
+            if tag not in self._recent:
+                pending = self._recent.get(flipped)
         if pending is not None:
             pending.replies += 1
             self._remember(flipped, pending)
@@ -834,6 +839,7 @@ class Fuzzer:
             return []
         replies: List[bytes] = []
         for frame in frames:
+            self.replayer.note(frame)
             matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:
