@@ -9,7 +9,7 @@ import os
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load
 from aoeconform.fuzz.engine import replay_finding
-from aoeconform.fuzz.local import ReferenceTarget
+from aoeconform.target.host import ThreadHost
 from aoeconform.fuzz.mutate import DESTRUCTIVE_OPCODES, CaseGenerator
 from aoeconform.fuzz.seeds import generated_seeds, load_corpus, default_corpus_dir
 from aoeconform.wire.constants import ATA_HEADER_END
@@ -18,7 +18,7 @@ SEED = 7
 
 
 def test_clean_target_gives_no_findings(tmp_path):
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=50)
         result = fuzzer.run(cases=600)
     assert result.cases == 600
@@ -29,7 +29,7 @@ def test_clean_target_gives_no_findings(tmp_path):
 
 
 def test_crash_on_truncated_is_found_saved_and_shrunk(tmp_path):
-    with ReferenceTarget(["crash-on-truncated"]) as ref:
+    with ThreadHost(["crash-on-truncated"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=20)
         result = fuzzer.run(cases=300)
         hangs = [f for f in result.findings if f.kind == "unresponsive"]
@@ -56,7 +56,7 @@ def test_crash_on_truncated_is_found_saved_and_shrunk(tmp_path):
 
 
 def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
-    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+    with ThreadHost(["tag-bit31-cleared"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path))
         result = fuzzer.run(cases=400)
         found = [f for f in result.findings if f.kind == "tag-not-echoed"]
@@ -68,7 +68,7 @@ def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
 
 
 def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
-    with ReferenceTarget(["crash-on-truncated"]) as ref:
+    with ThreadHost(["crash-on-truncated"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, out_dir=str(tmp_path), health_every=20)
         result = fuzzer.run(cases=300)
     assert [f.kind for f in result.findings] == ["unresponsive"]
@@ -77,7 +77,7 @@ def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
 
 
 def test_same_seed_same_cases():
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         info = ref.info
     seeds = generated_seeds() + load_corpus(default_corpus_dir())
     first = [CaseGenerator(SEED, seeds, info).case(i) for i in range(300)]
@@ -93,7 +93,7 @@ def test_same_seed_same_cases():
 
 
 def test_no_writes_unless_allowed_and_then_inside_the_window():
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         info = ref.info
     seeds = generated_seeds()
     for i in range(2000):
