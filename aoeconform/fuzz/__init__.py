@@ -9,14 +9,13 @@ health checks, a restart hook and shrinking of whatever they find.
 - ``findings``: finding files (JSON with hex frames, pcaps)
 """
 
-from .context import TargetInfo, WritePolicy  # TargetInfo: the old name of session.TargetFacts, until the session layer has landed
+from .context import WritePolicy
 from .engine import Fuzzer, FuzzResult, replay_finding
 from .findings import Finding, load, save
 from .mutate import Case, CaseGenerator
 from .seeds import COMMAND_CHOICES, Seed, generated_seeds, load_corpus
 
 __all__ = [
-    "TargetInfo",
     "WritePolicy",
     "Fuzzer",
     "FuzzResult",
