@@ -116,8 +116,10 @@ class _Host:
             return self.target.process(frame, burst)
 
     def _idle(self) -> None:
-        with self._lock:
-            self.target.complete_pending()
+        target = self.target
+        if target._pending is not None or target._torn:  # as the server does: the common case costs no lock
+            with self._lock:
+                self.target.complete_pending()
 
     def restart(self) -> None:
         """What a --restart-cmd does to a daemon: a fresh process on the same disk."""
