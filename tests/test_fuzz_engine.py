@@ -10,9 +10,9 @@ import pytest
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load
 from aoeconform.fuzz.engine import replay_finding
-from aoeconform.target.host import ThreadHost
 from aoeconform.fuzz.mutate import DESTRUCTIVE_OPCODES, CaseGenerator
 from aoeconform.fuzz.seeds import generated_seeds, load_corpus, default_corpus_dir
+from aoeconform.target.host import ThreadHost
 from aoeconform.wire.constants import ATA_HEADER_END
 
 SEED = 7
@@ -72,7 +72,7 @@ def test_tag_bit31_cleared_is_one_finding_not_collisions(tmp_path):
     """Replies whose tag lost bit 31 land on the tags of other cases (0 and
     0x80000000 are both boundary values): they are the one defect, rule 4,
     not also second replies, answers to silent requests or missing replies."""
-    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+    with ThreadHost(["tag-bit31-cleared"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=2, restart=ref.restart, out_dir=str(tmp_path))
         result = fuzzer.run(cases=3000)
     assert [(f.kind, f.rule) for f in result.findings] == [("tag-not-echoed", 4)], [f.summary() for f in result.findings]
