@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--allow-write", action="store_true", help="let WRITE SECTORS (EXT) through, inside --lba-window only")
     p.add_argument("--lba-window", metavar="START:COUNT", help="sectors writes may touch (default: 64 in the middle of the disk)")
     p.add_argument("--health-every", type=integer(1), default=100, metavar="N", help="health check every N cases (default 100)")
-    p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
+    p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once, a fence among them (default min(16, Buffer Count))")
     p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
     p.add_argument("--expectations", metavar="FILE",
                    help="the target's expectations file (as for `run`, e.g. suites/expectations/vblade-25.yaml): findings whose "
@@ -138,10 +138,10 @@ def run(args) -> int:
     reference = None
     restart: Optional[Callable[[], None]]
     if args.in_memory:
-        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.host import ThreadHost
         from aoeconform.target.quirks import check_quirks
 
-        reference = ReferenceTarget(check_quirks(_quirk_names(args)))
+        reference = ThreadHost(check_quirks(_quirk_names(args)))
         transport, info, restart = reference.host, reference.info, reference.restart
     else:
         transport, info = _open_interface(args.target)
@@ -197,10 +197,10 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
         transport, info = _open_interface(target)
         restart = restart_command(restart_cmd) if restart_cmd else None
     else:
-        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.host import ThreadHost
         from aoeconform.target.quirks import check_quirks
 
-        reference = ReferenceTarget(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
+        reference = ThreadHost(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
         transport, info, restart = reference.host, reference.info, reference.restart
     try:
         fired = replay_finding(transport, info, finding, restart=restart)
@@ -367,10 +367,10 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
 
     def open_target(k):
         if args.in_memory:
-            from aoeconform.fuzz.local import ReferenceTarget
+            from aoeconform.target.host import ThreadHost
             from aoeconform.target.quirks import check_quirks
 
-            reference = ReferenceTarget(check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip()))
+            reference = ThreadHost(check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip()))
             return reference.host, reference.info, reference.restart, reference.close
         transport, info = _open_interface(targets[k])
         command = restarts[k] if len(restarts) > 1 else (restarts[0] if restarts else None)

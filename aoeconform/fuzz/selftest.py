@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional
 
+from aoeconform.target.host import ThreadHost
+
 from .context import WritePolicy
 from .engine import Fuzzer
-from .local import ReferenceTarget
 
 SEED = 1
 
@@ -42,7 +43,7 @@ class QuirkResult:
 
 
 def fuzz_quirk(quirk: str, seconds: float, seed: int = SEED) -> QuirkResult:
-    with ReferenceTarget([quirk]) as ref:
+    with ThreadHost([quirk]) as ref:
         info = ref.info
         policy = WritePolicy.for_target(True, None, info.capacity)
         fuzzer = Fuzzer(ref.host, info, seed=seed, policy=policy, restart=ref.restart, shrink=False, max_findings=1)
