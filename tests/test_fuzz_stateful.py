@@ -10,6 +10,7 @@ target and every accepted reading must give nothing. Over the wire
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 
@@ -24,6 +25,10 @@ from aoeconform.wire import Frame, ReserveArg
 #: examples: enough for either quirk with every seed tried, few enough for the default run
 EXAMPLES = 150
 SHORT = 4
+#: the model (aoeconform.fuzz.model) is its own piece of work; until it is in the tree, only the
+#: engine's own parts are tested here (with a stand-in judge)
+needs_model = pytest.mark.skipif(importlib.util.find_spec("aoeconform.fuzz.model") is None,
+                                 reason="aoeconform.fuzz.model (TargetModel) is not in this tree yet")
 
 
 def fuzz(quirks=(), *, seed=1, examples=EXAMPLES, out=None, model_factory=None, steps=12, max_findings=20):
@@ -80,6 +85,7 @@ def test_a_failing_sequence_is_shrunk_saved_replayed_and_found_again_by_the_same
 # -- the model against sequence quirks ---------------------------------------------------------
 
 
+@needs_model
 def test_finds_write_applied_after_read_from_the_command_line_and_replays(tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["fuzz", "--engine", "stateful", "--in-memory", "--quirk", "write-applied-after-read", "--seed", "1",
@@ -97,6 +103,7 @@ def test_finds_write_applied_after_read_from_the_command_line_and_replays(tmp_pa
     _replays_only_with_its_quirk(shortest["file"], "write-applied-after-read", tmp_path, capsys)
 
 
+@needs_model
 def test_finds_reserve_forgotten_on_config_set_with_a_short_sequence(tmp_path, capsys):
     # the first finding stops the run, and it must already be short
     result = fuzz(("reserve-forgotten-on-config-set",), seed=1, out=str(tmp_path), max_findings=1)
@@ -121,17 +128,20 @@ def _replays_only_with_its_quirk(path, quirk, tmp_path, capsys):
     assert "did not reproduce" in capsys.readouterr().out
 
 
+@needs_model
 def test_clean_target_gives_nothing():
     result = fuzz(seed=2, examples=EXAMPLES)
     assert result.findings == [], [f.summary() for f in result.findings]
 
 
+@needs_model
 @pytest.mark.parametrize("reading", sorted(READINGS))
 def test_accepted_readings_give_nothing(reading):
     result = fuzz((reading,), seed=4, examples=40)
     assert result.findings == [], [f.summary() + " " + "; ".join(f.program) for f in result.findings]
 
 
+@needs_model
 @pytest.mark.slow
 @pytest.mark.parametrize("reading", [None] + sorted(READINGS))
 def test_clean_and_readings_give_nothing_in_many_examples(reading):
@@ -162,6 +172,7 @@ def test_second_iface_is_only_for_the_stateful_engine(capsys):
 # -- over the wire (root) ---------------------------------------------------------------------------
 
 
+@needs_model
 @pytest.mark.root
 @pytest.mark.slow
 @pytest.mark.parametrize("quirk", [None, "reserve-forgotten-on-config-set"])
@@ -186,6 +197,7 @@ def test_over_the_wire_against_the_bundled_target(quirk, make_lab, tmp_path, cap
         proc.stop()
 
 
+@needs_model
 @pytest.mark.root
 @pytest.mark.vblade
 @pytest.mark.timeout(300)

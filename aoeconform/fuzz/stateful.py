@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, TextIO, Tuple
@@ -599,9 +600,16 @@ def _first_disagreement(error: BaseException) -> Optional[ModelDisagrees]:
 
 
 def default_model_factory(info: TargetFacts, policy: WritePolicy, *, config: bytes, host_macs: Sequence[bytes]) -> Judge:
-    from .model import TargetModel
-
-    return TargetModel(info, policy, config=config, host_macs=tuple(host_macs))
+    """``model.TargetModel``, looked up when first needed: the model is its own module
+    (and landed after this engine), so a build without it says so instead of failing to import."""
+    try:
+        model = importlib.import_module("aoeconform.fuzz.model")
+    except ModuleNotFoundError as exc:
+        if exc.name != "aoeconform.fuzz.model":
+            raise
+        raise UsageError("--engine stateful needs the target model (aoeconform.fuzz.model), which this build does not have") from None
+    factory: Callable[..., Judge] = model.TargetModel
+    return factory(info, policy, config=config, host_macs=tuple(host_macs))
 
 
 class Example:
