@@ -39,6 +39,7 @@ from aoeconform.wire.constants import (
 from . import findings as findings_mod
 from .context import TargetInfo, WritePolicy
 from .findings import Finding, command_class
+from .model import Footprint, TargetModel
 from .mutate import Case, CaseGenerator
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
@@ -60,6 +61,9 @@ class _Pending:
     sent: float
     deadline: float
     replies: int = 0
+    #: what the case may touch, and whether it may change it (the fence)
+    footprint: Footprint = Footprint()
+    changes: bool = False
 
 
 @dataclass
@@ -132,6 +136,10 @@ class Fuzzer:
         #: added to each finding's target record (the in-memory target's quirks, for its replay command)
         self.target_extra = dict(target_extra or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
+        #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
+        self.model = TargetModel(info, policy)
+        self._held: Optional[Case] = None  # a case waiting at the fence
+        self._model_evaluations = self._model_restarts = 0
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -242,11 +250,16 @@ class Fuzzer:
                     quiet_before = now - self.quiet
                     busy = sum(1 for p in outstanding.values() if p.sent > quiet_before)
                 while not stopping and not self._need_health and busy < self.window and len(outstanding) < 8 * self.window:
-                    case = self.generator.case(index)
+                    case = self._held if self._held is not None and self._held.index == index else self.generator.case(index)
                     tag = case.tag
                     if tag in outstanding or (tag & 0xFF000000) == HEALTH_TAG_BASE:
                         if outstanding:
+                            self._held = case
                             break  # same tag in flight: let it finish first
+                    if outstanding and self._fenced(case, now):
+                        self._held = case
+                        break  # it overlaps a state change in flight: wait for the answer
+                    self._held = None
                     index += 1
                     self._send(case, now)
                     busy += 1
@@ -263,8 +276,8 @@ class Fuzzer:
                         break
                     continue
                 wait = max(0.0, min(p.deadline for p in outstanding.values()) - now)
-                if self._need_health or busy >= self.window:
-                    wait = min(wait, self.quiet)
+                if self._need_health or busy >= self.window or self._held is not None:
+                    wait = min(wait, self.quiet)  # a case at the fence goes once its blocker is quiet
                 if recv_many is not None:
                     frames = recv_many(64, wait)
                 else:
@@ -296,7 +309,27 @@ class Fuzzer:
         if len(case.frame) >= 20:
             self._commands_sent.add(case.frame[19])
         tag = case.tag
-        self._outstanding[tag] = _Pending(case, now, now + self.deadline)
+        model = self.model
+        self._outstanding[tag] = _Pending(case, now, now + self.deadline, 0, model.footprint(case.frame), model.changes_state(case.frame))
+
+    def _fenced(self, case: Case, now: float) -> bool:
+        """Whether ``case`` must wait: it overlaps a case in flight and one of
+        the two may change what the other touches. Only such cases are
+        serialised, so the model judges each against a settled state. A case
+        in the way that has been unanswered for longer than ``quiet`` is
+        presumed silent and judged so now, as the window presumes it."""
+        model = self.model
+        footprint = model.footprint(case.frame)
+        changes = model.changes_state(case.frame)
+        quiet = []
+        for tag, pending in self._outstanding.items():
+            if (changes or pending.changes) and footprint.overlaps(pending.footprint):
+                if pending.sent > now - self.quiet:
+                    return True
+                quiet.append(tag)
+        for tag in quiet:
+            self._expire_one(tag)
+        return False
 
     def _remember(self, tag: int, pending: _Pending) -> None:
         recent = self._recent
@@ -324,6 +357,7 @@ class Fuzzer:
                 if other.case.index < index and other.deadline > cutoff:
                     other.deadline = cutoff
             self._check(pending.case, frame)
+            self._judge(pending.case, [frame], True)
             return
         self._on_late_frame(frame)
 
@@ -357,23 +391,39 @@ class Fuzzer:
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
     def _check(self, case: Case, reply: bytes) -> None:
-        for anomaly in check_reply(case.frame, reply, self.info):
+        anomalies = check_reply(case.frame, reply, self.info)
+        if anomalies:
+            # the reply an earlier request with this tag got: one defect (rule 18), not several
+            stale = self.model.stale_reply(case.frame, reply)
+            if stale is not None:
+                anomalies = [stale]
+        for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+
+    def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
+        """The semantic oracles: the replies against the model, which then learns from them."""
+        for anomaly in self.model.step(case.frame, replies, answered_in_time=in_time):
+            self._anomaly(anomaly, case, replies[0] if replies else None)
 
     def _expire(self, now: float) -> None:
         expired = [tag for tag, p in self._outstanding.items() if p.deadline <= now]
         for tag in expired:
-            pending = self._outstanding.pop(tag)
-            self._remember(tag, pending)
-            self.result.silent += 1
-            self._silent_run += 1
-            if pending.case.expect_reply and len(pending.case.frame) >= 20:
-                known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
-                if known is not None:
-                    known.count += 1  # found already: no need to stop and confirm it again
-                else:
-                    self._unanswered.append(pending.case)
-                    self._need_health = True
+            self._expire_one(tag)
+
+    def _expire_one(self, tag: int) -> None:
+        """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
+        pending = self._outstanding.pop(tag)
+        self._remember(tag, pending)
+        self._judge(pending.case, [], False)
+        self.result.silent += 1
+        self._silent_run += 1
+        if pending.case.expect_reply and len(pending.case.frame) >= 20:
+            known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
+            if known is not None:
+                known.count += 1  # found already: no need to stop and confirm it again
+            else:
+                self._unanswered.append(pending.case)
+                self._need_health = True
 
     # -- anomalies and findings ------------------------------------------------------
 
@@ -461,11 +511,23 @@ class Fuzzer:
                     self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
                 else:
                     self._check(case, matched[0])
+                self._judge(case, matched, bool(matched))
             self._unanswered.clear()
         self._since_health = []
         queued, self._queued = self._queued, []
         for finding in queued:
             self._process_finding(finding)
+        self._sync_model()
+
+    def _sync_model(self) -> None:
+        """Frames the model did not see (replays while shrinking or confirming)
+        or a restart leave what it knew uncertain."""
+        replayer = self.replayer
+        if replayer.evaluations != self._model_evaluations:
+            self.model.forget()
+        elif replayer.restarts != self._model_restarts:
+            self.model.restarted()
+        self._model_evaluations, self._model_restarts = replayer.evaluations, replayer.restarts
 
     def _settle(self, alive: bool) -> None:
         """Wait out the cases still outstanding. Once the probe, sent after

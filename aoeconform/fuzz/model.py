@@ -52,7 +52,9 @@ from aoeconform.wire.constants import (
     ATA_WRITE_SECTORS,
     ATA_WRITE_SECTORS_EXT,
     CMD_ATA,
+    CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
+    CMD_RESERVE_RELEASE,
     CONFIG_HEADER_END,
     ERR_BAD_ARGUMENT,
     ERR_TARGET_RESERVED,
@@ -83,9 +85,10 @@ MAX_POSSIBLE = 8
 TAG_MEMORY = 1024
 
 #: the rule a request breaks by being the kind of frame a target must ignore,
-#: and the anomaly a side effect of it is (rule 2: R set, 10: another address,
+#: and the anomaly a side effect of it is (rule 1: another EtherType, 2: R set, 10: another address,
 #: 12: Ver other than 1, 15: truncated argument)
 IGNORED_EFFECT = {
+    1: "answered-other-ethertype",
     2: "response-had-effect",
     10: "other-address-had-effect",
     12: "side-effect-under-ver",
@@ -122,8 +125,28 @@ def _spec_identify(capacity: int) -> dict:
 _ENV = Env(variables={}, roles={})
 
 
+def _idnf(reply: bytes) -> bool:
+    return not reply[14] & FLAG_ERROR and bool(reply[27] & ATA_STATUS_ERR) and bool(reply[25] & ATA_ERROR_IDNF)
+
+
+def _abrt(reply: bytes) -> bool:
+    return not reply[14] & FLAG_ERROR and reply[27] == 0x41 and reply[25] == 0x04
+
+
+#: the replies each spec accepts, tested by hand first: the evaluator only explains a failure
+_FAST = {
+    id(SPEC_IDNF): _idnf,
+    id(SPEC_ABRT): _abrt,
+    id(SPEC_FLUSH): lambda r: _abrt(r) or (not r[14] & FLAG_ERROR and r[27] == 0x40),
+    id(SPEC_CHECK_POWER): lambda r: _abrt(r) or (not r[14] & FLAG_ERROR and r[27] == 0x40 and r[26] == 0xFF),
+}
+
+
 def judge(spec: Mapping, reply: bytes, request: bytes) -> Optional[str]:
     """None when ``reply`` satisfies ``spec`` (the suites' evaluator), else why not."""
+    fast = _FAST.get(id(spec))
+    if fast is not None and len(reply) >= ATA_HEADER_END and fast(reply):
+        return None
     view = ReplyView(reply)
     tag = int.from_bytes(request[20:24], "big") if len(request) >= 24 else 0
     verdict = evaluate(spec, [view], Request(bytes(request), tag), _ENV)
@@ -248,6 +271,8 @@ class TargetModel:
         self._handlers: Dict[int, Callable[[bytes, Optional[_Reply], bool, int], List[Anomaly]]] = {
             CMD_ATA: self._ata,
             CMD_QUERY_CONFIG: self._query_config,
+            CMD_MAC_MASK: self._mac_mask,
+            CMD_RESERVE_RELEASE: self._reserve,
         }
         self._ata_handlers: Dict[int, Callable[[_Ata, Optional[_Reply], bool, int], List[Anomaly]]] = {
             ATA_READ_SECTORS: self._read,
@@ -268,16 +293,19 @@ class TargetModel:
         acknowledged. Silence or ambiguity makes the affected state uncertain
         (a set of possible values), never a false finding."""
         request = bytes(request)
-        if len(request) < AOE_HEADER_LEN or request[12:14] != _AOE:
+        if len(request) < AOE_HEADER_LEN:
             return []
-        reply = next((_Reply(bytes(r)) for r in replies if len(r) >= AOE_HEADER_LEN and r[19] == request[19]), None)
+        # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
+        reply = next((_Reply(bytes(r)) for r in replies
+                      if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
         handler = self._handlers.get(request[19])
         if handler is None:
             return []
         found = handler(request, reply, answered_in_time, self.ignored_rule(request))
         if reply is not None:
-            stale = self._answers_earlier(request, reply.raw)
-            if stale is not None and found:
+            stale = self.stale_reply(request, reply.raw) if found else None
+            self._remember_reply(request, reply.raw)
+            if stale is not None:
                 return [stale]
         return found
 
@@ -290,11 +318,11 @@ class TargetModel:
         if command == CMD_ATA:
             if len(request) < 28:
                 return False
-            opcode = request[27]
-            return opcode in WRITE_OPCODES or opcode in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT) or opcode not in KNOWN_OPCODES
+            # other opcodes change nothing a conforming target keeps (rule 29)
+            return request[27] in WRITE_OPCODES or request[27] in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT)
         if command == CMD_QUERY_CONFIG:
             return len(request) < 30 or request[29] & 0xF not in (0, 1, 2)
-        return command in (2, 3)
+        return command in (CMD_MAC_MASK, CMD_RESERVE_RELEASE)
 
     def footprint(self, request: bytes) -> Footprint:
         """What ``request`` may read or change (see ``Footprint``)."""
@@ -312,14 +340,14 @@ class TargetModel:
                 if opcode in WRITE_OPCODES:
                     count = max(count, -(-len(ata.payload) // SECTOR_SIZE))
                 return Footprint(sectors=frozenset(s for lba in ata.lbas for s in range(lba, lba + count)))
-            if opcode in (ATA_IDENTIFY_DEVICE, ATA_CHECK_POWER_MODE):
-                return Footprint(names=frozenset({"reserve"}))
-            return Footprint(all_disk=True)
+            if opcode in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT):
+                return Footprint(all_disk=True)
+            return Footprint(names=frozenset({"reserve"}))
         if command == CMD_QUERY_CONFIG:
             return Footprint(names=frozenset({"config"}))
-        if command == 2:
+        if command == CMD_MAC_MASK:
             return EVERYTHING  # a mask edit decides who is answered at all
-        if command == 3:
+        if command == CMD_RESERVE_RELEASE:
             return Footprint(names=frozenset({"reserve"}), all_disk=True)
         return Footprint()
 
@@ -332,10 +360,24 @@ class TargetModel:
         self.mask = None
         self.reservation = None
 
+    def forget(self) -> None:
+        """Frames the model did not see reached the target: only what cannot
+        change (the capacity, the readable edge) is still known."""
+        self.disk.clear()
+        self.origin.clear()
+        self.forbidden.clear()
+        self.pending_async.clear()
+        self._by_tag.clear()
+        self.config = None
+        self.mask = None
+        self.reservation = None
+
     # -- helpers -------------------------------------------------------------------------
 
     def ignored_rule(self, request: bytes) -> int:
         """The rule that makes a target ignore ``request`` (no side effect), or 0."""
+        if request[12:14] != _AOE:
+            return 1
         if request[14] & FLAG_RESPONSE:
             return 2
         shelf, slot = int.from_bytes(request[16:18], "big"), request[18]
@@ -356,21 +398,25 @@ class TargetModel:
             return True
         return bool(self.reservation) and request[6:12] not in self.reservation
 
-    def _answers_earlier(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
-        """A reply identical to the one an earlier, different request with the
-        same tag got: the target answered from a cache keyed on the tag (rule 18)."""
+    def stale_reply(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
+        """The anomaly when ``reply`` is byte for byte the reply an earlier
+        request with the same tag got: the target answered from a cache keyed
+        on the tag (rule 18). Only meaningful once the reply broke something,
+        since an identical request may well get an identical reply."""
+        if len(request) < AOE_HEADER_LEN or len(reply) < AOE_HEADER_LEN:
+            return None
         tag = int.from_bytes(request[20:24], "big")
         earlier = self._by_tag.get(tag)
+        if earlier is not None and earlier[1][14:] == bytes(reply[14:]) and earlier[0] is not request:
+            return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier request with this tag got")
+        return None
+
+    def _remember_reply(self, request: bytes, reply: bytes) -> None:
+        tag = int.from_bytes(request[20:24], "big")
         self._by_tag[tag] = (request, reply)
         self._by_tag.move_to_end(tag)
         if len(self._by_tag) > TAG_MEMORY:
             self._by_tag.popitem(last=False)
-        if earlier is None:
-            return None
-        _, old_reply = earlier
-        if old_reply[14:] == reply[14:]:
-            return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier, different request with this tag got")
-        return None
 
     def _widen(self, lba: int, data: bytes) -> None:
         """The sector may now hold ``data`` as well as what it held."""
@@ -530,8 +576,11 @@ class TargetModel:
     def _learn(self, lba: int, sector: bytes) -> None:
         known = self.disk.get(lba)
         if known is None:
-            self.disk[lba] = frozenset((sector,))
+            pending = self.pending_async.get(lba)
+            self.disk[lba] = frozenset((sector,) if pending is None or pending == sector else (sector, pending))
             self.origin[lba] = "read"
+            if pending == sector:
+                del self.pending_async[lba]
         elif len(known) > 1:
             pending = self.pending_async.get(lba)
             if pending is None or pending == sector:
@@ -626,7 +675,7 @@ class TargetModel:
         # acknowledged
         if must_not is not None:
             kind, why = must_not
-            if ignored in (2, 10):
+            if ignored in (1, 2, 10):
                 kind = ""  # the header oracles report the reply itself
             elif kind == "idnf-missing":
                 kind = self._edge_kind(ata, lbas[0], ata.readings[0][1], refused=False)
@@ -641,6 +690,16 @@ class TargetModel:
             why = judge(SPEC_WRITE_OK, reply.raw, ata.raw)
             if why:
                 found.append(Anomaly("write-status", f"WRITE of {scnt} at LBA {lbas[0]}: {why}"))
+        extra = ata.payload[need:] if len(ata.raw) > ETH_MIN_FRAME else b""
+        for lba in lbas:  # bytes beyond the sector count are not data (rule 16)
+            for i in range(0, len(extra), SECTOR_SIZE):
+                chunk, at = extra[i:i + SECTOR_SIZE], lba + count + i // SECTOR_SIZE
+                old = self.disk.get(at)
+                if len(chunk) < SECTOR_SIZE:
+                    if old is None or len(old) != 1:
+                        continue
+                    chunk += next(iter(old))[len(chunk):]
+                self._forbid(at, chunk, "payload-beyond-count", f"bytes a write of {count} sector(s) carried beyond its count")
         for lba in lbas:
             for i, sector in enumerate(sectors[:count]):
                 at = lba + i
@@ -651,8 +710,7 @@ class TargetModel:
                     self._widen(at, sector)
                 elif asynchronous:
                     self._widen(at, sector)
-                    if at in self.disk:
-                        self.pending_async[at] = sector
+                    self.pending_async[at] = sector
                 else:
                     self._set(at, sector, "write")
         return found
@@ -722,6 +780,19 @@ class TargetModel:
         if AOE_HEADER_LEN - 14 + 12 + advertised * SECTOR_SIZE > self.info.mtu:
             return [Anomaly("sector-count-beyond-mtu", f"Sector Count {advertised}: a read of that many sectors is "
                                                        f"{22 + advertised * SECTOR_SIZE} bytes, the MTU is {self.info.mtu}")]
+        return []
+
+
+    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4) ---------------------------------------
+
+    def _mac_mask(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if self.changes_state(request) and not (len(request) > 25 and request[25] == 0 and ignored in (2, 10)):
+            self.mask = None  # not modelled yet: whatever the edit did is unknown
+        return []
+
+    def _reserve(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if len(request) <= AOE_HEADER_LEN or request[24] != 0:
+            self.reservation = None  # not modelled yet: whatever the set did is unknown
         return []
 
 

@@ -88,6 +88,9 @@ KINDS = {
     "truncated-had-effect": (15, "a frame with a truncated argument changed the target's state"),
     "trailing-bytes-refused": (16, "a request refused because the frame carries bytes beyond its payload"),
     "sector-count-beyond-mtu": (17, "the config reply advertises more sectors per frame than the MTU carries"),
+    "payload-beyond-count": (16, "a write stored bytes its frame carried beyond its sector count"),
+    "error-flag-without-code": (6, "E=1 with an Error byte of 0: the flag says an error, the byte names none"),
+    "answered-other-ethertype": (1, "a frame of another EtherType was answered as AoE"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
 }
 
@@ -162,12 +165,16 @@ def check_reply(request: bytes, reply: bytes, info: TargetInfo) -> List[Anomaly]
         add(Anomaly("wrong-version", f"Ver {verflags >> 4}"))
     if not verflags & FLAG_ERROR and error:
         add(Anomaly("error-byte-without-e", f"Error byte {error} with E=0"))
+    if verflags & FLAG_ERROR and not error:
+        add(Anomaly("error-flag-without-code", f"flags byte 0x{verflags:02x} with Error byte 0"))
     if verflags & FLAGS_MBZ:
         add(Anomaly("mbz-set", f"flags byte 0x{verflags:02x}"))
     shelf, slot = int.from_bytes(reply[16:18], "big"), reply[18]
     if (shelf, slot) != (info.shelf, info.slot):
         add(Anomaly("wrong-address", f"reply from {shelf}.{slot}, target is {info.address}"))
     if len(request) >= AOE_HEADER_LEN:
+        if request[12:14] != ETH_P_AOE.to_bytes(2, "big"):
+            add(Anomaly("answered-other-ethertype", f"request EtherType 0x{request[12:14].hex()}"))
         if reply[19] != request[19]:
             add(Anomaly("command-not-echoed", f"request command {request[19]}, reply {reply[19]}"))
         if request[14] & FLAG_RESPONSE:
