@@ -104,7 +104,7 @@ def test_one_target_is_found_and_identified(link):
     assert len(found) == 1 and found.ignored == []
     r = found[0]
     assert (r.mac, r.shelf, r.slot, r.bufcnt, r.firmware, r.max_sectors, r.config) == (TARGET_A, 1, 2, 16, 0x4019, 2, b"hello")
-    assert (r.model, r.serial, r.firmware_rev, r.capacity_sectors, r.lba48) == ("Fake AoE disk", "1.2:fake", "F1", 131072, True)
+    assert (r.model, r.serial, r.firmware_rev, r.capacity, r.lba48) == ("Fake AoE disk", "1.2:fake", "F1", 131072, True)
     assert r.identify_error is None
 
     sent = [Frame.decode(f) for f in iter(lambda: sniffer.recv(0), None) if f[6:12] == HOST_MAC]
@@ -126,7 +126,7 @@ def test_duplicates_are_merged_and_targets_sorted(link):
     add_target(link, TARGET_A, 1, 7, replies=3)
     found = discover(link.endpoint(HOST_MAC), FAST)
     assert [(r.mac, r.shelf, r.slot) for r in found] == [(TARGET_A, 1, 7), (TARGET_B, 3, 1)]
-    assert all(r.capacity_sectors == 131072 for r in found)
+    assert all(r.capacity == 131072 for r in found)
 
 
 def test_same_address_from_two_macs_is_two_records(link):
@@ -169,14 +169,14 @@ def test_sector_count_zero_means_two(link):
     add_target(link, TARGET_A, 1, 2, sector_count=0)
     found = discover(link.endpoint(HOST_MAC), FAST, identify=False)
     assert found[0].sector_count == 0 and found[0].max_sectors == 2
-    assert found[0].model is None and found[0].capacity_sectors is None
+    assert not found[0].model and found[0].capacity is None
 
 
 def test_unanswered_identify_leaves_the_config_and_says_why(link):
     target = add_target(link, TARGET_A, 1, 2, answer_identify=False)
     found = discover(link.endpoint(HOST_MAC), FAST)
     r = found[0]
-    assert r.bufcnt == 16 and r.capacity_sectors is None and not r.identified
+    assert r.bufcnt == 16 and r.capacity is None and not r.identified
     assert r.identify_error == "no reply to IDENTIFY DEVICE"
     assert sum(1 for f in target.received if f.header.command == 0) == 3  # retried with fresh tags
     tags = [f.header.tag for f in target.received if f.header.command == 0]
@@ -186,7 +186,7 @@ def test_unanswered_identify_leaves_the_config_and_says_why(link):
 def test_identify_failure_status_is_reported(link):
     add_target(link, TARGET_A, 1, 2, identify_status=0x41)
     r = discover(link.endpoint(HOST_MAC), FAST)[0]
-    assert r.capacity_sectors is None and "ATA status 0x41" in r.identify_error
+    assert r.capacity is None and "ATA status 0x41" in r.identify_error
 
 
 def test_no_targets_gives_an_empty_result(link):
@@ -198,10 +198,10 @@ def test_record_as_dict_is_json_ready(link):
     add_target(link, TARGET_A, 1, 2, config=b"a\x00b")
     data = discover(link.endpoint(HOST_MAC), FAST)[0].as_dict()
     text = json.dumps(data)
-    for key in ("mac", "shelf", "slot", "bufcnt", "firmware", "max_sectors", "config", "model", "serial", "capacity_sectors", "lba48"):
+    for key in ("mac", "shelf", "slot", "bufcnt", "firmware", "max_sectors", "config", "model", "serial", "capacity", "lba48"):
         assert key in data
     assert data["mac"] == "02:00:00:00:00:0a" and data["config_hex"] == "610062"
-    assert json.loads(text)["capacity_sectors"] == 131072
+    assert json.loads(text)["capacity"] == 131072
 
 
 # --- addressing ----------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_parse_target_rejects_bad_syntax(text, hint):
 def test_resolve_the_only_target(link):
     add_target(link, TARGET_A, 1, 2)
     record = resolve(TargetSpec("mem0"), link.endpoint(HOST_MAC), FAST)
-    assert (record.mac, record.shelf, record.slot, record.capacity_sectors) == (TARGET_A, 1, 2, 131072)
+    assert (record.mac, record.shelf, record.slot, record.capacity) == (TARGET_A, 1, 2, 131072)
 
 
 def test_resolve_refuses_to_guess_between_targets(link):
@@ -353,7 +353,7 @@ def test_cli_json(memory_raw_transport, capsys):
     assert cli_main(["discover", "--iface", "mem0", "--timeout", str(FAST), "--json"]) == 0
     [record] = json.loads(capsys.readouterr().out)
     assert (record["mac"], record["shelf"], record["slot"], record["bufcnt"], record["firmware"]) == ("02:00:00:00:00:0a", 1, 2, 16, 0x4019)
-    assert (record["max_sectors"], record["config"], record["model"], record["serial"], record["capacity_sectors"]) == (
+    assert (record["max_sectors"], record["config"], record["model"], record["serial"], record["capacity"]) == (
         2, "", "Fake AoE disk", "1.2:fake", 131072)
 
 
@@ -385,7 +385,7 @@ def _discover_vblade(lab, mtu):
     r = records[0]
     assert (r["shelf"], r["slot"]) == (lab.shelf, lab.slot)
     assert r["mac"] == ":".join(f"{b:02x}" for b in lab.target_mac)
-    assert r["capacity_sectors"] == lab.image_size // 512 == 131072
+    assert r["capacity"] == lab.image_size // 512 == 131072
     assert r["max_sectors"] == (mtu - 36) // 512
     assert (r["bufcnt"], r["firmware"], r["model"], r["firmware_rev"]) == (16, 0x4019, "Coraid EtherDrive vblade", "V25")
     assert r["serial"].startswith(f"{lab.shelf}.{lab.slot}:") and r["lba48"] is True
@@ -409,7 +409,7 @@ def test_cli_discovers_vblade_at_mtu_9000(vblade_lab_jumbo):
 def test_resolve_vblade_by_address_and_miss(vblade_lab):
     transport, record = open_target(f"{vblade_lab.host_if}:{vblade_lab.shelf}.{vblade_lab.slot}", 0.5)
     transport.close()
-    assert record.capacity_sectors == 131072
+    assert record.capacity == 131072
     with pytest.raises(TargetUnreachable) as info:
         open_target(f"{vblade_lab.host_if}:9.9", 0.3)
     assert f"{vblade_lab.shelf}.{vblade_lab.slot} (" in str(info.value)

@@ -12,7 +12,8 @@ from typing import List, Optional, Sequence
 
 import pytest
 
-from aoeconform.fuzz.context import TargetInfo, WritePolicy
+from aoeconform.fuzz.context import WritePolicy
+from aoeconform.session.facts import TargetFacts as TargetInfo
 from aoeconform.fuzz.model import TargetModel
 from aoeconform.fuzz.oracle import KINDS
 from aoeconform.target.image import MemoryImage

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from aoeconform.fuzz import Fuzzer, TargetInfo
+from aoeconform.fuzz import Fuzzer
+from aoeconform.session import TargetFacts
 from aoeconform.fuzz.oracle import KINDS
 
 pytestmark = [pytest.mark.root, pytest.mark.vblade]
@@ -24,7 +25,7 @@ def test_fuzz_vblade_briefly(vblade_lab, tmp_path):
         lab.process = lab.lab.start_vblade(lab.shelf, lab.slot, lab.image_path)
 
     with lab.transport() as transport:
-        info = TargetInfo(
+        info = TargetFacts(
             mac=lab.target_mac, shelf=lab.shelf, slot=lab.slot, host_mac=transport.mac, mtu=transport.mtu,
             bufcnt=16, sector_count=lab.max_sectors, capacity=lab.image_size // 512,
         )

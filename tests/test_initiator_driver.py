@@ -34,7 +34,7 @@ def test_identify_then_read_and_write():
     with TargetThread(target, tgt_ep):
         ini = Initiator(ini_ep, 1, 2, max_timeout=0.05, precise_timeouts=True)
         info = ini.identify()
-        assert (info.shelf, info.slot, info.target_mac) == (1, 2, TGT)
+        assert (info.shelf, info.slot, info.mac) == (1, 2, TGT)
         assert (info.bufcnt, info.firmware, info.sectors_per_frame) == (16, 0x4019, 17)
         assert info.capacity == 16384 and info.lba48 and info.model == "fake target"
         data = random.Random(1).randbytes(512 * 100)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aoeconform.initiator.rtt import RTT_AVG_INIT, RTT_DEV_INIT, RttEstimator
+from aoeconform.session.rtt import RTT_AVG_INIT, RTT_DEV_INIT, RttEstimator
 
 
 def test_initial_values_give_a_16_5_second_first_timeout():

@@ -68,15 +68,10 @@ def _ours(iface: str, seconds: float, seed: int) -> float:
     from aoeconform.fuzz import Fuzzer
     from aoeconform.initiator.addressing import open_target
 
-    from aoeconform.fuzz.context import TargetInfo
     from aoeconform.fuzz.seeds import generated_seeds
 
-    transport, record = open_target(f"{iface}:{SHELF}.{SLOT}", timeout=2.0, identify=True)
+    transport, info = open_target(f"{iface}:{SHELF}.{SLOT}", timeout=2.0, identify=True)
     try:
-        info = TargetInfo(
-            mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
-            bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors,
-        )
         # ATA requests only, as boofuzz's definition below; the Mac Mask seeds
         # would soon lock vblade up (add and delete in one frame, see corpora/)
         seeds = [s for s in generated_seeds() if s.command == 0]

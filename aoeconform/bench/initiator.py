@@ -82,7 +82,7 @@ class _Ours:
         from aoeconform.initiator.driver import HARNESS_TIMERS, Initiator
 
         self.ini = Initiator(transport, SHELF, SLOT, dead_after=30.0, **HARNESS_TIMERS)
-        self.capacity = self.ini.identify().capacity
+        self.capacity = self.ini.identify().capacity or 0
         self.next_lba = 0
         self.read_for(WARM_UP)
 

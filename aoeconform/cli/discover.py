@@ -31,11 +31,11 @@ def _config_text(config: bytes) -> str:
 
 
 def _capacity_text(record) -> str:
-    if record.capacity_sectors is None:
+    if record.capacity is None:
         return "-"
-    mib = record.capacity_sectors * 512 / (1024 * 1024)
+    mib = record.capacity * 512 / (1024 * 1024)
     unit, size = ("GiB", mib / 1024) if mib >= 1024 else ("MiB", mib)
-    return f"{record.capacity_sectors} sectors ({size:.1f} {unit})"
+    return f"{record.capacity} sectors ({size:.1f} {unit})"
 
 
 def _row(record) -> tuple:

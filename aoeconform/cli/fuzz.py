@@ -88,14 +88,13 @@ def _seeds(args):
 
 
 def _open_interface(text: str):
-    from aoeconform.fuzz.context import TargetInfo
     from aoeconform.initiator.addressing import open_target
 
     transport, record = open_target(text, timeout=2.0, identify=True, lenient=True)
     if record.address_fault:
         print(f"aoeconform fuzz: {record.address_fault}; fuzzing {record.address} at {record.mac.hex(':')} all the same "
               f"(its replies' addresses are findings, rule 11)", file=sys.stderr, flush=True)
-    return transport, TargetInfo.from_discovery(record, transport)
+    return transport, record
 
 
 def _write_policy(args, info):

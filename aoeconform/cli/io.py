@@ -126,7 +126,7 @@ class _Session:
             raise
 
     def check_range(self, lba: int, count: int) -> None:
-        capacity = self.info.capacity
+        capacity = self.info.capacity or 0
         if count < 1:
             raise UsageError("--count must be at least 1 sector")
         if lba + count > capacity:
@@ -251,17 +251,17 @@ def run_identify(args) -> int:
         info = s.info
         data = {
             "target": s.record.address,
-            "mac": ":".join(f"{b:02x}" for b in info.target_mac),
+            "mac": ":".join(f"{b:02x}" for b in info.mac),
             "bufcnt": info.bufcnt,
             "firmware": info.firmware,
-            "config_sector_count": info.config_sector_count,
+            "config_sector_count": info.sector_count,
             "sectors_per_frame": info.sectors_per_frame,
             "config": info.config.decode("utf-8", "backslashreplace"),
             "model": info.model,
             "serial": info.serial,
-            "firmware_revision": info.firmware_revision,
+            "firmware_revision": info.firmware_rev,
             "capacity_sectors": info.capacity,
-            "capacity_bytes": info.capacity * SECTOR,
+            "capacity_bytes": (info.capacity or 0) * SECTOR,
             "lba48": info.lba48,
             "counters": s.ini.counters(),
         }
@@ -272,11 +272,11 @@ def run_identify(args) -> int:
         ("target", f"{data['target']} at {data['mac']}"),
         ("model", data["model"] or "-"),
         ("serial", data["serial"] or "-"),
-        ("firmware", f"0x{info.firmware:04x} (AoE), {info.firmware_revision or '-'} (ATA)"),
-        ("capacity", f"{info.capacity} sectors ({info.capacity * SECTOR / 1048576:.1f} MiB), "
+        ("firmware", f"0x{info.firmware:04x} (AoE), {info.firmware_rev or '-'} (ATA)"),
+        ("capacity", f"{info.capacity} sectors ({(info.capacity or 0) * SECTOR / 1048576:.1f} MiB), "
                      f"{'48' if info.lba48 else '28'}-bit LBA"),
         ("buffer count", str(info.bufcnt)),
-        ("sectors/frame", f"{info.sectors_per_frame} (config says {info.config_sector_count})"),
+        ("sectors/frame", f"{info.sectors_per_frame} (config says {info.sector_count})"),
         ("config", data["config"] or "-"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -356,7 +356,7 @@ def run_verify(args) -> int:
     with _Session(args) as s:
         count = args.count
         if count is None:
-            count = max(0, min(DEFAULT_VERIFY_SECTORS, s.info.capacity - args.lba))
+            count = max(0, min(DEFAULT_VERIFY_SECTORS, (s.info.capacity or 0) - args.lba))
         s.check_range(args.lba, count)
         seed, lba = args.seed, args.lba
         progress = Progress("write", count)

@@ -10,7 +10,7 @@ health checks, a restart hook and shrinking of whatever they find.
 - ``local``: the reference target in a thread, for tests
 """
 
-from .context import TargetInfo, WritePolicy
+from .context import TargetInfo, WritePolicy  # TargetInfo: the old name of session.TargetFacts, until the session layer has landed
 from .engine import Fuzzer, FuzzResult, replay_finding
 from .findings import Finding, load, save
 from .mutate import Case, CaseGenerator

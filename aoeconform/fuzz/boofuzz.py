@@ -33,7 +33,9 @@ from aoeconform.transport.base import Transport
 from aoeconform.wire import ConfigArg, Frame, Header
 from aoeconform.wire.constants import CMD_QUERY_CONFIG, ETH_P_AOE
 
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .mutate import sanitize
 from .oracle import KINDS, check_reply, expects_reply
 
@@ -42,7 +44,7 @@ REQUESTS = ("aoe-ata", "aoe-config", "aoe-mask", "aoe-reserve")
 _AOE_TYPE = ETH_P_AOE.to_bytes(2, "big")
 
 
-def _header(info: TargetInfo, command: int, tag: int) -> None:
+def _header(info: TargetFacts, command: int, tag: int) -> None:
     """Ethernet and AoE header fields (§2); the addresses stay fixed so every
     case reaches the target, the rest is fuzzable."""
     s_static(info.mac, name="dst")
@@ -57,7 +59,7 @@ def _header(info: TargetInfo, command: int, tag: int) -> None:
         s_dword(tag, name="tag", endian=">")
 
 
-def define_requests(info: TargetInfo) -> tuple[str, ...]:
+def define_requests(info: TargetFacts) -> tuple[str, ...]:
     """Define one boofuzz request per AoE command for the target ``info``
     describes; returns their names (``s_get(name)`` fetches one). boofuzz keeps
     requests in one global registry: defining them again replaces them."""
@@ -105,7 +107,7 @@ class AoeConnection(ITargetConnection):
     """A boofuzz connection that sends each case as one Ethernet frame over an
     aoeconform transport and gathers the replies to it (same tag)."""
 
-    def __init__(self, transport: Transport, info: TargetInfo, policy: Optional[WritePolicy] = None,
+    def __init__(self, transport: Transport, info: TargetFacts, policy: Optional[WritePolicy] = None,
                  timeout: float = 0.25) -> None:
         self.transport = transport
         self.target_info = info
@@ -232,16 +234,15 @@ class AoeOracle:
             fuzz_data_logger.log_pass("reply obeys every rule the oracles check")
 
 
-def open_interface(text: str) -> tuple[Transport, TargetInfo]:
+def open_interface(text: str) -> tuple[Transport, TargetFacts]:
     """``IF[:S.N]``: a raw socket on the interface and what discovery learnt of
     the target there (as ``aoeconform fuzz --target`` does)."""
     from aoeconform.initiator.addressing import open_target
 
-    transport, record = open_target(text, timeout=2.0, identify=True)
-    return transport, TargetInfo.from_discovery(record, transport)
+    return open_target(text, timeout=2.0, identify=True)
 
 
-def session(info: TargetInfo, transport: Transport, *, policy: Optional[WritePolicy] = None, timeout: float = 0.25,
+def session(info: TargetFacts, transport: Transport, *, policy: Optional[WritePolicy] = None, timeout: float = 0.25,
             **options) -> tuple["boofuzz.Session", AoeOracle]:
     """A boofuzz Session wired to the target through ``AoeConnection`` with the
     oracle as its post-test-case callback; ``options`` go to ``boofuzz.Session``

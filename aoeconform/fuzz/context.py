@@ -1,4 +1,4 @@
-"""What the fuzzer knows about the target it is pointed at, and the write policy.
+"""The fuzzer's write policy (what it knows of the target is ``session.TargetFacts``).
 
 Both are plain data: the case generator reads them to choose boundary
 values (the last sector, the advertised sector count) and to keep every
@@ -12,45 +12,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from aoeconform.errors import UsageError
-from aoeconform.wire.constants import ETH_HEADER_LEN, LEGACY_SECTOR_COUNT
+from aoeconform.session.facts import TargetFacts
 
 #: sectors in the default write window when --allow-write names none
 DEFAULT_WINDOW_SECTORS = 64
 
 
-@dataclass(frozen=True)
-class TargetInfo:
-    """The target under test: its address, its link, and what its config reply said."""
-
-    mac: bytes
-    shelf: int
-    slot: int
-    host_mac: bytes
-    mtu: int = 1500
-    bufcnt: int = 16
-    #: Sector Count from the config reply; 0 means 2 (§3.2)
-    sector_count: int = 2
-    #: from IDENTIFY; None when unknown
-    capacity: Optional[int] = None
-
-    @classmethod
-    def from_discovery(cls, record, transport) -> "TargetInfo":
-        """From a discovery record (initiator.discovery) and the transport that reaches it."""
-        return cls(mac=record.mac, shelf=record.shelf, slot=record.slot, host_mac=transport.mac, mtu=transport.mtu,
-                   bufcnt=record.bufcnt or 1, sector_count=record.sector_count, capacity=record.capacity_sectors)
-
-    @property
-    def max_sectors(self) -> int:
-        return self.sector_count or LEGACY_SECTOR_COUNT
-
-    @property
-    def max_frame(self) -> int:
-        """Largest frame the link carries (no FCS)."""
-        return self.mtu + ETH_HEADER_LEN
-
-    @property
-    def address(self) -> str:
-        return f"{self.shelf}.{self.slot}"
+#: for code written against the old name while the session layer lands; use TargetFacts
+TargetInfo = TargetFacts
 
 
 @dataclass(frozen=True)

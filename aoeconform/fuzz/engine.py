@@ -37,7 +37,9 @@ from aoeconform.wire.constants import (
 )
 
 from . import findings as findings_mod
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .findings import Finding, command_class
 from .model import Footprint, TargetModel
 from .mutate import Case, CaseGenerator
@@ -100,7 +102,7 @@ class Fuzzer:
     def __init__(
         self,
         transport: Transport,
-        info: TargetInfo,
+        info: TargetFacts,
         *,
         seed: int = 0,
         seeds: Optional[Sequence[Seed]] = None,
@@ -725,7 +727,7 @@ class Fuzzer:
             pass
 
 
-def replay_finding(transport: Transport, info: TargetInfo, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
+def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
     """Send a saved finding's frames again; True if the oracle still fires."""
     from .shrink import readdress
 

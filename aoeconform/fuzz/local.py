@@ -17,7 +17,8 @@ from aoeconform.target.image import MemoryImage
 from aoeconform.target.logic import Target
 from aoeconform.transport.memory import MemoryLink
 
-from .context import TargetInfo
+from aoeconform.session.facts import TargetFacts
+
 
 TARGET_MAC = bytes.fromhex("02aaaaaaaa02")
 HOST_MAC = bytes.fromhex("020000000001")
@@ -64,8 +65,8 @@ class ReferenceTarget:
             self.endpoint.send(frame)
 
     @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(
+    def info(self) -> TargetFacts:
+        return TargetFacts(
             mac=TARGET_MAC, shelf=self.shelf, slot=self.slot, host_mac=HOST_MAC, mtu=self.mtu,
             bufcnt=self.bufcnt, sector_count=self.target.max_sectors, capacity=self.target.capacity,
         )

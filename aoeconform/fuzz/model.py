@@ -70,7 +70,9 @@ from aoeconform.wire.constants import (
 )
 from aoeconform.wire.identify import IDENTIFY_LEN, IdentifyData
 
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .oracle import Anomaly
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -243,7 +245,7 @@ class _Reply:
 class TargetModel:
     """The target as the fuzzer knows it; ``step`` judges and learns."""
 
-    def __init__(self, info: TargetInfo, policy: WritePolicy, *, config: bytes = b"", host_macs: Sequence[bytes] = ()):
+    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: bytes = b"", host_macs: Sequence[bytes] = ()):
         self.info = info
         self.policy = policy
         self.host_macs: Tuple[bytes, ...] = tuple(host_macs) or (info.host_mac,)

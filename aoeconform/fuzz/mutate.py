@@ -50,7 +50,9 @@ from aoeconform.wire.constants import (
     TAG_TOOL_BIT,
 )
 
-from .context import TargetInfo, WritePolicy
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
 from .seeds import HOST_MAC_PLACEHOLDER, Seed
 
 #: first tag of a run's own numbering; health probes use their own range
@@ -388,7 +390,7 @@ BYTE_MUTATIONS = (
 # -- safety -------------------------------------------------------------------------------
 
 
-def sanitize(raw: bytearray, info: TargetInfo, policy: WritePolicy) -> bytearray:
+def sanitize(raw: bytearray, info: TargetFacts, policy: WritePolicy) -> bytearray:
     """Keep a case within the MTU, off the disk (or inside the write window),
     and unable to lock the host out with a Mac Mask list or a reservation.
 
@@ -441,7 +443,7 @@ SEMANTIC_SHARE = 0.4
 UNSUPPORTED_OPCODES = (0x00, 0x99, 0xB0, 0xEF, 0xC8, 0x25, 0xA1)
 
 
-def _ata_request(info: TargetInfo, tag: int, aflags: int, scnt: int, opcode: int, lba: int,
+def _ata_request(info: TargetFacts, tag: int, aflags: int, scnt: int, opcode: int, lba: int,
                  data: bytes = b"", reserved: int = 0, ver: int = 1) -> bytes:
     head = info.mac + info.host_mac + b"\x88\xa2"
     aoe = bytes((ver << 4, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, CMD_ATA)) + tag.to_bytes(4, "big")
@@ -458,7 +460,7 @@ class SemanticCases:
     write payloads, Ver 2 writes. Each comes from the case's own generator,
     so the sequence is as reproducible as the mutated cases."""
 
-    def __init__(self, info: TargetInfo, policy: WritePolicy):
+    def __init__(self, info: TargetFacts, policy: WritePolicy):
         self.info = info
         self.policy = policy
         # a handful of window sectors, so reads meet what writes left there
@@ -536,7 +538,7 @@ class SemanticCases:
 class CaseGenerator:
     """Case ``i`` of seed ``seed``, always the same for the same seeds, target and policy."""
 
-    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetInfo, policy: WritePolicy = WritePolicy(), *, semantic: bool = True):
+    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetFacts, policy: WritePolicy = WritePolicy(), *, semantic: bool = True):
         if not seeds:
             raise ValueError("no seeds to mutate")
         self.seed = seed

@@ -37,7 +37,8 @@ from aoeconform.wire.constants import (
     SLOT_BROADCAST,
 )
 
-from .context import TargetInfo
+from aoeconform.session.facts import TargetFacts
+
 
 #: kind -> (rule number in the protocol notes §10, one-line statement)
 KINDS = {
@@ -105,13 +106,13 @@ class Anomaly:
         return KINDS[self.kind][0]
 
 
-def _addressed_to(frame: bytes, info: TargetInfo) -> bool:
+def _addressed_to(frame: bytes, info: TargetFacts) -> bool:
     shelf = int.from_bytes(frame[16:18], "big")
     slot = frame[18]
     return shelf in (info.shelf, SHELF_BROADCAST) and slot in (info.slot, SLOT_BROADCAST)
 
 
-def expects_reply(frame: bytes, info: TargetInfo) -> bool:
+def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     """True when every reading of the protocol notes says the target must answer.
 
     Silence is allowed (§10) for truncated arguments (15), Ver other than 1
@@ -142,7 +143,7 @@ def expects_reply(frame: bytes, info: TargetInfo) -> bool:
     return True
 
 
-def check_reply(request: bytes, reply: bytes, info: TargetInfo) -> List[Anomaly]:
+def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly]:
     """Every rule the reply breaks, given the request it answers (matched by tag)."""
     found: List[Anomaly] = []
     add = found.append

@@ -28,7 +28,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import ETH_HEADER_LEN, ETH_P_AOE, FLAG_RESPONSE, TAG_TOOL_BIT
 
-from .context import TargetInfo
+from aoeconform.session.facts import TargetFacts
+
 from .oracle import check_reply, expects_reply
 
 HEALTH_TAG_BASE = 0x7F000000
@@ -47,14 +48,14 @@ _NUMBER_FIELDS = {0: [(26, 27)], 1: [(30, 32)], 2: [(27, 28)], 3: [(25, 26)]}
 _CUT_POINTS = (14, 20, 24, 25, 26, 28, 30, 32, 34, 36, 60)
 
 
-def config_read_frame(info: TargetInfo, tag: int) -> bytes:
+def config_read_frame(info: TargetFacts, tag: int) -> bytes:
     """A padded Query Config read to the target: the health probe."""
     head = info.mac + info.host_mac + ETH_P_AOE.to_bytes(2, "big")
     aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 1)) + tag.to_bytes(4, "big")
     return (head + aoe + bytes(8)).ljust(60, b"\0")
 
 
-def ata_frame(info: TargetInfo, tag: int, opcode: int, lba: int, data: bytes = b"") -> bytes:
+def ata_frame(info: TargetFacts, tag: int, opcode: int, lba: int, data: bytes = b"") -> bytes:
     head = info.mac + info.host_mac + ETH_P_AOE.to_bytes(2, "big")
     aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 0)) + tag.to_bytes(4, "big")
     aflags = 0x40 | (0x01 if data else 0)
@@ -68,7 +69,7 @@ class Replayer:
     def __init__(
         self,
         transport: Transport,
-        info: TargetInfo,
+        info: TargetFacts,
         *,
         deadline: float = 0.1,
         health_timeout: float = 0.25,
@@ -345,7 +346,7 @@ def shrink_frame(frame: bytes, test: Callable[[bytes], bool], budget: Budget) ->
     return current
 
 
-def readdress(frames: Sequence[bytes], old: dict, info: TargetInfo) -> List[bytes]:
+def readdress(frames: Sequence[bytes], old: dict, info: TargetFacts) -> List[bytes]:
     """Point saved frames at another target: the old target's and host's
     MACs, shelf and slot are replaced; wildcards and other addresses stay."""
     old_mac = bytes.fromhex(old.get("mac", "").replace(":", "")) if old.get("mac") else None

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .context import TargetInfo
+from aoeconform.session.facts import TargetFacts
+
 from .seeds import HOST_MAC_PLACEHOLDER, generated_seeds
 
 #: name, first byte, end byte (None: to the end of the frame), bit mask (None: whole bytes)
@@ -56,7 +57,7 @@ def command_label(command: Optional[int]) -> str:
     return "vendor" if command >= 0xF0 else "undefined"
 
 
-def plain_requests(info: TargetInfo, tag: int) -> Dict[int, bytes]:
+def plain_requests(info: TargetFacts, tag: int) -> Dict[int, bytes]:
     """A well-formed read of each command, addressed to the target."""
     out = {}
     by_name = {s.name: s for s in generated_seeds()}
@@ -91,7 +92,7 @@ def differing(trigger: bytes, plain: bytes, fields: Sequence[Field]) -> List[Fie
     return [f for f in fields if _value(trigger, f) is not None and _value(trigger, f) != _value(plain, f)]
 
 
-def classify(trigger: bytes, info: TargetInfo, fires: Callable[[bytes], bool]) -> Tuple[str, str]:
+def classify(trigger: bytes, info: TargetFacts, fires: Callable[[bytes], bool]) -> Tuple[str, str]:
     """(command, field) of a one-frame trigger; ``fires(frame)`` replays one
     frame and says whether the finding's oracle reports it again."""
     if len(trigger) < 20:

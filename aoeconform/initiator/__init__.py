@@ -4,8 +4,8 @@ transport (``driver``), with discovery, ``--target`` addressing and long
 pipelined transfers (``transfer``)."""
 
 from .addressing import TargetSpec, open_target, parse_target, resolve
-from .discovery import DiscoveryResult, TargetRecord, discover
-from .driver import HARNESS_TIMERS, LINUX_TIMERS, TIMERS, DeviceInfo, Initiator, frame_sectors
+from .discovery import DiscoveryResult, discover
+from .driver import HARNESS_TIMERS, LINUX_TIMERS, TIMERS, Initiator, frame_sectors
 from .engine import (
     AoEErrorReply,
     AtaError,
@@ -15,7 +15,7 @@ from .engine import (
     RuntReply,
     TargetDead,
 )
-from .rtt import RttEstimator
+from aoeconform.session.rtt import RttEstimator
 from .tags import TagAllocator
 from .transfer import read_range, write_range
 from .window import CongestionWindow
@@ -24,7 +24,6 @@ __all__ = [
     "AoEErrorReply",
     "AtaError",
     "CongestionWindow",
-    "DeviceInfo",
     "DiscoveryResult",
     "HARNESS_TIMERS",
     "Initiator",
@@ -37,7 +36,6 @@ __all__ = [
     "TIMERS",
     "TagAllocator",
     "TargetDead",
-    "TargetRecord",
     "TargetSpec",
     "discover",
     "frame_sectors",

@@ -1,7 +1,7 @@
 """``--target IFACE[:SHELF.SLOT]``: parse it, then find that target on the wire.
 
 Without SHELF.SLOT the interface must lead to exactly one target; with it,
-that target must answer. Either way the answer is a ``TargetRecord`` from
+that target must answer. Either way the answer is the ``TargetFacts`` from
 discovery (reference §1: broadcast Query Config, then IDENTIFY).
 """
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from aoeconform.errors import TargetUnreachable, UsageError
-from aoeconform.initiator.discovery import DEFAULT_TIMEOUT, DiscoveryResult, TargetRecord, discover, identify_all
+from aoeconform.initiator.discovery import DEFAULT_TIMEOUT, DiscoveryResult, discover, identify_all
+from aoeconform.session.facts import TargetFacts
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import SHELF_BROADCAST, SLOT_BROADCAST
 
@@ -86,7 +87,7 @@ def resolve(
     identify: bool = True,
     discover_fn: Callable[..., DiscoveryResult] = discover,
     lenient: bool = False,
-) -> TargetRecord:
+) -> TargetFacts:
     """The one target ``spec`` names on ``transport``'s segment.
 
     Raises TargetUnreachable when nothing (or not the named target) answers,
@@ -135,7 +136,7 @@ def open_target(
     identify: bool = True,
     transport_factory: Optional[Callable[[str], Transport]] = None,
     lenient: bool = False,
-) -> Tuple[Transport, TargetRecord]:
+) -> Tuple[Transport, TargetFacts]:
     """Parse ``--target``, open a raw transport on its interface and resolve it.
 
     The caller owns the returned transport; it is closed here only on failure."""

@@ -19,27 +19,24 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from aoeconform.session.facts import TargetFacts
 from aoeconform.transport.base import Transport
-from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Frame, Header, IdentifyData, mac_to_str
+from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Frame, Header, mac_to_str
 from aoeconform.wire.constants import (
     ATA_IDENTIFY_DEVICE,
-    ATA_STATUS_FAILURE_MASK,
     BROADCAST_MAC,
     CCMD_READ,
     CMD_ATA,
     CMD_QUERY_CONFIG,
     ERROR_NAMES,
     IDENTIFY_DEVICE_BITS,
-    LEGACY_SECTOR_COUNT,
-    SECTOR_SIZE,
     SHELF_BROADCAST,
     SLOT_BROADCAST,
     TAG_TOOL_BIT,
 )
-from aoeconform.wire.identify import IDENTIFY_LEN
 
 log = logging.getLogger(__name__)
 
@@ -48,62 +45,6 @@ DEFAULT_TIMEOUT = 1.0
 LINUX_REJECTED_SHELF = 0x0FFF
 #: IDENTIFY is retried this many times per target before giving up on it
 IDENTIFY_ATTEMPTS = 3
-
-
-@dataclass
-class TargetRecord:
-    """One target that answered, as (MAC, shelf, slot)."""
-
-    mac: bytes
-    shelf: int
-    slot: int
-    #: Query Config reply: Buffer Count, Firmware Version, raw Sector Count
-    bufcnt: int
-    firmware: int
-    sector_count: int
-    config: bytes = b""
-    #: IDENTIFY DEVICE (None until identified, or when it failed)
-    model: Optional[str] = None
-    serial: Optional[str] = None
-    firmware_rev: Optional[str] = None
-    capacity_sectors: Optional[int] = None
-    lba48: Optional[bool] = None
-    #: why IDENTIFY gave no answer, when it did not
-    identify_error: Optional[str] = None
-    #: header of the config reply, for checks that want more
-    ver: int = 1
-    #: set when the target was taken at the asked address although its reply named another (lenient resolve)
-    address_fault: Optional[str] = None
-
-    @property
-    def max_sectors(self) -> int:
-        """Sectors per ATA command the target accepts; a Sector Count of 0 means 2 (§3.2)."""
-        return self.sector_count or LEGACY_SECTOR_COUNT
-
-    @property
-    def address(self) -> str:
-        return f"{self.shelf}.{self.slot}"
-
-    @property
-    def identified(self) -> bool:
-        return self.capacity_sectors is not None
-
-    @property
-    def capacity_bytes(self) -> Optional[int]:
-        return None if self.capacity_sectors is None else self.capacity_sectors * SECTOR_SIZE
-
-    def as_dict(self) -> dict:
-        """Plain JSON-ready values: the MAC as text, the config string decoded leniently and in hex."""
-        data = asdict(self)
-        data["mac"] = mac_to_str(self.mac)
-        data["config"] = self.config.decode("utf-8", "backslashreplace")
-        data["config_hex"] = self.config.hex()
-        data["max_sectors"] = self.max_sectors
-        data["capacity_bytes"] = self.capacity_bytes
-        return data
-
-    def describe(self) -> str:
-        return f"{self.address} ({mac_to_str(self.mac)})"
 
 
 @dataclass
@@ -116,14 +57,14 @@ class IgnoredReply:
     reason: str
     #: what the reply said, when only its address was wrong (a wildcard): a
     #: lenient caller may still use the target under the address it asked for
-    record: Optional["TargetRecord"] = None
+    record: Optional[TargetFacts] = None
 
     def describe(self) -> str:
         return f"{mac_to_str(self.mac)} answered as {self.shelf}.{self.slot}: {self.reason}"
 
 
 class DiscoveryResult(list):
-    """The targets found (a list of ``TargetRecord``), plus what was ignored."""
+    """The targets found (a list of ``TargetFacts``), plus what was ignored."""
 
     def __init__(self, targets=(), ignored: Optional[List[IgnoredReply]] = None, iface: str = "", timeout: float = 0.0):
         super().__init__(targets)
@@ -189,7 +130,7 @@ def collect_configs(
     start = clock()
     deadline = start + timeout
     send_times = [start + timeout * i / queries for i in range(queries)]
-    found: Dict[Tuple[bytes, int, int], TargetRecord] = {}
+    found: Dict[Tuple[bytes, int, int], TargetFacts] = {}
     ignored: Dict[Tuple[bytes, int, int], IgnoredReply] = {}
     while True:
         now = clock()
@@ -218,47 +159,20 @@ def collect_configs(
         why = ignore_reason(h.shelf, h.slot)
         if why:
             if key not in ignored:
-                a = frame.arg
-                usable = TargetRecord(mac=h.src, shelf=h.shelf, slot=h.slot, bufcnt=a.bufcnt, firmware=a.firmware,
-                                      sector_count=a.sector_count, config=a.config, ver=h.ver)
+                usable = TargetFacts.from_config(frame, transport.mac, transport.mtu)
                 ignored[key] = IgnoredReply(h.src, h.shelf, h.slot, why, usable)
                 log.warning("discovery: ignoring %s", ignored[key].describe())
             continue
         if key in found:
             continue
-        a = frame.arg
-        found[key] = TargetRecord(
-            mac=h.src, shelf=h.shelf, slot=h.slot, bufcnt=a.bufcnt, firmware=a.firmware,
-            sector_count=a.sector_count, config=a.config, ver=h.ver,
-        )
+        found[key] = TargetFacts.from_config(frame, transport.mac, transport.mtu)
     targets = sorted(found.values(), key=lambda r: (r.shelf, r.slot, r.mac))
     return DiscoveryResult(targets, list(ignored.values()), getattr(transport, "name", ""), timeout)
 
 
-def _apply_identify(record: TargetRecord, frame: Frame) -> Optional[str]:
-    """Fill ``record`` from an IDENTIFY reply; the reason on failure."""
-    h, a = frame.header, frame.arg
-    if h.error_flag:
-        return f"AoE error {h.error} ({ERROR_NAMES.get(h.error, 'unknown code')})"
-    if not isinstance(a, AtaArg):
-        return f"reply is command {h.command}, not ATA"
-    if a.cmd_status & ATA_STATUS_FAILURE_MASK:
-        return f"ATA status 0x{a.cmd_status:02x} error 0x{a.err_feature:02x}"
-    if len(a.data) < IDENTIFY_LEN:
-        return f"reply carries {len(a.data)} data bytes, IDENTIFY needs {IDENTIFY_LEN}"
-    ident = IdentifyData.decode(a.data[:IDENTIFY_LEN])
-    record.model = ident.model
-    record.serial = ident.serial
-    record.firmware_rev = ident.firmware
-    record.lba48 = ident.lba48
-    record.capacity_sectors = ident.capacity_sectors
-    record.identify_error = None
-    return None
-
-
 def identify_all(
     transport: Transport,
-    records: List[TargetRecord],
+    records: List[TargetFacts],
     timeout: float = DEFAULT_TIMEOUT,
     *,
     attempts: int = IDENTIFY_ATTEMPTS,
@@ -275,7 +189,7 @@ def identify_all(
     for _ in range(max(1, attempts)):
         if not pending:
             return
-        waiting: Dict[int, TargetRecord] = {}
+        waiting: Dict[int, TargetFacts] = {}
         for record in pending.values():
             tag = tags.new()
             waiting[tag] = record
@@ -294,9 +208,7 @@ def identify_all(
             answered = waiting.pop(frame.header.tag, None)
             if answered is None:
                 continue  # not ours, or a late answer to an earlier try
-            reason = _apply_identify(answered, frame)
-            if reason is not None:
-                answered.identify_error = reason
+            answered.apply_identify(frame)
             # an error reply is an answer too: a retry would get the same
             pending.pop(id(answered), None)
 
@@ -313,7 +225,7 @@ def discover(
     """Every target on ``transport``'s segment, sorted by shelf, slot and MAC.
 
     ``timeout`` bounds the config phase; IDENTIFY gets ``identify_timeout``
-    (default: the same) on top. The result is a list of ``TargetRecord``
+    (default: the same) on top. The result is a list of ``TargetFacts``
     with ``.ignored`` holding the replies that were not usable."""
     result = collect_configs(transport, timeout, clock=clock, rng=rng)
     if identify and result:
@@ -325,7 +237,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DiscoveryResult",
     "IgnoredReply",
-    "TargetRecord",
     "collect_configs",
     "discover",
     "identify_all",

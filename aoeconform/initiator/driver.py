@@ -15,23 +15,22 @@ Use::
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from aoeconform.errors import TargetUnreachable
+from aoeconform.session.facts import TargetFacts, frame_sectors
 from aoeconform.transport.base import Transport
 from aoeconform.wire import ConfigArg, DecodeError, Frame, IdentifyData
 from aoeconform.wire.constants import (
     BROADCAST_MAC,
     CMD_QUERY_CONFIG,
-    LEGACY_SECTOR_COUNT,
     SHELF_BROADCAST,
     SLOT_BROADCAST,
-    sectors_per_frame as mtu_sectors_per_frame,
 )
 
-from .discovery import TargetRecord, ignore_reason, query_config_frame
+from .discovery import ignore_reason, query_config_frame
 
 from .engine import (
     AOE_ERRORS_FAIL,
@@ -78,35 +77,6 @@ HARNESS_TIMERS: Dict[str, Any] = {"precise_timeouts": True, "seed_rtt": True, "m
                   "fast_retransmit": True}
 
 TIMERS: Dict[str, Dict[str, Any]] = {"linux": LINUX_TIMERS, "harness": HARNESS_TIMERS}
-
-
-@dataclass
-class DeviceInfo:
-    """What Query Config and IDENTIFY told us about the device."""
-
-    target_mac: bytes
-    shelf: int
-    slot: int
-    bufcnt: int
-    firmware: int
-    config_sector_count: int
-    sectors_per_frame: int
-    config: bytes
-    capacity: int = 0
-    lba48: bool = False
-    model: str = ""
-    serial: str = ""
-    firmware_revision: str = ""
-
-
-def frame_sectors(mtu: int, config_sector_count: int) -> int:
-    """Sectors per ATA frame as the driver picks them (reference §7 "What Linux sends").
-
-    The MTU limit, lowered to the target's config Sector Count; if that
-    comes to 0 (Sector Count 0, or a tiny MTU) the driver uses 1024 bytes.
-    """
-    n = min(mtu_sectors_per_frame(mtu), config_sector_count)
-    return n if n > 0 else LEGACY_SECTOR_COUNT
 
 
 class Initiator:
@@ -158,13 +128,13 @@ class Initiator:
         self.precise_timeouts = precise_timeouts
         self.seed_rtt = seed_rtt
         self.fast_retransmit = fast_retransmit
-        self.info: Optional[DeviceInfo] = None
+        self.info: Optional[TargetFacts] = None
         self.engine: Optional[InitiatorEngine] = None
         self._config_tags = TagAllocator()
         self.stray_frames = 0  # frames seen while waiting for config replies
 
     # --- discovery -------------------------------------------------------
-    def query_config(self) -> DeviceInfo:
+    def query_config(self) -> TargetFacts:
         """Query Config, unicast if ``target_mac`` is known, else broadcast; first valid answer wins.
 
         The frame and the rules for which replies count are discovery's
@@ -192,7 +162,7 @@ class Initiator:
             f"on {self.transport.name}; check the target is running and the shelf/slot"
         )
 
-    def _config_reply(self, raw: bytes, tag: int) -> Optional[DeviceInfo]:
+    def _config_reply(self, raw: bytes, tag: int) -> Optional[TargetFacts]:
         try:
             frame = Frame.decode(raw)
         except DecodeError:
@@ -212,44 +182,25 @@ class Initiator:
         arg = frame.arg
         if not isinstance(arg, ConfigArg):  # the decoder's type for a Query Config reply
             return None
-        return DeviceInfo(
-            target_mac=h.src,
-            shelf=h.shelf,
-            slot=h.slot,
-            bufcnt=arg.bufcnt,
-            firmware=arg.firmware,
-            config_sector_count=arg.sector_count,
-            sectors_per_frame=frame_sectors(self.transport.mtu, arg.sector_count),
-            config=arg.config,
-        )
+        return TargetFacts.from_config(frame, self.transport.mac, self.transport.mtu)
 
-    def identify(self) -> DeviceInfo:
+    def identify(self) -> TargetFacts:
         """Query Config, then ATA IDENTIFY; sets up the engine for reads and writes."""
         return self._identify(self.query_config())
 
-    def attach(self, record: TargetRecord) -> DeviceInfo:
+    def attach(self, record: TargetFacts) -> TargetFacts:
         """Set up for a target discovery already found (``addressing.open_target``):
         no second Query Config. IDENTIFY is still sent, through the engine,
         because the driver resets its RTT estimate on IDENTIFY and takes
         28/48-bit addressing and the capacity from it."""
-        info = DeviceInfo(
-            target_mac=record.mac,
-            shelf=record.shelf,
-            slot=record.slot,
-            bufcnt=record.bufcnt,
-            firmware=record.firmware,
-            config_sector_count=record.sector_count,
-            sectors_per_frame=frame_sectors(self.transport.mtu, record.sector_count),
-            config=record.config,
-        )
-        return self._identify(info)
+        return self._identify(dataclasses.replace(record, host_mac=self.transport.mac, mtu=self.transport.mtu))
 
-    def _identify(self, info: DeviceInfo) -> DeviceInfo:
+    def _identify(self, info: TargetFacts) -> TargetFacts:
         now = self.clock()
-        self.shelf, self.slot, self.target_mac = info.shelf, info.slot, info.target_mac
+        self.shelf, self.slot, self.target_mac = info.shelf, info.slot, info.mac
         self.engine = InitiatorEngine(
             self.transport.mac,
-            info.target_mac,
+            info.mac,
             info.shelf,
             info.slot,
             sectors_per_frame=info.sectors_per_frame,
@@ -266,10 +217,9 @@ class Initiator:
         request = self.engine.submit_identify(now)
         self.wait(request)
         identify = IdentifyData.decode(request.result())
-        # as the driver: LBA48 if word 83 or 86 has bit 10
-        info.lba48 = identify.lba48_supported or identify.lba48_enabled
+        info.apply_identify_data(identify)
+        # as the driver: LBA48 if word 83 or 86 has bit 10, and then the 48-bit count even when it is 0
         info.capacity = identify.lba48_capacity if info.lba48 else identify.lba28_capacity
-        info.model, info.serial, info.firmware_revision = identify.model, identify.serial, identify.firmware
         self.engine.set_geometry(info.capacity, info.lba48)
         self.info = info
         return info
@@ -426,4 +376,4 @@ class Initiator:
         return False
 
 
-__all__ = ["Initiator", "DeviceInfo", "frame_sectors", "AoEErrorReply", "HARNESS_TIMERS", "LINUX_TIMERS", "TIMERS"]
+__all__ = ["Initiator", "frame_sectors", "AoEErrorReply", "HARNESS_TIMERS", "LINUX_TIMERS", "TIMERS"]

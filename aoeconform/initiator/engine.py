@@ -89,7 +89,7 @@ from aoeconform.wire.constants import (
     TAG_TOOL_BIT,
 )
 
-from .rtt import RTT_AVG_SCALE, RTT_DEV_SCALE, RttEstimator
+from aoeconform.session.rtt import RTT_AVG_SCALE, RTT_DEV_SCALE, RttEstimator
 from .tags import DEFAULT_TICK, TAG_COUNTER_MASK, TAG_COUNTER_SHIFT, TAG_TIME_MASK, TagAllocator
 from .window import DEFAULT_MAXOUT_CAP, CongestionWindow
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 from aoeconform.errors import TargetUnreachable
-from aoeconform.wire import AtaArg, ConfigArg, Frame, Header, IdentifyData, MacMaskArg, ReserveArg
+from aoeconform.session.facts import TargetFacts
+from aoeconform.wire import AtaArg, ConfigArg, Frame, Header, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_A,
     AFLAG_E,
@@ -81,47 +82,6 @@ class CaseStop(Exception):
 
 
 @dataclass
-class Facts:
-    """What the harness learnt about the target before the first case."""
-
-    mac: bytes
-    shelf: int
-    slot: int
-    bufcnt: int = 0
-    firmware: int = 0
-    sector_count: int = 0
-    config: bytes = b""
-    capacity: int = 0
-    lba48: bool = False
-    identified: bool = False
-    model: str = ""
-    serial: str = ""
-    firmware_rev: str = ""
-    #: None when the target does not support the command
-    mask: Optional[list] = None
-    reservation: Optional[list] = None
-    mtu: int = 1500
-    #: optional ATA commands: False when refused with ABRT (rules 30, 31), True otherwise
-    check_power: bool = True
-    flush: bool = True
-
-    @property
-    def max_sectors(self) -> int:
-        return self.sector_count or LEGACY_SECTOR_COUNT
-
-    def as_dict(self) -> dict:
-        return {
-            "mac": self.mac.hex(":"), "shelf": self.shelf, "slot": self.slot, "bufcnt": self.bufcnt,
-            "firmware": self.firmware, "sector_count": self.sector_count, "max_sectors": self.max_sectors,
-            "config": self.config.decode("utf-8", "backslashreplace"), "capacity": self.capacity, "lba48": self.lba48,
-            "identified": self.identified, "model": self.model, "serial": self.serial, "firmware_rev": self.firmware_rev,
-            "mask": None if self.mask is None else [m.hex(":") for m in self.mask],
-            "reservation": None if self.reservation is None else [m.hex(":") for m in self.reservation],
-            "mtu": self.mtu, "check_power": self.check_power, "flush": self.flush,
-        }
-
-
-@dataclass
 class RunOptions:
     seed: int = 0
     allow_write: bool = True
@@ -165,7 +125,7 @@ class Engine:
         timing = Timing(self.options.timeout_floor, self.options.timeout_factor, self.options.timeout_ceiling)
         self.wire = Wire(endpoint.transport, endpoint.second, timing, clock)
         self.shadow = ShadowDisk()
-        self.facts: Optional[Facts] = None
+        self.facts: Optional[TargetFacts] = None
         self.rng = random.Random(self.options.seed)
         self._tag = self.rng.getrandbits(31)
         self.dead_since: Optional[str] = None
@@ -217,7 +177,7 @@ class Engine:
     def query_config(self, src: Optional[bytes] = None, attempts: int = LIVENESS_ATTEMPTS) -> Optional[Frame]:
         return self._exchange(Frame(self._header(CMD_QUERY_CONFIG, src), ConfigArg()), attempts)
 
-    def probe(self) -> Facts:
+    def probe(self) -> TargetFacts:
         """Query Config, IDENTIFY, Mac Mask read and Reserve read (the run's baseline)."""
         self._probing = True
         try:
@@ -225,7 +185,7 @@ class Engine:
         finally:
             self._probing = False
 
-    def _probe(self) -> Facts:
+    def _probe(self) -> TargetFacts:
         ep = self.endpoint
         self.wire.drain()
         reply = self.query_config(attempts=LIVENESS_ATTEMPTS)
@@ -234,17 +194,15 @@ class Engine:
                 f"target {ep.shelf}.{ep.slot} ({ep.mac.hex(':')}) did not answer Query Config on {ep.transport.name}; "
                 f"check that it runs and that no Mac Mask list excludes {ep.transport.mac.hex(':')}"
             )
-        c = reply.arg
-        facts = Facts(ep.mac, ep.shelf, ep.slot, c.bufcnt, c.firmware, c.sector_count, c.config, mtu=ep.mtu)
+        # the address asked for, whatever the reply says: wrong addresses are observed/probe/real-address
+        facts = TargetFacts.from_config(reply, ep.transport.mac, ep.mtu)
+        facts.mac, facts.shelf, facts.slot = ep.mac, ep.shelf, ep.slot
         ident = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=1, cmd_status=ATA_IDENTIFY_DEVICE,
                                                                      lba=IDENTIFY_DEVICE_BITS << 24)), 2)
-        if ident is not None and not ident.header.error_flag and isinstance(ident.arg, AtaArg) and len(ident.arg.data) >= 512 \
-                and not ident.arg.cmd_status & ATA_STATUS_FAILURE_MASK:
-            data = IdentifyData.decode(ident.arg.data[:512])
-            facts.identified = True
-            facts.capacity = data.capacity_sectors
-            facts.lba48 = data.lba48
-            facts.model, facts.serial, facts.firmware_rev = data.model, data.serial, data.firmware
+        if ident is not None:
+            facts.apply_identify(ident)
+        else:
+            facts.identify_error = "no reply to IDENTIFY DEVICE"
         facts.check_power = not self._refused(ATA_CHECK_POWER_MODE)
         facts.flush = not self._refused(ATA_FLUSH_CACHE)
         mask = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
@@ -258,7 +216,7 @@ class Engine:
         return facts
 
     @property
-    def known(self) -> Facts:
+    def known(self) -> TargetFacts:
         """What the probe learned; cases run only after it."""
         if self.facts is None:
             raise RuntimeError("the target has not been probed")
@@ -284,7 +242,7 @@ class Engine:
             "reserve": f.reservation is not None,
             "config": self.options.allow_config_changes,
             "second_mac": bool(self.endpoint.second_mac),
-            "capacity_above_2_28": f.capacity > LBA28_MAX_SECTORS + 1,
+            "capacity_above_2_28": (f.capacity or 0) > LBA28_MAX_SECTORS + 1,
             "identify": f.identified,
             "restart": self.endpoint.restart is not None,
             "readonly": self.endpoint.readonly,
@@ -307,14 +265,14 @@ class Engine:
     def window(self) -> tuple[int, int]:
         if self.options.lba_window is not None:
             return self.options.lba_window
-        return (0, self.known.capacity)
+        return (0, self.known.capacity or 0)
 
     def base_variables(self) -> dict:
         f, ep = self.known, self.endpoint
         base, count = self.window()
         return {
             "shelf": f.shelf, "slot": f.slot, "mac": ep.transport.mac, "second_mac": ep.second_mac,
-            "target_mac": f.mac, "max_sectors": f.max_sectors, "capacity": f.capacity, "bufcnt": f.bufcnt,
+            "target_mac": f.mac, "max_sectors": f.max_sectors, "capacity": f.capacity or 0, "bufcnt": f.bufcnt,
             "lba_base": base, "lba_count": count, "config": f.config, "mtu": f.mtu, "lba48": int(f.lba48),
             "firmware": f.firmware, "seed": self.options.seed, "last_tag": 0,
         }
@@ -665,7 +623,7 @@ class _CaseContext:
         return self.engine.wire
 
     @property
-    def facts(self) -> Facts:
+    def facts(self) -> TargetFacts:
         return self.engine.known
 
     # -- steps --------------------------------------------------------------------
@@ -891,7 +849,7 @@ class _CaseContext:
         if not engine.options.allow_write:
             raise CaseStop(R.SKIPPED, "not_permitted: the case writes to the target (add --allow-write)", R.NOT_PERMITTED)
         start, count = engine.window()
-        capacity = engine.known.capacity
+        capacity = engine.known.capacity or 0
         lo, hi = max(lba, 0), min(lba + max(sectors, 1), capacity)
         if lo < hi and (lo < start or hi > start + count):
             message = f"excluded_by_window: writes LBA {lba}..{lba + max(sectors, 1) - 1}, outside --lba-window {start}:{count}"
@@ -902,7 +860,7 @@ class _CaseContext:
     def _prepare_writes(self, exchanges: list[_Exchange]) -> None:
         """Window check, and read every unknown sector a write may touch, so the
         shadow disk knows what "unchanged" means."""
-        capacity = self.facts.capacity
+        capacity = self.facts.capacity or 0
         for ex in exchanges:
             b = ex.built
             if not b.is_write:
@@ -1004,7 +962,7 @@ class _CaseContext:
                     shadow.forget(b.lba, b.sectors)
         elif b.is_read and succeeded and first is not None and not ex.verify_read:
             data = first.data
-            if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= self.facts.capacity:
+            if len(data) >= b.sectors * SECTOR_SIZE and b.lba + b.sectors <= (self.facts.capacity or 0):
                 # learn only; a read that disagrees with the model is the job of checks
                 shadow.learn(b.lba, data[:b.sectors * SECTOR_SIZE])
 

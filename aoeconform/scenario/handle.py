@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+from aoeconform.session.facts import TargetFacts
 from aoeconform.wire import Frame, Header
 
 from .endpoint import TargetEndpoint
-from .engine import Engine, Facts, RunOptions
+from .engine import Engine, RunOptions
 from .expect import Env, ReplyView, Request, Verdict, evaluate
 
 #: keys that make a mapping a whole expectation rather than the fields of one reply
@@ -54,7 +55,7 @@ class TargetHandle:
         self.label = label or endpoint.description
         self.engine = Engine(endpoint, options)
         try:
-            self.facts: Facts = self.engine.probe()
+            self.facts: TargetFacts = self.engine.probe()
         except BaseException:
             endpoint.close()
             raise
