@@ -528,7 +528,8 @@ class SemanticCases:
         if variant < 0.35:
             return "semantic-write-ver", _ata_request(info, tag, 0x41, scnt, 0x34, lba, data, ver=2)
         if variant < 0.45:
-            return "semantic-write28", _ata_request(info, tag, 0x01, scnt, 0x30, lba | (0xE0 << 24), data)
+            # no device bits in lba3: a write stays in the window under every reading of the LBA (WritePolicy)
+            return "semantic-write28", _ata_request(info, tag, 0x01, scnt, 0x30, lba, data)
         return "semantic-write", _ata_request(info, tag, 0x41, scnt, 0x34, lba, data)
 
 
