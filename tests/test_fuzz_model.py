@@ -211,3 +211,61 @@ def test_changes_state_and_footprints():
     assert model.footprint(write).overlaps(model.footprint(read))
     assert not model.footprint(write).overlaps(model.footprint(other))
     assert model.footprint(flush).overlaps(model.footprint(other))
+
+
+# -- the fuzzer with its model, against the reference target in memory -------------------------
+
+from aoeconform.fuzz import Fuzzer  # noqa: E402
+from aoeconform.fuzz.local import ReferenceTarget  # noqa: E402
+from aoeconform.fuzz.mutate import CaseGenerator  # noqa: E402
+from aoeconform.fuzz.seeds import generated_seeds  # noqa: E402
+
+
+def _fuzz(quirks, cases, max_findings=100):
+    with ReferenceTarget(quirks) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=11, policy=policy, restart=ref.restart, shrink=False, max_findings=max_findings)
+        return fuzzer.run(cases=cases)
+
+
+@pytest.mark.parametrize("quirk,kind", [
+    ("write-ignored", "read-data"),
+    ("async-write-lost", "async-write-lost"),
+    ("bufcnt-overstated", "bufcnt-not-honoured"),
+    ("torn-overlapping-writes", "torn-write"),
+    ("duplicate-request-dropped", "duplicate-dropped"),
+    ("any-ethertype", "answered-other-ethertype"),
+])
+def test_the_fuzzer_finds_data_and_buffer_defects(quirk, kind):
+    result = _fuzz([quirk], 3000, max_findings=1)
+    assert kind in {f.kind for f in result.findings}, [f.summary() for f in result.findings]
+
+
+@pytest.mark.parametrize("reading", [None] + sorted(READINGS))
+def test_the_fuzzer_finds_nothing_on_the_clean_target_or_a_reading(reading):
+    result = _fuzz([reading] if reading else [], 1000)
+    assert result.findings == [], [f.summary() for f in result.findings]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reading", [None] + sorted(READINGS))
+def test_the_fuzzer_finds_nothing_in_20000_cases_on_the_clean_target_or_a_reading(reading):
+    result = _fuzz([reading] if reading else [], 20000)
+    assert result.findings == [], [f.summary() for f in result.findings]
+
+
+def test_semantic_cases_are_well_formed_and_stay_in_the_window():
+    with ReferenceTarget() as ref:
+        info = ref.info
+    policy = WritePolicy.for_target(True, None, info.capacity)
+    generator = CaseGenerator(5, generated_seeds(), info, policy)
+    semantic = [c for c in (generator.case(i) for i in range(3000)) if c.seed.startswith("semantic")]
+    assert len(semantic) > 900
+    names = {c.seed for c in semantic}
+    assert {"semantic-write-async", "semantic-flush", "semantic-read-edge", "semantic-identify", "semantic-read-high"} <= names
+    for case in semantic:
+        frame = case.frame
+        if frame[19] == 0 and frame[27] in (0x30, 0x34):
+            lba = int.from_bytes(frame[28:34], "little")
+            assert policy.start <= lba and lba + frame[26] <= policy.end
+    assert CaseGenerator(5, generated_seeds(), info, policy).case(17) == generator.case(17)

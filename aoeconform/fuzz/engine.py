@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.transport.base import Transport
@@ -42,7 +42,7 @@ from aoeconform.session.facts import TargetFacts
 from .context import WritePolicy
 from .findings import Finding, command_class
 from .model import Footprint, TargetModel
-from .mutate import Case, CaseGenerator
+from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
 from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
@@ -50,6 +50,10 @@ from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, s
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
+#: tags of the buffer-count bursts
+BURST_TAG_BASE = 0x7D000000
+#: a burst at the second checkpoint, then at every BURST_EVERY-th
+BURST_EVERY = 8
 
 
 def is_advertisement(frame: bytes) -> bool:
@@ -142,6 +146,7 @@ class Fuzzer:
         self.model = TargetModel(info, policy)
         self._held: Optional[Case] = None  # a case waiting at the fence
         self._model_evaluations = self._model_restarts = 0
+        self._bursts = 0
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -388,7 +393,7 @@ class Fuzzer:
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE):
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
@@ -474,6 +479,8 @@ class Fuzzer:
         self._silent_run = 0
         self.result.health_checks += 1
         replayer = self.replayer
+        if not self._outstanding and self.result.health_checks % BURST_EVERY == 2:
+            self._burst()
         alive = replayer.health()
         self._settle(alive)
         if alive and replayer.canaries:
@@ -520,6 +527,81 @@ class Fuzzer:
         for finding in queued:
             self._process_finding(finding)
         self._sync_model()
+
+    def _burst(self) -> None:
+        """Buffer Count requests back to back must all be answered (rule 19);
+        one more may be dropped but must not hurt the target (the health check
+        that follows sees that). The burst holds a request repeated with a new
+        tag, which must be answered like the first (rule 18), and, when writes
+        are allowed, two writes to the same sectors, which may land in either
+        order but never mixed (rule 20): a READ after the burst checks that."""
+        info, policy, model = self.info, self.policy, self.model
+        count = max(1, min(info.bufcnt, 64))
+        if info.capacity is not None and info.capacity <= count:
+            return
+        self._bursts += 1
+        serial = (self._bursts & 0xFFF) << 8
+
+        def tag(i: int) -> int:
+            return BURST_TAG_BASE | serial | i
+
+        # one-sector reads of distinct sectors, the second the same request as the first
+        frames = [ata_request(info, tag(i), 0x40, 1, 0x24, 0 if i == 1 else i) for i in range(count + 1)]
+        overlap: Tuple[int, ...] = ()
+        m = min(info.max_sectors, 2)
+        if policy.allow_write and count >= 4 and m >= 2 and policy.count >= m:
+            rng = self.generator.rng(-self._bursts)
+            overlap = (count - 2, count - 1)
+            for i in overlap:
+                data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
+                frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
+        cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
+        position = {frame[20:24]: i for i, frame in enumerate(frames)}
+        replies: List[List[bytes]] = [[] for _ in frames]
+        transport = self.transport
+        try:
+            for frame in frames:
+                transport.send(frame)
+        except OSError:
+            return
+        for case in cases:
+            self._history.append(case)
+            self._since_health.append(case)
+        end = time.monotonic() + self.confirm_wait
+        answered = 0
+        while answered < len(frames):
+            left = end - time.monotonic()
+            received = transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+                continue
+            answered += not replies[at]
+            replies[at].append(received)
+        for case, got in zip(cases, replies):
+            for reply in got[:1]:
+                self._check(case, reply)
+            self._judge(case, got, bool(got))
+        missing = [i for i in range(count) if not replies[i]]
+        if missing == [1]:
+            self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply"), cases[1], None)
+        elif missing:
+            self._anomaly(Anomaly("bufcnt-not-honoured", f"{len(missing)} of {count} requests sent back to back "
+                                                         f"(Buffer Count {info.bufcnt}) got no reply"), cases[missing[0]], None)
+        if overlap:
+            for i in overlap:
+                model.overlapped(frames[i], replies[i])
+            check = Case(self.result.cases, ata_request(info, tag(0xFF), 0x40, m, 0x24, policy.start), ("burst-read-back",), "burst", True)
+            matched, others = self.replayer.exchange(check.frame, self.confirm_wait)
+            for frame in others:
+                self._on_stray_frame(frame)
+            self._history.append(check)
+            self._since_health.append(check)
+            for reply in matched[:1]:
+                self._check(check, reply)
+            self._judge(check, matched, bool(matched))
 
     def _sync_model(self) -> None:
         """Frames the model did not see (replays while shrinking or confirming)

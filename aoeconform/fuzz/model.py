@@ -353,6 +353,22 @@ class TargetModel:
             return Footprint(names=frozenset({"reserve"}), all_disk=True)
         return Footprint()
 
+    def overlapped(self, request: bytes, replies: Sequence[bytes]) -> None:
+        """``request``, a write already stepped, was in flight together with
+        another write to the same sectors (stepped after it): either may have
+        landed last, but each sector is one of them whole (rule 20)."""
+        if len(request) < ATA_HEADER_END or request[27] not in WRITE_OPCODES:
+            return
+        reply = next((_Reply(bytes(r)) for r in replies if len(r) >= ATA_HEADER_END), None)
+        if reply is None or reply.refused:
+            return
+        ata = _Ata.parse(request)
+        for lba in ata.lbas:
+            for i, sector in enumerate(self._sectors(ata.payload, ata.scnt)):
+                if len(sector) == SECTOR_SIZE:
+                    self._widen(lba + i, sector)
+                    self.origin[lba + i] = "overlap"
+
     def restarted(self) -> None:
         """The target was restarted: what it kept only in memory is unknown."""
         for lba, data in self.pending_async.items():
@@ -604,11 +620,12 @@ class TargetModel:
                 kind, why = bad
                 detail = f"sector {at} holds the data of {why}"
             else:
-                kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost"}[origin]
+                kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
                 expected = next(iter(known)) if len(known) == 1 else None
                 offset = next((j for j, (a, b) in enumerate(zip(expected, sector)) if a != b), 0) if expected else 0
                 detail = (f"sector {at}: read {sector[offset:offset + 8].hex()}… at byte {offset}, "
-                          + ("an earlier read returned" if origin == "read" else "the last acknowledged write put")
+                          + ("an earlier read returned" if origin == "read" else "the last acknowledged write put"
+                             if origin != "overlap" else "either of two overlapping writes put")
                           + (f" {expected[offset:offset + 8].hex()}…" if expected else f" one of {len(known)} other contents"))
             # resynchronise on what the target holds now: one finding, not one per later read
             for j, s in enumerate(sectors):

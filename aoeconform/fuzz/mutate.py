@@ -443,8 +443,9 @@ SEMANTIC_SHARE = 0.4
 UNSUPPORTED_OPCODES = (0x00, 0x99, 0xB0, 0xEF, 0xC8, 0x25, 0xA1)
 
 
-def _ata_request(info: TargetFacts, tag: int, aflags: int, scnt: int, opcode: int, lba: int,
-                 data: bytes = b"", reserved: int = 0, ver: int = 1) -> bytes:
+def ata_request(info: TargetFacts, tag: int, aflags: int, scnt: int, opcode: int, lba: int,
+                data: bytes = b"", reserved: int = 0, ver: int = 1) -> bytes:
+    """A well-formed ATA request to the target, padded to the Ethernet minimum."""
     head = info.mac + info.host_mac + b"\x88\xa2"
     aoe = bytes((ver << 4, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, CMD_ATA)) + tag.to_bytes(4, "big")
     arg = bytes((aflags, 0, scnt, opcode)) + (lba % LBA48_LIMIT).to_bytes(6, "little") + reserved.to_bytes(2, "big")
@@ -483,34 +484,34 @@ class SemanticCases:
             scnt = rng.choice((1, 1, m, 2)) if m > 1 else 1
             variant = rng.random()
             if variant < 0.15:  # 28-bit, with the device bits Linux sends
-                return "semantic-read28", _ata_request(info, tag, 0, scnt, 0x20, lba | (rng.choice((0xE0, 0xA0, 0x40)) << 24))
+                return "semantic-read28", ata_request(info, tag, 0, scnt, 0x20, lba | (rng.choice((0xE0, 0xA0, 0x40)) << 24))
             if variant < 0.25:  # a 48-bit LBA whose high bits take it past the end
                 high = rng.choice((1 << 32, 1 << 28, 1 << 40))
-                return "semantic-read-high", _ata_request(info, tag, 0x40, 1, 0x24, lba + high)
+                return "semantic-read-high", ata_request(info, tag, 0x40, 1, 0x24, lba + high)
             if variant < 0.3:
-                return "semantic-read-reserved", _ata_request(info, tag, 0x40, 1, 0x24, lba, reserved=rng.choice((1, 0xFFFF)))
+                return "semantic-read-reserved", ata_request(info, tag, 0x40, 1, 0x24, lba, reserved=rng.choice((1, 0xFFFF)))
             if variant < 0.35:
-                return "semantic-read-over-max", _ata_request(info, tag, 0x40, m + 1, 0x24, lba)
+                return "semantic-read-over-max", ata_request(info, tag, 0x40, m + 1, 0x24, lba)
             if variant < 0.4:
-                return "semantic-read-trailing", _ata_request(info, tag, 0x40, 1, 0x24, lba, data=bytes(rng.choice((32, 64))))
-            return "semantic-read", _ata_request(info, tag, 0x40, scnt, 0x24, lba)
+                return "semantic-read-trailing", ata_request(info, tag, 0x40, 1, 0x24, lba, data=bytes(rng.choice((32, 64))))
+            return "semantic-read", ata_request(info, tag, 0x40, scnt, 0x24, lba)
         if roll < 0.8:
             lba = rng.choice(self.past_end)
-            return "semantic-read-edge", _ata_request(info, tag, 0x40, rng.choice((1, 2)) if m > 1 else 1, 0x24, lba)
+            return "semantic-read-edge", ata_request(info, tag, 0x40, rng.choice((1, 2)) if m > 1 else 1, 0x24, lba)
         choice = rng.randrange(6)
         if choice == 0:
-            return "semantic-identify", _ata_request(info, tag, 0, rng.choice((1, 1, 0)), 0xEC, rng.choice((0xA0 << 24, 0)))
+            return "semantic-identify", ata_request(info, tag, 0, rng.choice((1, 1, 0)), 0xEC, rng.choice((0xA0 << 24, 0)))
         if choice == 1:
-            return "semantic-check-power", _ata_request(info, tag, 0, 0, 0xE5, 0)
+            return "semantic-check-power", ata_request(info, tag, 0, 0, 0xE5, 0)
         if choice == 2:
-            return "semantic-flush", _ata_request(info, tag, *rng.choice(((0, 0, 0xE7), (0x40, 0, 0xEA))), 0)
+            return "semantic-flush", ata_request(info, tag, *rng.choice(((0, 0, 0xE7), (0x40, 0, 0xEA))), 0)
         if choice == 3:
-            return "semantic-unsupported", _ata_request(info, tag, 0, rng.choice((0, 1)), rng.choice(UNSUPPORTED_OPCODES), 0)
+            return "semantic-unsupported", ata_request(info, tag, 0, rng.choice((0, 1)), rng.choice(UNSUPPORTED_OPCODES), 0)
         if choice == 4:
             head = info.mac + info.host_mac + b"\x88\xa2"
             aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 1)) + tag.to_bytes(4, "big")
             return "semantic-config-read", (head + aoe + bytes(8)).ljust(ETH_MIN_FRAME, b"\0")
-        return "semantic-flush", _ata_request(info, tag, 0, 0, 0xE7, 0)
+        return "semantic-flush", ata_request(info, tag, 0, 0, 0xE7, 0)
 
     def _write(self, rng: random.Random, tag: int) -> Tuple[str, bytes]:
         info, m, policy = self.info, self.info.max_sectors, self.policy
@@ -521,16 +522,16 @@ class SemanticCases:
         data = rng.getrandbits(4096 * scnt).to_bytes(512 * scnt, "little")
         variant = rng.random()
         if variant < 0.2:
-            return "semantic-write-async", _ata_request(info, tag, 0x43, scnt, 0x34, lba, data)
+            return "semantic-write-async", ata_request(info, tag, 0x43, scnt, 0x34, lba, data)
         if variant < 0.3:
             cut = rng.choice((0, 1, 100, 511, 512 * scnt - 1))
-            return "semantic-write-short", _ata_request(info, tag, 0x41, scnt, 0x34, lba, data[:cut])
+            return "semantic-write-short", ata_request(info, tag, 0x41, scnt, 0x34, lba, data[:cut])
         if variant < 0.35:
-            return "semantic-write-ver", _ata_request(info, tag, 0x41, scnt, 0x34, lba, data, ver=2)
+            return "semantic-write-ver", ata_request(info, tag, 0x41, scnt, 0x34, lba, data, ver=2)
         if variant < 0.45:
             # no device bits in lba3: a write stays in the window under every reading of the LBA (WritePolicy)
-            return "semantic-write28", _ata_request(info, tag, 0x01, scnt, 0x30, lba, data)
-        return "semantic-write", _ata_request(info, tag, 0x41, scnt, 0x34, lba, data)
+            return "semantic-write28", ata_request(info, tag, 0x01, scnt, 0x30, lba, data)
+        return "semantic-write", ata_request(info, tag, 0x41, scnt, 0x34, lba, data)
 
 
 # -- the generator -------------------------------------------------------------------------

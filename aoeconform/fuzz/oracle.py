@@ -13,6 +13,8 @@ from typing import List
 
 from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
+    AFLAG_A,
+    AFLAG_W,
     AOE_HEADER_LEN,
     AOE_VERSION,
     ATA_HEADER_END,
@@ -92,6 +94,9 @@ KINDS = {
     "payload-beyond-count": (16, "a write stored bytes its frame carried beyond its sector count"),
     "error-flag-without-code": (6, "E=1 with an Error byte of 0: the flag says an error, the byte names none"),
     "answered-other-ethertype": (1, "a frame of another EtherType was answered as AoE"),
+    "duplicate-dropped": (18, "a request repeated with a new tag got no reply"),
+    "bufcnt-not-honoured": (19, "fewer than Buffer Count requests sent back to back were answered"),
+    "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
 }
 
@@ -116,7 +121,7 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     """True when every reading of the protocol notes says the target must answer.
 
     Silence is allowed (§10) for truncated arguments (15), Ver other than 1
-    (12), frames with R set (2), other addresses (10), config test and
+    (12), frames with R set (2), other addresses (10), A=1 writes (33), config test and
     prefix commands (37, 38), oversize or lying config lengths (42), and
     vendor commands (14); and a frame for another MAC never reaches it."""
     n = len(frame)
@@ -134,6 +139,8 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     fixed = FIXED_ARG_LEN.get(command)
     if fixed is not None and n < AOE_HEADER_LEN + fixed:
         return False
+    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (0x30, 0x34)):
+        return False  # an asynchronous write may go unanswered (rule 33)
     if command == CMD_QUERY_CONFIG:
         if frame[29] & 0xF in (CCMD_TEST, CCMD_TEST_PREFIX):
             return False
