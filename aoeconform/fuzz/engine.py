@@ -147,6 +147,7 @@ class Fuzzer:
         self._held: Optional[Case] = None  # a case waiting at the fence
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
+        self._advertisements = 0
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -229,6 +230,8 @@ class Fuzzer:
                   f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
         started = self._started = time.monotonic()
+        if self.restart_hook is not None:
+            self._restart_and_listen()
         # --seconds counts fuzzing: time spent shrinking moves the end, but
         # shrinking in a timed run has a budget of its own (the run's length, at least 10 s)
         self._end = None if seconds is None else started + seconds
@@ -350,6 +353,7 @@ class Fuzzer:
         if not frame[14] & FLAG_RESPONSE and frame[6:12] != self.info.mac:
             return  # someone's request, not a reply
         if is_advertisement(frame):
+            self._advertisements += 1
             return
         tag = int.from_bytes(frame[20:24], "big")
         pending = self._outstanding.pop(tag, None)
@@ -602,6 +606,18 @@ class Fuzzer:
             for reply in matched[:1]:
                 self._check(check, reply)
             self._judge(check, matched, bool(matched))
+
+    def _restart_and_listen(self) -> None:
+        """With a restart hook, the run starts from a freshly started target,
+        which must announce itself with an unsolicited config reply (rule 46)."""
+        before = self._advertisements
+        if not self.replayer.restart():
+            return
+        self.replayer.drain(self.quiet)
+        self.model.restarted()
+        self._model_restarts = self.replayer.restarts
+        if self._advertisements == before:
+            self._anomaly(Anomaly("no-advertisement", "no unsolicited config reply after the restart hook started the target"), None, None)
 
     def _sync_model(self) -> None:
         """Frames the model did not see (replays while shrinking or confirming)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable, Optional
 
+from aoeconform.scenario.endpoint import SparseImage
 from aoeconform.target.image import MemoryImage
 from aoeconform.target.logic import Target
 from aoeconform.transport.memory import MemoryLink
@@ -22,6 +23,7 @@ from aoeconform.session.facts import TargetFacts
 
 TARGET_MAC = bytes.fromhex("02aaaaaaaa02")
 HOST_MAC = bytes.fromhex("020000000001")
+DEFAULT_IMAGE_BYTES = 8 << 20
 _POLL = 0.05
 
 
@@ -36,7 +38,7 @@ class ReferenceTarget:
         shelf: int = 1,
         slot: int = 2,
         mtu: int = 1500,
-        image_bytes: int = 8 << 20,
+        image_bytes: int = DEFAULT_IMAGE_BYTES,
         bufcnt: int = 16,
         config: bytes = b"",
     ) -> None:
@@ -45,7 +47,8 @@ class ReferenceTarget:
         self.link = MemoryLink("fuzz")
         self.endpoint = self.link.endpoint(TARGET_MAC, mtu, name="memory:target")
         self.host = self.link.endpoint(HOST_MAC, mtu, name="memory:host")
-        self.image = MemoryImage(image_bytes)
+        # above 64 MiB only the sectors written are kept (a disk beyond 2^28 sectors costs nothing)
+        self.image = MemoryImage(image_bytes) if image_bytes <= 64 << 20 else SparseImage(image_bytes)
         self._lock = threading.Lock()
         self.target = self._new_target()
         self.restarts = 0

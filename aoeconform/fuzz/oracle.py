@@ -97,6 +97,7 @@ KINDS = {
     "duplicate-dropped": (18, "a request repeated with a new tag got no reply"),
     "bufcnt-not-honoured": (19, "fewer than Buffer Count requests sent back to back were answered"),
     "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
+    "no-advertisement": (46, "a target started by the restart hook sent no unsolicited config reply"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
 }
 
