@@ -41,7 +41,7 @@ from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
 from .findings import Finding, command_class
-from .model import Footprint, TargetModel
+from .model import MODEL_KINDS, Footprint, TargetModel
 from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
@@ -446,7 +446,10 @@ class Fuzzer:
             known.count += 1
             return
         frames: List[bytes] = []
-        if case is not None:
+        if case is not None and anomaly.evidence:
+            # what the verdict rests on (the write the READ was compared with, ...), then the case
+            frames = [f for f in anomaly.evidence if f != case.frame] + [case.frame]
+        elif case is not None:
             history = list(self._history)
             position = next((i for i in range(len(history) - 1, -1, -1) if history[i] is case), len(history))
             frames = [c.frame for c in history[max(0, position - self.context_frames):position]] + [case.frame]
@@ -755,6 +758,19 @@ class Fuzzer:
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
             replayer.restart()
+        elif kind in MODEL_KINDS:
+            # a semantic finding replays its frames through a fresh model: no restart needed
+            def test_model(candidate):
+                budget.spend()
+                return bool(candidate) and replayer.fires(kind, candidate)
+            if not test_model(frames):
+                finding.reproduced = False
+                finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
+                return
+            finding.reproduced = True
+            frames = ddmin(frames, test_model, budget)
+            prefix = frames[:-1]
+            frames = prefix + [shrink_frame(frames[-1], lambda c: replayer.fires(kind, prefix + [c]), budget)]
         elif stateful:
             finding.note = "not shrunk: canary changes are replayed but not minimised"
             finding.reproduced = None

@@ -155,6 +155,11 @@ def judge(spec: Mapping, reply: bytes, request: bytes) -> Optional[str]:
     return None if verdict.ok else verdict.message
 
 
+def _shares_a_half(sector: bytes, other: bytes) -> bool:
+    half = SECTOR_SIZE // 2
+    return sector[:half] == other[:half] or sector[half:] == other[half:]
+
+
 @dataclass(frozen=True)
 class Footprint:
     """What a request may touch: sectors (``all_disk`` for every one) and
@@ -256,10 +261,13 @@ class TargetModel:
         self.disk: Dict[int, FrozenSet[bytes]] = {}
         #: how a sector's content became known: "read", "write" or "async"
         self.origin: Dict[int, str] = {}
-        #: sector -> {content: (anomaly kind, what should not have written it)}
-        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str]]] = {}
+        #: sector -> {content: (anomaly kind, what should not have written it, that request)}
+        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes]]] = {}
         #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
         self.pending_async: Dict[int, bytes] = {}
+        #: sector -> the requests that made the model believe what it does of it (a finding's replay)
+        self.evidence: Dict[int, Tuple[bytes, ...]] = {}
+        self._request = b""  # the request being judged
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
         self.readable_hi: Optional[int] = None
@@ -297,6 +305,7 @@ class TargetModel:
         request = bytes(request)
         if len(request) < AOE_HEADER_LEN:
             return []
+        self._request = request
         # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
         reply = next((_Reply(bytes(r)) for r in replies
                       if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
@@ -382,6 +391,7 @@ class TargetModel:
         """Frames the model did not see reached the target: only what cannot
         change (the capacity, the readable edge) is still known."""
         self.disk.clear()
+        self.evidence.clear()
         self.origin.clear()
         self.forbidden.clear()
         self.pending_async.clear()
@@ -436,11 +446,22 @@ class TargetModel:
         if len(self._by_tag) > TAG_MEMORY:
             self._by_tag.popitem(last=False)
 
+    def _note(self, lba: int, fresh: bool = False) -> None:
+        """The request being judged is evidence for what the model holds of ``lba``."""
+        request = self._request
+        if fresh:
+            self.evidence[lba] = (request,)
+        else:
+            earlier = self.evidence.get(lba, ())
+            if request not in earlier:
+                self.evidence[lba] = (earlier + (request,))[-MAX_POSSIBLE:]
+
     def _widen(self, lba: int, data: bytes) -> None:
         """The sector may now hold ``data`` as well as what it held."""
         known = self.disk.get(lba)
         if known is None:
             return
+        self._note(lba)
         if data in known:
             return
         if len(known) >= MAX_POSSIBLE:
@@ -452,12 +473,15 @@ class TargetModel:
     def _set(self, lba: int, data: bytes, origin: str) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
+        self._note(lba, fresh=True)
         self.pending_async.pop(lba, None)
+        self.forbidden.pop(lba, None)  # what landed before this was overwritten by it
 
     def _forbid(self, lba: int, data: bytes, kind: str, why: str) -> None:
         entry = self.forbidden.setdefault(lba, {})
-        if len(entry) < MAX_POSSIBLE:
-            entry[data] = (kind, why)
+        if len(entry) >= MAX_POSSIBLE:
+            del entry[next(iter(entry))]  # the oldest goes
+        entry[data] = (kind, why, self._request)
 
     def _in_disk(self, lba: int, count: int) -> Optional[bool]:
         """True if [lba, lba+count) lies inside the disk, False if past its end, None if unknown."""
@@ -593,6 +617,8 @@ class TargetModel:
 
     def _learn(self, lba: int, sector: bytes) -> None:
         known = self.disk.get(lba)
+        if known is None or len(known) > 1:
+            self._note(lba, fresh=known is None)
         if known is None:
             pending = self.pending_async.get(lba)
             self.disk[lba] = frozenset((sector,) if pending is None or pending == sector else (sector, pending))
@@ -616,11 +642,15 @@ class TargetModel:
             at = lba + i
             bad = self.forbidden.get(at, {}).get(sector)
             origin = self.origin.get(at, "read")
+            evidence = self.evidence.get(at, ())
             if bad is not None:
-                kind, why = bad
+                kind, why, culprit = bad
                 detail = f"sector {at} holds the data of {why}"
+                evidence = tuple(e for e in evidence if e != culprit) + (culprit,)
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
+                if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
+                    kind = "read-data"  # neither write landed at all: lost, not torn
                 expected = next(iter(known)) if len(known) == 1 else None
                 offset = next((j for j, (a, b) in enumerate(zip(expected, sector)) if a != b), 0) if expected else 0
                 detail = (f"sector {at}: read {sector[offset:offset + 8].hex()}… at byte {offset}, "
@@ -630,7 +660,7 @@ class TargetModel:
             # resynchronise on what the target holds now: one finding, not one per later read
             for j, s in enumerate(sectors):
                 self._set(lba + j, s, "read")
-            return [Anomaly(kind, detail)]
+            return [Anomaly(kind, detail, evidence)]
         return []
 
     def _learn_edge(self, ata: _Ata, *, refused: bool, lba: Optional[int] = None) -> None:
@@ -672,7 +702,9 @@ class TargetModel:
                     if must_not is not None:
                         self._forbid(lba + i, sector, *must_not)
                     else:
+                        # it may have landed over an A=1 write still unflushed: FLUSH no longer decides
                         self._widen(lba + i, sector)
+                        self.pending_async.pop(lba + i, None)
             return found
         if reply.refused:
             for lba in lbas:
@@ -723,21 +755,23 @@ class TargetModel:
             for i, sector in enumerate(sectors[:count]):
                 at = lba + i
                 late = self.pending_async.get(at)
-                if late is not None and late != sector:
-                    self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
                 if len(lbas) > 1:
                     self._widen(at, sector)
+                    self.pending_async.pop(at, None)
                 elif asynchronous:
                     self._widen(at, sector)
                     self.pending_async[at] = sector
                 else:
                     self._set(at, sector, "write")
+                    if late is not None and late != sector:
+                        self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
         return found
 
     def _identify(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
         if reply is None or ignored:
             return []
-        clean = not (ata.raw[14] & 0x3 or ata.aflags & AFLAGS_MBZ)
+        # W=1 says data flows to the device: a target may send no block back (vblade)
+        clean = not (ata.raw[14] & 0x3 or ata.aflags & (AFLAGS_MBZ | 0x1))
         if reply.refused:
             if not clean or ata.scnt != 1:
                 return []
@@ -746,6 +780,8 @@ class TargetModel:
             return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt 1, LBA bytes 0x{ata.lba_bytes:012x}) refused: "
                                                 f"E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x} error 0x{reply.ata_error:02x}")]
         if len(reply.data) < IDENTIFY_LEN:
+            if not clean:
+                return []
             return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt {ata.scnt}) answered as a success with {len(reply.data)} data bytes, not the 512-byte block")]
         block = IdentifyData.decode(reply.data[:IDENTIFY_LEN])
         claimed = block.capacity_sectors
@@ -782,6 +818,7 @@ class TargetModel:
     def _set_async(self, lba: int, data: bytes) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = "async"
+        self._note(lba)
 
     def _unsupported(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
         if reply is None or ignored or reply.error_flag or not self._clean(ata):
@@ -815,4 +852,13 @@ class TargetModel:
         return []
 
 
-__all__ = ["TargetModel", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]
+#: what the model reports; a finding of these replays through a fresh model (shrink.Replayer.fires)
+MODEL_KINDS = frozenset({
+    "read-refused", "read-status", "read-unstable", "read-data", "write-refused", "write-status", "refused-write-applied",
+    "short-write-accepted", "scnt-over-max", "idnf-missing", "lba28-arithmetic", "lba48-arithmetic", "identify-capacity",
+    "identify-refused", "unsupported-opcode", "check-power", "flush-status", "async-write-lost", "ata-reserved-not-ignored",
+    "side-effect-under-ver", "response-had-effect", "other-address-had-effect", "truncated-had-effect", "answered-other-ethertype",
+    "trailing-bytes-refused", "sector-count-beyond-mtu", "stale-reply", "payload-beyond-count",
+})
+
+__all__ = ["TargetModel", "MODEL_KINDS", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]

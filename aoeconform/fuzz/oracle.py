@@ -9,7 +9,7 @@ check in the engine (kind ``unresponsive``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
@@ -106,6 +106,9 @@ KINDS = {
 class Anomaly:
     kind: str
     detail: str
+    #: earlier requests the verdict rests on (the write a READ was compared with, ...):
+    #: a finding replays them before the request that broke the rule
+    evidence: Tuple[bytes, ...] = ()
 
     @property
     def rule(self) -> int:
@@ -207,6 +210,7 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
         and len(request) >= ATA_HEADER_END
         and request[19] == CMD_ATA
         and request[27] in (ATA_READ_SECTORS, ATA_READ_SECTORS_EXT)
+        and not request[24] & AFLAG_W  # W=1 says data flows to the device: vblade sends none back
         and n >= ATA_HEADER_END
         and not reply[27] & ATA_STATUS_FAILURE_MASK
     ):
