@@ -88,12 +88,17 @@ def _seeds(args):
 
 
 def _open_interface(text: str):
+    from aoeconform.fuzz.context import second_mac
     from aoeconform.initiator.addressing import open_target
+    from aoeconform.transport.raw import RawTransport
 
-    transport, record = open_target(text, timeout=2.0, identify=True, lenient=True)
+    # promiscuous: the replies to the second initiator's MAC (Mac Mask and reservation cases) must reach us
+    transport, record = open_target(text, timeout=2.0, identify=True, lenient=True,
+                                    transport_factory=lambda iface: RawTransport(iface, promiscuous=True))
     if record.address_fault:
         print(f"aoeconform fuzz: {record.address_fault}; fuzzing {record.address} at {record.mac.hex(':')} all the same "
               f"(its replies' addresses are findings, rule 11)", file=sys.stderr, flush=True)
+    record.second_mac = second_mac(transport.mac)
     return transport, record
 
 

@@ -18,6 +18,14 @@ from aoeconform.session.facts import TargetFacts
 DEFAULT_WINDOW_SECTORS = 64
 
 
+def second_mac(host_mac: bytes) -> bytes:
+    """The second initiator's MAC: a spoofed source on the host's own link,
+    the same one the suites use (scenario.endpoint.spoofed_mac)."""
+    from aoeconform.scenario.endpoint import spoofed_mac
+
+    return spoofed_mac(host_mac)
+
+
 #: for code written against the old name while the session layer lands; use TargetFacts
 TargetInfo = TargetFacts
 

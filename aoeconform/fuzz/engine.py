@@ -208,6 +208,8 @@ class Fuzzer:
         self.replayer.deadline = self.deadline
         self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
         self.replayer.record_canaries(self._canary_lbas())
+        if self._original_config is not None and self.model.admin.config is None:
+            self.model.admin.config = self._original_config  # the health probe's reply says what it is
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:
@@ -473,6 +475,7 @@ class Fuzzer:
             "iface": getattr(self.transport, "name", ""),
             "mac": info.mac.hex(":"),
             "host_mac": info.host_mac.hex(":"),
+            "second_mac": info.second_mac.hex(":"),
             "shelf": info.shelf,
             "slot": info.slot,
             "mtu": info.mtu,

@@ -20,6 +20,7 @@ from aoeconform.transport.memory import MemoryLink
 
 from aoeconform.session.facts import TargetFacts
 
+from .context import second_mac
 
 TARGET_MAC = bytes.fromhex("02aaaaaaaa02")
 HOST_MAC = bytes.fromhex("020000000001")
@@ -46,7 +47,8 @@ class ReferenceTarget:
         self.shelf, self.slot, self.mtu, self.bufcnt, self.config = shelf, slot, mtu, bufcnt, config
         self.link = MemoryLink("fuzz")
         self.endpoint = self.link.endpoint(TARGET_MAC, mtu, name="memory:target")
-        self.host = self.link.endpoint(HOST_MAC, mtu, name="memory:host")
+        # promiscuous: it also receives the replies to the second initiator's MAC
+        self.host = self.link.endpoint(HOST_MAC, mtu, promiscuous=True, name="memory:host")
         # above 64 MiB only the sectors written are kept (a disk beyond 2^28 sectors costs nothing)
         self.image = MemoryImage(image_bytes) if image_bytes <= 64 << 20 else SparseImage(image_bytes)
         self._lock = threading.Lock()
@@ -72,6 +74,7 @@ class ReferenceTarget:
         return TargetFacts(
             mac=TARGET_MAC, shelf=self.shelf, slot=self.slot, host_mac=HOST_MAC, mtu=self.mtu,
             bufcnt=self.bufcnt, sector_count=self.target.max_sectors, capacity=self.target.capacity,
+            second_mac=second_mac(HOST_MAC),
         )
 
     def _serve(self) -> None:

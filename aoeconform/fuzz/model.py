@@ -73,6 +73,8 @@ from aoeconform.wire.identify import IDENTIFY_LEN, IdentifyData
 from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
+from .model_admin import AdminModel
+from .model_admin import changes_state as admin_changes_state
 from .oracle import Anomaly
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -250,7 +252,7 @@ class _Reply:
 class TargetModel:
     """The target as the fuzzer knows it; ``step`` judges and learns."""
 
-    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: bytes = b"", host_macs: Sequence[bytes] = ()):
+    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: Optional[bytes] = None, host_macs: Sequence[bytes] = ()):
         self.info = info
         self.policy = policy
         self.host_macs: Tuple[bytes, ...] = tuple(host_macs) or (info.host_mac,)
@@ -271,18 +273,15 @@ class TargetModel:
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
         self.readable_hi: Optional[int] = None
-        # the admin state; None where unknown (then every outcome that depends on it is accepted)
-        self.config: Optional[bytes] = config
-        self.mask: Optional[FrozenSet[bytes]] = frozenset()
-        self.reservation: Optional[FrozenSet[bytes]] = frozenset()
+        #: the config string, Mac Mask list and reservation, and their oracles (model_admin);
+        #: each None while unknown, then every outcome that depends on it is accepted
+        self.admin = AdminModel(info, config=config, mask=info.mask, reservation=info.reservation)
         self._by_tag: "collections.OrderedDict[int, Tuple[bytes, bytes]]" = collections.OrderedDict()
         #: one handler per AoE command: (request, reply or None, answered in time, the rule that
         #: makes the target ignore the request or 0) -> anomalies
         self._handlers: Dict[int, Callable[[bytes, Optional[_Reply], bool, int], List[Anomaly]]] = {
             CMD_ATA: self._ata,
             CMD_QUERY_CONFIG: self._query_config,
-            CMD_MAC_MASK: self._mac_mask,
-            CMD_RESERVE_RELEASE: self._reserve,
         }
         self._ata_handlers: Dict[int, Callable[[_Ata, Optional[_Reply], bool, int], List[Anomaly]]] = {
             ATA_READ_SECTORS: self._read,
@@ -309,10 +308,11 @@ class TargetModel:
         # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
         reply = next((_Reply(bytes(r)) for r in replies
                       if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
+        # the admin oracles first: they see every command (enforcement of the mask and the reservation)
+        found = self.admin.step(request, replies, answered_in_time)
         handler = self._handlers.get(request[19])
-        if handler is None:
-            return []
-        found = handler(request, reply, answered_in_time, self.ignored_rule(request))
+        if handler is not None:
+            found += handler(request, reply, answered_in_time, self.ignored_rule(request))
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
             self._remember_reply(request, reply.raw)
@@ -331,9 +331,7 @@ class TargetModel:
                 return False
             # other opcodes change nothing a conforming target keeps (rule 29)
             return request[27] in WRITE_OPCODES or request[27] in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT)
-        if command == CMD_QUERY_CONFIG:
-            return len(request) < 30 or request[29] & 0xF not in (0, 1, 2)
-        return command in (CMD_MAC_MASK, CMD_RESERVE_RELEASE)
+        return admin_changes_state(request)
 
     def footprint(self, request: bytes) -> Footprint:
         """What ``request`` may read or change (see ``Footprint``)."""
@@ -383,9 +381,7 @@ class TargetModel:
         for lba, data in self.pending_async.items():
             self._widen(lba, data)
         self.pending_async.clear()
-        self.config = None
-        self.mask = None
-        self.reservation = None
+        self.admin.forget()
 
     def forget(self) -> None:
         """Frames the model did not see reached the target: only what cannot
@@ -396,9 +392,7 @@ class TargetModel:
         self.forbidden.clear()
         self.pending_async.clear()
         self._by_tag.clear()
-        self.config = None
-        self.mask = None
-        self.reservation = None
+        self.admin.forget()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -422,9 +416,7 @@ class TargetModel:
 
     def _reserved_against_us(self, request: bytes) -> bool:
         """Whether a reservation may shut the requester out (unknown counts)."""
-        if self.reservation is None:
-            return True
-        return bool(self.reservation) and request[6:12] not in self.reservation
+        return self.admin.may_refuse_reserved(request)
 
     def stale_reply(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
         """The anomaly when ``reply`` is byte for byte the reply an earlier
@@ -836,19 +828,6 @@ class TargetModel:
         if AOE_HEADER_LEN - 14 + 12 + advertised * SECTOR_SIZE > self.info.mtu:
             return [Anomaly("sector-count-beyond-mtu", f"Sector Count {advertised}: a read of that many sectors is "
                                                        f"{22 + advertised * SECTOR_SIZE} bytes, the MTU is {self.info.mtu}")]
-        return []
-
-
-    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4) ---------------------------------------
-
-    def _mac_mask(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        if self.changes_state(request) and not (len(request) > 25 and request[25] == 0 and ignored in (2, 10)):
-            self.mask = None  # not modelled yet: whatever the edit did is unknown
-        return []
-
-    def _reserve(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        if len(request) <= AOE_HEADER_LEN or request[24] != 0:
-            self.reservation = None  # not modelled yet: whatever the set did is unknown
         return []
 
 

@@ -7,7 +7,8 @@ single case can be rebuilt from its index alone.
 
 A case is made in three layers:
 
-1. a seed frame, addressed to the target (shelf, slot, MACs, a unique tag);
+1. a seed frame, addressed to the target (shelf, slot, MACs, a unique tag),
+   sometimes from the second initiator's MAC;
 2. zero to four *field* mutations on the decoded frame (``aoeconform.wire``):
    boundary values, flag and MBZ bits, version nibble, tags with bit 31,
    wildcard and foreign addresses, length fields that lie, unknown commands;
@@ -16,7 +17,9 @@ A case is made in three layers:
 
 Then ``sanitize`` keeps the case safe for the disk and for the session:
 write opcodes become reads unless writes are allowed (and then stay in the
-LBA window), and Mac Mask edits or reservations never lock the host out.
+LBA window), and Mac Mask edits or reservations never lock the host out:
+a Mac Mask list only ever holds the host, whoever edits it, so the second
+MAC is the one it keeps out.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ from .seeds import HOST_MAC_PLACEHOLDER, Seed
 
 #: first tag of a run's own numbering; health probes use their own range
 CASE_TAG_BASE = 0x00010000
+#: the share of cases sent from the second initiator's MAC (TargetInfo.second_mac):
+#: what the Mac Mask list and a reservation must keep out (rules 51, 57)
+SECOND_SOURCE_SHARE = 0.1
 TAG_MASK_31 = 0x7FFFFFFF
 
 INTERESTING_OPCODES = (
@@ -569,9 +575,12 @@ class CaseGenerator:
             return Case(index, frame_raw, (), name, expects_reply(frame_raw, self.info))
         seed, base = self._bases[rng.randrange(len(self._bases))]
         raw = bytearray(base)
+        names: List[str] = []
+        if self.info.second_mac and rng.random() < SECOND_SOURCE_SHARE and len(raw) >= AOE_HEADER_LEN:
+            raw[6:12] = self.info.second_mac
+            names.append("second-source")
         if len(raw) >= AOE_HEADER_LEN:
             raw[20:24] = case_tag(index).to_bytes(4, "big")
-        names: List[str] = []
         frame: Optional[Frame]
         try:
             frame = Frame.decode(bytes(raw))

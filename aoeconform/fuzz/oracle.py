@@ -21,6 +21,8 @@ from aoeconform.wire.constants import (
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
     ATA_STATUS_FAILURE_MASK,
+    ATA_WRITE_SECTORS,
+    ATA_WRITE_SECTORS_EXT,
     CCMD_TEST,
     CCMD_TEST_PREFIX,
     CMD_ATA,
@@ -99,6 +101,40 @@ KINDS = {
     "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
     "no-advertisement": (46, "a target started by the restart hook sent no unsolicited config reply"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
+    # the config string, the Mac Mask list and the reservation against the model (model_admin)
+    "config-version-required": (35, "a config query refused because its version nibble is not 1 (aoetools send 0)"),
+    "config-reply-string": (35, "a successful config reply does not carry the current config string"),
+    "config-read-string": (36, "CCmd 0 (read) replied with a string other than the current one"),
+    "config-read-refused": (36, "CCmd 0 (read) refused"),
+    "config-test-answered": (37, "CCmd 1 (test) answered although the string does not match"),
+    "config-test-unanswered": (37, "CCmd 1 (test) with the current string not answered"),
+    "config-prefix-answered": (38, "CCmd 2 (prefix) answered although the string is not a prefix"),
+    "config-prefix-unanswered": (38, "CCmd 2 (prefix) with a prefix of the current string (empty included) not answered"),
+    "config-set-overwrote": (39, "CCmd 3 (set) replaced a different existing string instead of Error 4"),
+    "config-set-refused": (39, "CCmd 3 (set) refused while the string was empty (or equal, other than by Error 4)"),
+    "config-force-refused": (40, "CCmd 4 (force set) refused"),
+    "config-ccmd-accepted": (41, "CCmd 5-15 answered with success instead of Error 1 or 2"),
+    "config-length-unchecked": (42, "a config set with a length over 1024 or beyond the bytes present succeeded"),
+    "config-string-mangled": (43, "the config string stored is not the bytes sent (NULs, bytes over 0x7F, length)"),
+    "mask-dircount": (47, "a Mac Mask reply's Dir Count is not the size of the list"),
+    "mask-list": (47, "a Mac Mask reply lists other MACs than the list holds"),
+    "mask-duplicate": (48, "a MAC appears twice in the Mac Mask list (a duplicate add listed it again)"),
+    "mask-edit-refused": (48, "a Mac Mask edit with valid directives refused"),
+    "mask-wrong-index": (49, "a failing Mac Mask directive reported with the wrong index or MError"),
+    "mask-mcmd-accepted": (50, "an unknown MCmd answered with success instead of Error 2"),
+    "mask-not-enforced": (51, "a frame from a MAC not on a non-empty Mac Mask list was answered"),
+    "mask-empty-silent": (52, "with an empty Mac Mask list, a request from another MAC was not answered"),
+    "mask-dircount-unchecked": (53, "a Mac Mask edit whose Dir Count runs past the frame succeeded"),
+    "reserve-list": (54, "a Reserve/Release reply's NMacs or MACs are not the reservation held"),
+    "reserve-set-stole": (55, "RCmd 1 (set) by a MAC outside the reservation succeeded instead of Error 6"),
+    "reserve-set-refused": (55, "RCmd 1 (set) by a listed MAC, or with no reservation, refused"),
+    "reserve-force-refused": (56, "RCmd 2 (force set) refused"),
+    "reserve-release-ignored": (56, "a set with NMacs 0 did not release the reservation"),
+    "reserve-not-enforced": (57, "a READ or WRITE from a MAC outside the reservation was served"),
+    "reserve-silent": (57, "an ATA request from a MAC outside the reservation got no reply (READ and WRITE: Error 6 is due)"),
+    "reserve-holder-refused": (57, "a READ or WRITE from a MAC in the reservation refused with Error 6"),
+    "reserve-rcmd-accepted": (58, "an unknown RCmd answered with success instead of Error 2"),
+    "reserve-nmacs-unchecked": (58, "a reservation whose NMacs runs past the frame succeeded"),
 }
 
 
@@ -127,7 +163,14 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     Silence is allowed (§10) for truncated arguments (15), Ver other than 1
     (12), frames with R set (2), other addresses (10), A=1 writes (33), config test and
     prefix commands (37, 38), oversize or lying config lengths (42), and
-    vendor commands (14); and a frame for another MAC never reaches it."""
+    vendor commands (14); and a frame for another MAC never reaches it.
+    Frames from the second initiator's MAC are answered or not as the Mac
+    Mask list says, so only the model (``model_admin``) judges their silence."""
+    return frame[6:12] == info.host_mac and must_answer(frame, info)
+
+
+def must_answer(frame: bytes, info: TargetFacts) -> bool:
+    """``expects_reply`` for a frame from a MAC the Mac Mask list allows."""
     n = len(frame)
     if n < AOE_HEADER_LEN or frame[12:14] != ETH_P_AOE.to_bytes(2, "big"):
         return False
@@ -143,8 +186,8 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     fixed = FIXED_ARG_LEN.get(command)
     if fixed is not None and n < AOE_HEADER_LEN + fixed:
         return False
-    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (0x30, 0x34)):
-        return False  # an asynchronous write may go unanswered (rule 33)
+    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT)):
+        return False  # whether an asynchronous write is answered is unspecified (33)
     if command == CMD_QUERY_CONFIG:
         if frame[29] & 0xF in (CCMD_TEST, CCMD_TEST_PREFIX):
             return False

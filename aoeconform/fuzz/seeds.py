@@ -47,6 +47,7 @@ from aoeconform.wire.constants import (
     LBA_MODE_BITS,
     MCMD_EDIT,
     MCMD_READ,
+    RCMD_FORCE_SET,
     RCMD_READ,
     RCMD_SET,
     SECTOR_SIZE,
@@ -107,8 +108,13 @@ def generated_seeds() -> List[Seed]:
         _seed("config-force-set", CMD_QUERY_CONFIG, ConfigArg(ccmd=CCMD_FORCE_SET, config=b"aoeconform-fuzz")),
         _seed("mask-read", CMD_MAC_MASK, MacMaskArg(mcmd=MCMD_READ)),
         _seed("mask-edit", CMD_MAC_MASK, MacMaskArg(mcmd=MCMD_EDIT, directives=[Directive(DCMD_ADD, HOST_MAC_PLACEHOLDER), Directive(DCMD_DELETE, HOST_MAC_PLACEHOLDER)])),
+        # a list that stays: then frames from the second MAC must go unanswered (rule 51)
+        _seed("mask-add-host", CMD_MAC_MASK, MacMaskArg(mcmd=MCMD_EDIT, directives=[Directive(DCMD_ADD, HOST_MAC_PLACEHOLDER)])),
         _seed("reserve-read", CMD_RESERVE_RELEASE, ReserveArg(rcmd=RCMD_READ)),
         _seed("reserve-set-release", CMD_RESERVE_RELEASE, ReserveArg(rcmd=RCMD_SET, macs=[])),
+        # a reservation that stays: then the second MAC's reads and writes get Error 6 (rule 57)
+        _seed("reserve-set-host", CMD_RESERVE_RELEASE, ReserveArg(rcmd=RCMD_SET, macs=[HOST_MAC_PLACEHOLDER])),
+        _seed("reserve-force-host", CMD_RESERVE_RELEASE, ReserveArg(rcmd=RCMD_FORCE_SET, macs=[HOST_MAC_PLACEHOLDER])),
     ]
     assert all(len(s.aoe) <= 10 + 12 + SECTOR_SIZE for s in seeds)
     return seeds

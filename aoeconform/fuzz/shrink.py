@@ -363,10 +363,12 @@ def shrink_frame(frame: bytes, test: Callable[[bytes], bool], budget: Budget) ->
 
 
 def readdress(frames: Sequence[bytes], old: dict, info: TargetFacts) -> List[bytes]:
-    """Point saved frames at another target: the old target's and host's
-    MACs, shelf and slot are replaced; wildcards and other addresses stay."""
+    """Point saved frames at another target: the old target's, host's and
+    second initiator's MACs, shelf and slot are replaced; wildcards and
+    other addresses stay."""
     old_mac = bytes.fromhex(old.get("mac", "").replace(":", "")) if old.get("mac") else None
     old_host = bytes.fromhex(old.get("host_mac", "").replace(":", "")) if old.get("host_mac") else None
+    old_second = bytes.fromhex(old.get("second_mac", "").replace(":", "")) if old.get("second_mac") else None
     out = []
     for frame in frames:
         f = bytearray(frame)
@@ -374,6 +376,8 @@ def readdress(frames: Sequence[bytes], old: dict, info: TargetFacts) -> List[byt
             f[0:6] = info.mac
         if old_host is not None and f[6:12] == old_host:
             f[6:12] = info.host_mac
+        elif old_second is not None and f[6:12] == old_second and info.second_mac:
+            f[6:12] = info.second_mac  # the second initiator's frames stay the second initiator's
         if len(f) >= 19:
             if old.get("shelf") is not None and int.from_bytes(f[16:18], "big") == old["shelf"]:
                 f[16:18] = info.shelf.to_bytes(2, "big")

@@ -75,6 +75,9 @@ class TargetFacts:
     flush: bool = True
     #: set when the target was taken at the asked address although its reply named another (lenient resolve)
     address_fault: Optional[str] = None
+    #: a second initiator's source MAC, for the fuzzer's Mac Mask and reservation
+    #: cases (a spoofed source on this host's link); empty when there is none
+    second_mac: bytes = b""
 
     # -- derived ----------------------------------------------------------------
 

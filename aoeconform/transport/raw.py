@@ -15,7 +15,9 @@ against vblade:
   pair they arrive without promiscuous mode.
 
 With ``accept_all=False`` only frames to our own MAC, to group (broadcast or
-multicast) addresses, or to one of ``extra_macs`` are returned.
+multicast) addresses, or to one of ``extra_macs`` are returned. With
+``promiscuous`` the interface is put in promiscuous mode for as long as the
+socket is open, so frames to made-up MACs arrive on a real NIC too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ ETH_HEADER_LEN = 14
 
 # <linux/if_packet.h>, <asm-generic/socket.h>, <linux/sockios.h>, <linux/filter.h>
 SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 PACKET_OUTGOING = 4
 PACKET_IGNORE_OUTGOING = 23
 SO_SNDBUFFORCE = 32
@@ -103,10 +107,11 @@ class RawTransport(Transport):
         extra_macs: Iterable[bytes] = (),
         rcvbuf: int = DEFAULT_RCVBUF,
         sndbuf: int = DEFAULT_SNDBUF,
+        promiscuous: bool = False,
     ) -> None:
         self.name = iface
         try:
-            socket.if_nametoindex(iface)
+            ifindex = socket.if_nametoindex(iface)
         except OSError:
             raise NoSuchInterface(
                 f"interface {iface} does not exist; create a lab with `aoeconform lab up` "
@@ -134,6 +139,10 @@ class RawTransport(Transport):
                         f"interface {iface} does not exist; create a lab with `aoeconform lab up`"
                     ) from None
                 raise
+            if promiscuous:
+                # Replies to a spoofed source MAC (a second initiator) pass a real
+                # NIC's filter only this way; the membership ends with the socket.
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
             self.mac = _ifreq(sock, SIOCGIFHWADDR, iface)[18:24]
             self.mtu = struct.unpack_from("i", _ifreq(sock, SIOCGIFMTU, iface), 16)[0]
             sock.setblocking(False)

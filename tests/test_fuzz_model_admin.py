@@ -1,0 +1,184 @@
+"""The fuzzer's model of the config string, the Mac Mask list and the
+reservation (fuzz.model_admin): each oracle fires on the quirk that breaks
+its rule, and stays silent on the clean reference target and on every
+reading a rule accepts (quirks.READINGS), for the scripted requests and for
+mutated fuzz cases from both MACs."""
+
+from __future__ import annotations
+
+import pytest
+
+from aoeconform.fuzz.admin_requests import AdminRequests, admin_script
+from aoeconform.fuzz.context import WritePolicy, second_mac
+from aoeconform.session import TargetFacts
+from aoeconform.fuzz.local import HOST_MAC, TARGET_MAC, ReferenceTarget
+from aoeconform.fuzz.model_admin import AdminModel, changes_state
+from aoeconform.fuzz.mutate import CaseGenerator
+from aoeconform.fuzz.oracle import KINDS
+from aoeconform.fuzz.seeds import generated_seeds
+from aoeconform.target.image import MemoryImage
+from aoeconform.target.logic import Target
+from aoeconform.target.quirks import QUIRKS, READINGS
+from aoeconform.wire.constants import CCMD_FORCE_SET, CCMD_READ, CCMD_SET, CCMD_TEST, DCMD_ADD, RCMD_FORCE_SET, RCMD_READ, RCMD_SET
+
+#: quirk -> the anomaly kind that must report it
+FIRES = {
+    "config-test-mismatch": "config-test-answered",
+    "config-prefix-mismatch": "config-prefix-answered",
+    "config-prefix-empty-silent": "config-prefix-unanswered",
+    "config-set-overwrites": "config-set-overwrote",
+    "config-stale-bytes": "config-length-unchecked",
+    "config-nul-truncate": "config-string-mangled",
+    "config-text-only": "config-string-mangled",
+    "config-version-nibble-required": "config-version-required",
+    "config-read-echoes-request": "config-read-string",
+    "config-force-as-set": "config-force-refused",
+    "config-ccmd-unchecked": "config-ccmd-accepted",
+    "trailing-bytes-rejected": "trailing-bytes-refused",
+    "ver-unchecked": "side-effect-under-ver",
+    "mask-not-enforced": "mask-not-enforced",
+    "mask-wrong-index": "mask-wrong-index",
+    "mask-dircount-overstated": "mask-dircount",
+    "mask-duplicate-entries": "mask-duplicate",
+    "mask-mcmd-unchecked": "mask-mcmd-accepted",
+    "mask-dircount-unchecked": "mask-dircount-unchecked",
+    "reserve-not-enforced": "reserve-not-enforced",
+    "reserve-set-steals": "reserve-set-stole",
+    "reserve-nmacs-overstated": "reserve-list",
+    "reserve-set-refuses-holder": "reserve-set-refused",
+    "reserve-force-refused": "reserve-force-refused",
+    "reserve-release-ignored": "reserve-release-ignored",
+    "reserve-locks-out-holder": "reserve-holder-refused",
+    "reserve-silent-to-others": "reserve-silent",
+    "reserve-nmacs-unchecked": "reserve-nmacs-unchecked",
+}
+
+
+def _target(quirks=()):
+    target = Target(MemoryImage(1 << 20), shelf=1, slot=2, mac=TARGET_MAC, quirks=quirks)
+    info = TargetFacts(mac=TARGET_MAC, shelf=1, slot=2, host_mac=HOST_MAC, sector_count=target.max_sectors,
+                      capacity=target.capacity, second_mac=second_mac(HOST_MAC))
+    return target, info
+
+
+def _drive(target, model, frames):
+    """Each frame through the target and the model, in order: the anomalies."""
+    found = []
+    for frame in frames:
+        if target.dead:
+            break
+        replies = [r for r in target.handle(frame) if r[20:24] == frame[20:24]]
+        found += model.step(frame, replies)
+    return found
+
+
+def test_every_kind_names_a_rule_of_the_notes():
+    for kind in set(FIRES.values()):
+        rule, text = KINDS[kind]
+        assert 1 <= rule <= 58 and text
+
+
+@pytest.mark.parametrize("reading", [None, *READINGS])
+def test_script_silent_on_clean_target_and_readings(reading):
+    target, info = _target([reading] if reading else [])
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, admin_script(info, lba=10)) == []
+    # the script leaves the target as it found it, and the model knows it
+    assert (target.config, target.mask, target.reservation) == (b"", [], [])
+    assert (model.config, model.mask, model.reservation) == (b"", [], [])
+
+
+@pytest.mark.parametrize("quirk", sorted(FIRES))
+def test_script_fires_on_quirk(quirk):
+    target, info = _target([quirk])
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    kinds = {a.kind for a in _drive(target, model, admin_script(info, lba=10))}
+    assert FIRES[quirk] in kinds
+    assert quirk in QUIRKS and KINDS[FIRES[quirk]][0] in QUIRKS[quirk].rules or FIRES[quirk] == "trailing-bytes-refused"
+
+
+def test_unknown_state_is_learnt_not_judged():
+    """A target whose string, list and reservation the model does not know:
+    nothing is judged until a reply tells, then everything is."""
+    target, info = _target(["config-set-overwrites"])
+    target.config = b"preset"
+    r = AdminRequests(info)
+    model = AdminModel(info)
+    assert _drive(target, model, [r.config(CCMD_SET, b"mine"), r.reserve(RCMD_SET, [info.second_mac], src=info.second_mac)]) == []
+    assert model.config == b"mine"  # a set answered with success while unknown teaches the new string
+    assert model.reservation == [info.second_mac]
+    assert _drive(target, model, [r.config_read()]) == [] and model.config == b"mine"
+    assert [a.kind for a in _drive(target, model, [r.config(CCMD_SET, b"other")])] == ["config-set-overwrote"]
+
+
+def test_silence_is_judged_only_when_settled():
+    target, info = _target(["config-prefix-empty-silent"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    prefix = r.config(2, b"")
+    assert model.step(prefix, [], answered_in_time=False) == []
+    assert [a.kind for a in model.step(prefix, [])] == ["config-prefix-unanswered"]
+    # the second MAC's silence with the list unknown may be the list's doing
+    model.mask = None
+    assert model.step(r.config_read(src=info.second_mac), []) == []
+
+
+def test_masked_out_answers_and_unknown_list():
+    target, info = _target(["mask-not-enforced"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.mask_edit([(DCMD_ADD, info.host_mac)])]) == [] and model.mask == [info.host_mac]
+    assert model.masked_out(r.read(0, src=info.second_mac)) and not model.masked_out(r.read(0))
+    assert [a.kind for a in _drive(target, model, [r.read(0, src=info.second_mac)])] == ["mask-not-enforced"]
+    model.forget()
+    assert model.masked_out(r.read(0)) is None and model.may_refuse_reserved(r.read(0))
+
+
+def test_changes_state():
+    _, info = _target()
+    r = AdminRequests(info)
+    changing = [r.config(CCMD_SET, b"x"), r.config(CCMD_FORCE_SET), r.config(9), r.mask_edit([]), r.reserve(RCMD_SET),
+                r.reserve(RCMD_FORCE_SET), r.reserve(7), r.config_read()[:28]]
+    reading = [r.config_read(), r.config(CCMD_TEST, b"x"), r.mask_read(), r.reserve(RCMD_READ), r.read(0), r.write(0, b"x")]
+    assert all(changes_state(f) for f in changing)
+    assert not any(changes_state(f) for f in reading)
+    assert r.config(CCMD_READ)[29] & 0xF == CCMD_READ
+
+
+def _fuzz(quirks, cases, seed=3):
+    """Mutated fuzz cases (a tenth of them from the second MAC) through the target and the model."""
+    target, info = _target(quirks)
+    policy = WritePolicy.for_target(True, None, info.capacity)
+    generator = CaseGenerator(seed, generated_seeds(), info, policy)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    found = _drive(target, model, [generator.case(i).frame for i in range(cases)])
+    return found, generator
+
+
+@pytest.mark.parametrize("reading", [None, *READINGS])
+def test_fuzz_cases_silent_on_clean_target_and_readings(reading):
+    found, generator = _fuzz([reading] if reading else [], 4000)
+    assert found == []
+    sources = {generator.case(i).frame[6:12] for i in range(200)}
+    assert sources == {HOST_MAC, second_mac(HOST_MAC)}
+
+
+@pytest.mark.parametrize("quirk", ["config-test-mismatch", "mask-not-enforced", "reserve-not-enforced", "reserve-set-steals",
+                                   "reserve-locks-out-holder", "mask-wrong-index", "config-force-as-set"])
+def test_fuzz_cases_find_quirk(quirk):
+    found, _ = _fuzz([quirk], 4000)
+    assert FIRES[quirk] in {a.kind for a in found}
+
+
+def test_reference_target_in_memory_answers_the_second_mac():
+    """The in-memory host endpoint also receives the replies to the second
+    MAC (promiscuous, as a raw socket on a veth is), so the fuzzer can speak from it."""
+    with ReferenceTarget() as ref:
+        info = ref.info
+        assert info.second_mac and info.second_mac != info.host_mac
+        frame = AdminRequests(info).config_read(src=info.second_mac)
+        ref.host.send(frame)
+        reply = ref.host.recv(2.0)
+        while reply is not None and reply[20:24] != frame[20:24]:
+            reply = ref.host.recv(2.0)  # the start-up advertisement comes first
+        assert reply is not None and reply[0:6] == info.second_mac
