@@ -45,7 +45,7 @@ from .model import MODEL_KINDS, Footprint, TargetModel
 from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
+from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -148,6 +148,7 @@ class Fuzzer:
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
         self._advertisements = 0
+        self._fresh: set = set()  # findings that reproduce only from a restarted target
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -399,7 +400,7 @@ class Fuzzer:
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE):
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
@@ -711,7 +712,7 @@ class Fuzzer:
         from .signature import classify
 
         kind = finding.kind
-        restart = kind == "unresponsive"
+        restart = kind == "unresponsive" or id(finding) in self._fresh
         replayer = self.replayer
         assert finding.shrunk is not None
         finding.trigger_command, finding.trigger_field = classify(
@@ -762,18 +763,28 @@ class Fuzzer:
             frames = prefix + [shrunk_last]
             replayer.restart()
         elif kind in MODEL_KINDS:
-            # a semantic finding replays its frames through a fresh model: no restart needed
+            # a semantic finding replays its frames through a fresh model; from a
+            # restarted target only when the state before them mattered (a config, a reservation)
+            fresh = False
+
             def test_model(candidate):
                 budget.spend()
-                return bool(candidate) and replayer.fires(kind, candidate)
+                return bool(candidate) and replayer.fires(kind, candidate, restart=fresh)
             if not test_model(frames):
-                finding.reproduced = False
-                finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
-                return
+                fresh = can_restart
+                if not fresh or not test_model(frames):
+                    finding.reproduced = False
+                    finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
+                    if fresh:
+                        replayer.restart()
+                    return
             finding.reproduced = True
             frames = ddmin(frames, test_model, budget)
             prefix = frames[:-1]
-            frames = prefix + [shrink_frame(frames[-1], lambda c: replayer.fires(kind, prefix + [c]), budget)]
+            frames = prefix + [shrink_frame(frames[-1], lambda c: replayer.fires(kind, prefix + [c], restart=fresh), budget)]
+            stateful = fresh
+            if fresh:
+                self._fresh.add(id(finding))  # classifying it needs a restarted target too
         elif stateful:
             finding.note = "not shrunk: canary changes are replayed but not minimised"
             finding.reproduced = None

@@ -75,7 +75,7 @@ from aoeconform.session.facts import TargetFacts
 from .context import WritePolicy
 from .model_admin import AdminModel
 from .model_admin import changes_state as admin_changes_state
-from .oracle import Anomaly
+from .oracle import KINDS, Anomaly
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: the ATA opcodes an AoE target implements (§3.1); the suites expect ABRT for every other (rule 29)
@@ -831,13 +831,16 @@ class TargetModel:
         return []
 
 
-#: what the model reports; a finding of these replays through a fresh model (shrink.Replayer.fires)
-MODEL_KINDS = frozenset({
-    "read-refused", "read-status", "read-unstable", "read-data", "write-refused", "write-status", "refused-write-applied",
-    "short-write-accepted", "scnt-over-max", "idnf-missing", "lba28-arithmetic", "lba48-arithmetic", "identify-capacity",
-    "identify-refused", "unsupported-opcode", "check-power", "flush-status", "async-write-lost", "ata-reserved-not-ignored",
-    "side-effect-under-ver", "response-had-effect", "other-address-had-effect", "truncated-had-effect", "answered-other-ethertype",
-    "trailing-bytes-refused", "sector-count-beyond-mtu", "stale-reply", "payload-beyond-count",
+#: kinds reported outside the model: by one reply's header (oracle.check_reply), by the
+#: engine (silence, liveness, canaries) or by a burst (which a serial replay cannot repeat)
+NOT_MODEL_KINDS = frozenset({
+    "unresponsive", "no-reply", "undecodable-reply", "tag-not-echoed", "unmatched-reply", "duplicate-reply", "r-not-set",
+    "command-not-echoed", "wrong-version", "error-byte-without-e", "mbz-set", "wrong-address", "wrong-reply-dst",
+    "wrong-reply-src", "answered-response", "answered-other-address", "oversize-reply", "runt-reply", "short-read",
+    "config-reply-fields", "write-outside-window", "error-flag-without-code", "duplicate-dropped", "bufcnt-not-honoured",
+    "torn-write", "no-advertisement",
 })
+#: what the model (with model_admin) reports; a finding of these replays through a fresh model (shrink.Replayer.fires)
+MODEL_KINDS = frozenset(KINDS) - NOT_MODEL_KINDS | {"answered-other-ethertype"}
 
 __all__ = ["TargetModel", "MODEL_KINDS", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]
