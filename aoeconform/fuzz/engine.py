@@ -329,19 +329,19 @@ class Fuzzer:
         """Whether ``case`` must wait: it overlaps a case in flight and one of
         the two may change what the other touches. Only such cases are
         serialised, so the model judges each against a settled state. A case
-        in the way that has been unanswered for longer than ``quiet`` is
-        presumed silent and judged so now, as the window presumes it."""
+        in the way that owes no reply and has been unanswered for longer than
+        ``quiet`` is presumed silent and judged so now, as the window presumes it."""
         model = self.model
         footprint = model.footprint(case.frame)
         changes = model.changes_state(case.frame)
         quiet = []
         for tag, pending in self._outstanding.items():
             if (changes or pending.changes) and footprint.overlaps(pending.footprint):
-                if pending.sent > now - self.quiet:
-                    return True
+                if pending.sent > now - self.quiet or pending.case.expect_reply:
+                    return True  # a reply is owed: its deadline (or a later reply) ends the wait
                 quiet.append(tag)
         for tag in quiet:
-            self._expire_one(tag)
+            self._expire_one(tag, silent_run=False)  # as the window presumes it: no health check for it
         return False
 
     def _remember(self, tag: int, pending: _Pending) -> None:
@@ -424,13 +424,13 @@ class Fuzzer:
         for tag in expired:
             self._expire_one(tag)
 
-    def _expire_one(self, tag: int) -> None:
+    def _expire_one(self, tag: int, silent_run: bool = True) -> None:
         """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
         self._judge(pending.case, [], False)
         self.result.silent += 1
-        self._silent_run += 1
+        self._silent_run += silent_run
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
             if known is not None:
