@@ -28,17 +28,22 @@ from aoeconform.errors import TargetUnreachable
 from aoeconform.session import Session, TargetFacts, TargetState
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
+    CCMD_FORCE_SET,
+    CCMD_SET,
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
     ETH_P_AOE,
+    FLAG_ERROR,
     FLAG_RESPONSE,
+    RCMD_SET,
     TAG_TOOL_BIT,
 )
 
 from . import findings as findings_mod
 from .context import WritePolicy
 from .findings import Finding, command_class
+from .admin_requests import AdminRequests
 from .model import MODEL_KINDS, Footprint, TargetModel
 from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
@@ -501,6 +506,8 @@ class Fuzzer:
         self._settle(alive)
         if alive and self.result.health_checks % BURST_EVERY == 2:
             self._burst()
+            if self.info.second_mac:
+                self._contend()
             alive = self.session.probe()  # a burst one beyond Buffer Count must not have hurt it
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
@@ -623,6 +630,71 @@ class Fuzzer:
             for reply in matched[:1]:
                 self._check(check, reply)
             self._judge(check, matched, bool(matched))
+
+    def _serial(self, frame: bytes, name: str) -> List[bytes]:
+        """One request outside the case sequence, checked and judged like a case."""
+        case = Case(self.result.cases, frame, (name,), "contend", False)
+        matched, others = self.session.exchange(frame, self.confirm_wait)
+        for other in others:
+            self._on_stray_frame(other)
+        self._history.append(case)
+        self._since_health.append(case)
+        self._commands_sent.add(frame[19])
+        for reply in matched[:1]:
+            self._check(case, reply)
+        self._judge(case, matched, True)
+        return matched
+
+    def _contend(self) -> None:
+        """What two initiators do at once. Two config sets of different strings
+        from the host and the second MAC, back to back on an empty string:
+        exactly one may win, and the string is the winner's whole (rule 44).
+        Then a reservation by the host: a READ from the second MAC must be
+        refused with Error 6 (rule 57, judged by model_admin); then released."""
+        info = self.info
+        reads = AdminRequests(info, BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xE0)
+        if not self._serial(reads.config(CCMD_FORCE_SET, b""), "contend-clear"):
+            return
+        sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
+        position = {frame[20:24]: i for i, frame in enumerate(sets)}
+        replies: List[Optional[bytes]] = [None, None]
+        try:
+            for frame in sets:
+                self.transport.send(frame)
+        except OSError:
+            return
+        end = time.monotonic() + self.confirm_wait
+        while None in replies:
+            left = end - time.monotonic()
+            received = self.transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+            elif replies[at] is None:
+                replies[at] = received
+        self._commands_sent.add(CMD_QUERY_CONFIG)
+        cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
+        for case, reply in zip(cases, replies):
+            self._history.append(case)
+            self._since_health.append(case)
+            if reply is not None:
+                self._check(case, reply)
+        self.model.admin.config = None  # which set won is what the read says
+        read = self._serial(reads.config_read(), "contend-read")
+        if None not in replies and read:
+            won = [i for i, r in enumerate(replies) if r is not None and not r[14] & FLAG_ERROR]
+            length = int.from_bytes(read[0][30:32], "big") if len(read[0]) >= 32 else -1
+            string = bytes(read[0][32:32 + length])
+            strings = [sets[i][32:32 + int.from_bytes(sets[i][30:32], "big")] for i in range(2)]
+            if len(won) != 1 or string != strings[won[0]]:
+                self._anomaly(Anomaly("config-sets-mixed", f"sets {strings[0]!r} and {strings[1]!r} back to back: "
+                                                           f"{len(won)} succeeded, the string is now {string!r}"), cases[1], replies[1])
+        # a reservation the second initiator must meet with Error 6
+        if self._serial(reads.reserve(RCMD_SET, [info.host_mac]), "contend-reserve"):
+            self._serial(reads.read(0, src=info.second_mac), "contend-read-reserved")
+            self._serial(reads.reserve(RCMD_SET, []), "contend-release")
 
     def _restart_and_listen(self) -> None:
         """With a restart hook, the run starts from a freshly started target,

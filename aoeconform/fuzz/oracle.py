@@ -99,6 +99,7 @@ KINDS = {
     "duplicate-dropped": (18, "a request repeated with a new tag got no reply"),
     "bufcnt-not-honoured": (19, "fewer than Buffer Count requests sent back to back were answered"),
     "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
+    "config-sets-mixed": (44, "two config sets from two MACs back to back: not exactly one won, or the string is a mix"),
     "no-advertisement": (46, "a target started by the restart hook sent no unsolicited config reply"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
     # the config string, the Mac Mask list and the reservation against the model (model_admin)
