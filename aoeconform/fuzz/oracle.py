@@ -254,7 +254,9 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
         and len(request) >= ATA_HEADER_END
         and request[19] == CMD_ATA
         and request[27] in (ATA_READ_SECTORS, ATA_READ_SECTORS_EXT)
-        and not request[24] & AFLAG_W  # W=1 says data flows to the device: vblade sends none back
+        # with W set the request says data flows to the device: a target may
+        # go by the flag (vblade does) and return no data
+        and not request[24] & AFLAG_W
         and n >= ATA_HEADER_END
         and not reply[27] & ATA_STATUS_FAILURE_MASK
     ):
