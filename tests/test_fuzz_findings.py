@@ -103,10 +103,11 @@ def test_expectations_file_makes_known_deviations_counted_not_failures(tmp_path,
     those findings are reported (xfailed) but the run passes; others still fail it."""
     known = tmp_path / "known.yaml"
     known.write_text("ata/flush/e7-status-drdy: a suite case, not for fuzz\n"
-                     "fuzz/rule7/wrong-version/*: echoes Ver (rule 7)\n")
+                     "fuzz/rule7/wrong-version/*: echoes Ver (rule 7)\n"
+                     "fuzz/rule12/side-effect-under-ver/*: serves Ver 2 (rule 12)\n")
     status, run = _run(tmp_path / "a", "ver-unchecked", extra=("--expectations", str(known)))
     assert status == 0 and run["findings"]
-    assert all(row["known"] == "echoes Ver (rule 7)" and row["rule"] == 7 for row in run["findings"])
+    assert all(row["known"] == {7: "echoes Ver (rule 7)", 12: "serves Ver 2 (rule 12)"}[row["rule"]] for row in run["findings"])
     assert "known deviation: rule7/wrong-version/" in capsys.readouterr().out
     junit = ET.parse(tmp_path / "a" / "report" / "junit.xml").getroot()
     assert not list(junit.iter("failure"))

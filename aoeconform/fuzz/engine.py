@@ -50,7 +50,7 @@ from . import findings as findings_mod
 from .context import WritePolicy
 from .findings import Finding, command_class
 from .admin_requests import AdminRequests
-from .model import MODEL_KINDS, TargetModel
+from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
 from .mutate import Case, CaseGenerator, ata_request, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
@@ -65,9 +65,17 @@ FENCE_TAG_BASE = 0x7D000000
 CANARY_TAG_BASE = 0x7E000000
 #: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
 BURST_TAG_BASE = 0x7B000000
-RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE))
+RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
 #: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
+#: header anomalies after which a reply may answer another request: the model does not read it
+NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-reply", "wrong-address", "wrong-reply-dst",
+                         "wrong-reply-src", "r-not-set", "oversize-reply", "stale-reply"})
+
+
+def is_setup(frame: bytes) -> bool:
+    """A request a semantic finding starts its replay with (``TargetModel._setup``)."""
+    return len(frame) >= 24 and frame[20] == SETUP_TAG_BASE >> 24
 
 
 def is_advertisement(frame: bytes) -> bool:
@@ -83,6 +91,8 @@ class _Pending:
     #: place in the send order (cases and fences share it)
     seq: int = 0
     replies: int = 0
+    #: the model has judged it (answered, or settled unanswered)
+    judged: bool = False
 
 
 @dataclass
@@ -452,6 +462,11 @@ class Fuzzer:
         while inflight and inflight[0].seq <= seq:
             item = inflight.popleft()
             if isinstance(item, _Pending):
+                if item.case.tag in self._outstanding and not item.judged:
+                    # settled unanswered: the model judges it silent now, before
+                    # anything sent after it (a late reply is still checked)
+                    item.judged = True
+                    self._judge(item.case, [], False)
                 if item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
@@ -480,8 +495,13 @@ class Fuzzer:
             pending.replies += 1
             self._remember(tag, pending)
             self._settle_before(pending.seq, now)
-            self._check(pending.case, frame)
-            self._judge(pending.case, [frame], True)
+            own = self._check(pending.case, frame)
+            if not pending.judged:
+                pending.judged = True
+                # a reply that lost bit 31 of its tag may be another case's: not read as this one's
+                flipped = tag ^ TAG_TOOL_BIT
+                own = own and flipped not in self._recent and flipped not in self._outstanding
+                self._judge(pending.case, [frame] if own else [], own)
             return
         top = tag & 0xFF000000
         if top == FENCE_TAG_BASE and tag in self._fences:
@@ -536,6 +556,9 @@ class Fuzzer:
             self._settle_before(pending.seq, time.monotonic())
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
+            if not pending.judged:  # answered, but under another tag: what it did is uncertain
+                pending.judged = True
+                self._judge(pending.case, [], False)
             return
         pending = self._recent.get(tag)
         if pending is not None:
@@ -549,7 +572,9 @@ class Fuzzer:
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
-    def _check(self, case: Case, reply: bytes) -> None:
+    def _check(self, case: Case, reply: bytes) -> bool:
+        """The header oracles; False when the reply may not be this case's own
+        (then the semantic oracles do not read it: one defect, one finding)."""
         anomalies = check_reply(case.frame, reply, self.info)
         if anomalies:
             # the reply an earlier request with this tag got: one defect (rule 18), not several
@@ -558,6 +583,7 @@ class Fuzzer:
                 anomalies = [stale]
         for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+        return not any(a.kind in NOT_ITS_OWN for a in anomalies)
 
     def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
         """The semantic oracles: the replies against the model, which then learns from them."""
@@ -569,7 +595,9 @@ class Fuzzer:
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
         self._settle_before(pending.seq, now)
-        self._judge(pending.case, [], False)
+        if not pending.judged:
+            pending.judged = True
+            self._judge(pending.case, [], False)
         self.result.silent += 1
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
@@ -947,7 +975,7 @@ class Fuzzer:
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
             self._shrink(finding)
-            if finding.shrunk is not None and len(finding.shrunk) == 1:
+            if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.session.drain(self.grace, discard=True)
@@ -970,8 +998,9 @@ class Fuzzer:
         restart = kind == "unresponsive" or id(finding) in self._fresh
         replayer = self.replayer
         assert finding.shrunk is not None
+        setup = list(finding.shrunk[:-1])  # what brings the target to the state the trigger needs
         finding.trigger_command, finding.trigger_field = classify(
-            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
+            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, setup + [frame], restart=restart))
         if restart:
             self.session.restart()
 
@@ -1019,14 +1048,15 @@ class Fuzzer:
             self.session.restart()
         elif kind in MODEL_KINDS:
             # a semantic finding replays its frames through a fresh model; from a
-            # restarted target only when the state before them mattered (a config, a reservation)
-            fresh = False
+            # restarted target when the state before them matters (it starts with
+            # requests that set the config, mask or reservation) or nothing else reproduces it
+            fresh = can_restart and any(is_setup(f) for f in frames)
 
             def test_model(candidate):
                 budget.spend()
                 return bool(candidate) and replayer.fires(kind, candidate, restart=fresh)
             if not test_model(frames):
-                fresh = can_restart
+                fresh = can_restart and not fresh
                 if not fresh or not test_model(frames):
                     finding.reproduced = False
                     finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
@@ -1114,5 +1144,5 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
     session = Session(transport, info, restart=restart, new_tag=health_tags())
     session.probe_timeout = deadline
     session.drain(0.0)
-    stateful = finding.kind == "unresponsive"
+    stateful = finding.kind == "unresponsive" or any(is_setup(f) for f in frames)
     return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)
