@@ -700,6 +700,8 @@ class Fuzzer:
         if alive and self._burst_due:
             self._burst_due = False
             self._burst()
+            if self.policy.allow_write:
+                self._write_over_async()
             if self.info.second_mac:
                 self._contend()
             alive = session.probe()  # a burst one beyond Buffer Count must not have hurt it
@@ -841,6 +843,21 @@ class Fuzzer:
             self._check(case, reply)
         self._judge(case, matched, True)
         return matched
+
+    def _write_over_async(self) -> None:
+        """An A=1 write, at once a write of other data to the same sector, FLUSH,
+        a READ: the later write must be what stays (rule 33: an acknowledged
+        write lands before what follows it, not over it)."""
+        info, policy = self.info, self.policy
+        tag = BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xD0
+        rng = self.generator.rng((1 << 62) + self._bursts)
+        lba = policy.start + (self._bursts % policy.count)
+        first, second = (rng.getrandbits(4096).to_bytes(512, "little") for _ in range(2))
+        for i, (frame, name) in enumerate(((ata_request(info, tag, 0x43, 1, 0x34, lba, first), "async-write"),
+                                           (ata_request(info, tag + 1, 0x41, 1, 0x34, lba, second), "write-over"),
+                                           (ata_request(info, tag + 2, 0, 0, 0xE7, 0), "flush"),
+                                           (ata_request(info, tag + 3, 0x40, 1, 0x24, lba), "read-back"))):
+            self._serial(frame, name)
 
     def _contend(self) -> None:
         """What two initiators do at once. Two config sets of different strings
