@@ -463,10 +463,11 @@ class Fuzzer:
             item = inflight.popleft()
             if isinstance(item, _Pending):
                 if item.case.tag in self._outstanding and not item.judged:
-                    # settled unanswered: the model judges it silent now, before
-                    # anything sent after it (a late reply is still checked)
+                    # settled unanswered: something sent after it was answered, so
+                    # the model judges it silent now, before anything sent after it
+                    # (a late reply is still checked by the header oracles)
                     item.judged = True
-                    self._judge(item.case, [], False)
+                    self._judge(item.case, [], True)
                 if item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
