@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional
 
 from aoeconform.scenario.endpoint import LAB_IMAGE_BYTES
+from aoeconform.target.host import ThreadHost
 
 from .context import WritePolicy
 from .engine import Fuzzer
-from .local import DEFAULT_IMAGE_BYTES, ReferenceTarget
 
 SEED = 1
 
@@ -49,7 +49,7 @@ BIG_DISK_QUIRKS = frozenset({"lba48-limited-to-28-bits"})
 
 def fuzz_quirk(quirk: str, seconds: float, seed: int = SEED) -> QuirkResult:
     big = quirk in BIG_DISK_QUIRKS
-    with ReferenceTarget([quirk], image_bytes=LAB_IMAGE_BYTES if big else DEFAULT_IMAGE_BYTES) as ref:
+    with ThreadHost([quirk], image_bytes=LAB_IMAGE_BYTES if big else 8 << 20) as ref:
         info = ref.info
         # the default window sits in the middle of the disk; keep it below 2^28 on the big one
         policy = WritePolicy.for_target(True, "4096:64" if big else None, info.capacity)
