@@ -129,6 +129,32 @@ def test_run_fuzz_and_replay_build_the_same_restart_hook():
     assert scenario_endpoint.restart_command is restart_mod.restart_command
 
 
+def test_run_and_fuzz_report_a_failed_restart_alike():
+    """The same failing --restart-cmd reads the same in the scenario engine's
+    notes and in the fuzzer's reason for stopping."""
+    from aoeconform.fuzz import Fuzzer
+    from aoeconform.scenario import results as R
+    from aoeconform.scenario.endpoint import bundled_loopback
+    from aoeconform.scenario.engine import Engine, RunOptions
+
+    hook = restart_command("echo nope >&2; exit 4")
+    expected = "--restart-cmd exited with status 4: nope"
+    endpoint = bundled_loopback()
+    endpoint.restart = hook
+    try:
+        engine = Engine(endpoint, RunOptions(timeout_floor=0.05))
+        engine.probe()
+        result = R.CaseResult("t/x", "r", "1", "MUST", R.PASSED)
+        assert not engine._restart(result)
+        assert f"restart failed: {expected}" in result.notes
+    finally:
+        endpoint.close()
+    with ThreadHost() as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, restart=hook)
+        assert not fuzzer.session.restart()
+        assert fuzzer._not_back() == f"target did not come back after a restart ({expected})"
+
+
 # -- adaptive timeouts ---------------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, he
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
+#: how long after a replay a reply with its tag is taken for the replay's
+REPLAY_ECHO_SECONDS = 5.0
 #: tags of the loop's fences and in-line canary reads (cases whose tag falls
 #: in a reserved range go out only when nothing else is outstanding)
 FENCE_TAG_BASE = 0x7D000000
@@ -296,7 +298,7 @@ class Fuzzer:
         result = self.result
         self._baseline()
         self._say(f"seed {self.seed} (rerun with --seed {self.seed}); target {self.info.address} at {self.info.mac.hex(':')} "
-                  f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
+                  f"on {self.transport.name}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
         started = self._started = time.monotonic()
         if self.restart_hook is not None:
@@ -311,7 +313,7 @@ class Fuzzer:
         outstanding = self._outstanding
         inflight = self._inflight
         transport = self.transport
-        recv_many = getattr(transport, "recv_many", None)
+        recv_many = transport.recv_many
         monotonic = time.monotonic
         generate = self.generator.case
         serialise = self.serialise
@@ -386,11 +388,7 @@ class Fuzzer:
                         wait = min(wait, last_sent + grace - now)
                     elif sent:
                         wait = 0.0  # room for more: take what has arrived and go on
-                if recv_many is not None:
-                    frames = recv_many(64, wait)
-                else:
-                    frame = transport.recv(wait)
-                    frames = [frame] if frame is not None else []
+                frames = recv_many(64, wait)
                 now = monotonic()
                 for frame in frames:
                     self._on_frame(frame, now)
@@ -549,8 +547,11 @@ class Fuzzer:
         # an earlier case with the same tag.
         flipped = tag ^ TAG_TOOL_BIT
         pending = self._outstanding.pop(flipped, None)
-        if pending is None and tag not in self._recent:
-            pending = self._recent.get(flipped)
+        if pending is None:
+            if self.replayer.replayed and self.replayer.replayed_since(tag, time.monotonic() - REPLAY_ECHO_SECONDS):
+                return  # a late answer to a replay while shrinking (same tag as a case): neither a second reply nor the case's
+            if tag not in self._recent:
+                pending = self._recent.get(flipped)
         if pending is not None:
             pending.replies += 1
             self._remember(flipped, pending)
@@ -676,7 +677,7 @@ class Fuzzer:
     def _target_dict(self) -> dict:
         info = self.info
         return {
-            "iface": getattr(self.transport, "name", ""),
+            "iface": self.transport.name,
             "mac": info.mac.hex(":"),
             "host_mac": info.host_mac.hex(":"),
             "second_mac": info.second_mac.hex(":"),
@@ -1127,6 +1128,7 @@ class Fuzzer:
             return []
         replies: List[bytes] = []
         for frame in frames:
+            self.replayer.note(frame)
             matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:
