@@ -39,8 +39,11 @@ def test_start_index_with_workers_resumes_where_the_run_stopped(tmp_path, capsys
     runs = [json.load(open(tmp_path / name / "fuzz.json")) for name in ("p", "s")]
     assert [(r["start_index"], r["next_index"]) for r in runs] == [(300, 600), (300, 600)]
     assert "--start-index 600" in capsys.readouterr().out
+    # what one reply shows is the same whoever sends it; what the model judges (rule 12 here)
+    # depends on what each worker's target went through before, so only its range is checked
     found = [sorted((f["signature"], json.load(open(f["file"]))["case_index"]) for f in r["findings"]) for r in runs]
-    assert found[0] == found[1] and all(index >= 300 for _, index in found[0])
+    header = [[(s, i) for s, i in f if not s.startswith("rule12/")] for f in found]
+    assert header[0] == header[1] and all(index >= 300 for f in found for _, index in f)
     # a timed campaign on two workers gives a resume point past the start
     assert main([*common[:-1], "--seconds", "1", "--start-index", "50", "--workers", "2", "--out", str(tmp_path / "t")]) == 1
     timed = json.load(open(tmp_path / "t" / "fuzz.json"))

@@ -28,27 +28,33 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.session import Session, TargetFacts, TargetState, requests
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
+    CCMD_FORCE_SET,
+    CCMD_SET,
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
     ETH_P_AOE,
+    FLAG_ERROR,
     FLAG_RESPONSE,
+    RCMD_SET,
     TAG_TOOL_BIT,
 )
 
 from . import findings as findings_mod
 from .context import WritePolicy
 from .findings import Finding, command_class
-from .mutate import Case, CaseGenerator, changes_state
+from .admin_requests import AdminRequests
+from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
+from .mutate import Case, CaseGenerator, ata_request, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import HEALTH_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
+from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -59,7 +65,19 @@ REPLAY_ECHO_SECONDS = 5.0
 #: in a reserved range go out only when nothing else is outstanding)
 FENCE_TAG_BASE = 0x7D000000
 CANARY_TAG_BASE = 0x7E000000
-RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE))
+#: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
+BURST_TAG_BASE = 0x7B000000
+RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
+#: a burst at the second health fence, then at every BURST_EVERY-th
+BURST_EVERY = 8
+#: header anomalies after which a reply may answer another request: the model does not read it
+NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-reply", "wrong-address", "wrong-reply-dst",
+                         "wrong-reply-src", "r-not-set", "oversize-reply", "stale-reply"})
+
+
+def is_setup(frame: bytes) -> bool:
+    """A request a semantic finding starts its replay with (``TargetModel._setup``)."""
+    return len(frame) >= 24 and frame[20] == SETUP_TAG_BASE >> 24
 
 
 def is_advertisement(frame: bytes) -> bool:
@@ -75,6 +93,8 @@ class _Pending:
     #: place in the send order (cases and fences share it)
     seq: int = 0
     replies: int = 0
+    #: the model has judged it (answered, or settled unanswered)
+    judged: bool = False
 
 
 @dataclass
@@ -171,6 +191,13 @@ class Fuzzer:
         #: the target's expectations file (``fuzz/<signature glob>: reason``): its known deviations are not shrunk
         self.expectations = dict(expectations or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
+        #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
+        self.model = TargetModel(info, policy)
+        self._model_evaluations = self._model_restarts = 0
+        self._bursts = 0
+        self._burst_due = False
+        self._advertisements = 0
+        self._fresh: set = set()  # findings that reproduce only from a restarted target
         # frames seen during probes and replays may answer cases still outstanding
         self.session = Session(transport, info, restart=restart, new_tag=health_tags(), on_frame=self._on_stray_frame)
         self.replayer = Replayer(self.session)
@@ -194,7 +221,7 @@ class Fuzzer:
         #: fence reflects them, and those since)
         self._previous_segment: List[Case] = []
         #: which cases may change target state and so go out alone (the model's say, when there is one)
-        self.serialise: Callable[[bytes], bool] = changes_state
+        self.serialise: Callable[[bytes], bool] = lambda frame: changes_state(frame) or self.model.changes_state(frame)
         self._recent: "collections.OrderedDict[int, _Pending]" = collections.OrderedDict()
         self._history: "collections.deque[Case]" = collections.deque(maxlen=max(1, context_frames) + 64)
         self._since_health: List[Case] = []
@@ -248,6 +275,17 @@ class Fuzzer:
         session.probe_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
         self._snapshot = session.snapshot(attempts=1)
         self.replayer.record_canaries(self._canary_lbas())
+        self._prime_admin(self._snapshot)
+
+    def _prime_admin(self, snapshot) -> None:
+        """What the snapshot read is what the admin oracles start from."""
+        admin = self.model.admin
+        if snapshot.config is not None:
+            admin.config = snapshot.config
+        if snapshot.mask is not None:
+            admin.mask = list(snapshot.mask)
+        if snapshot.reservation is not None:
+            admin.reservation = list(snapshot.reservation)
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:
@@ -270,6 +308,8 @@ class Fuzzer:
                   f"on {self.transport.name}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
         started = self._started = time.monotonic()
+        if self.restart_hook is not None:
+            self._restart_and_listen()
         # --seconds counts fuzzing: time spent shrinking moves the end, but
         # shrinking in a timed run has a budget of its own (the run's length, at least 10 s)
         self._end = None if seconds is None else started + seconds
@@ -427,6 +467,12 @@ class Fuzzer:
         while inflight and inflight[0].seq <= seq:
             item = inflight.popleft()
             if isinstance(item, _Pending):
+                if item.case.tag in self._outstanding and not item.judged:
+                    # settled unanswered: something sent after it was answered, so
+                    # the model judges it silent now, before anything sent after it
+                    # (a late reply is still checked by the header oracles)
+                    item.judged = True
+                    self._judge(item.case, [], True)
                 if item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
@@ -446,6 +492,7 @@ class Fuzzer:
         if not frame[14] & FLAG_RESPONSE and frame[6:12] != self.info.mac:
             return  # someone's request, not a reply
         if is_advertisement(frame):
+            self._advertisements += 1
             return
         tag = int.from_bytes(frame[20:24], "big")
         pending = self._outstanding.pop(tag, None)
@@ -454,7 +501,13 @@ class Fuzzer:
             pending.replies += 1
             self._remember(tag, pending)
             self._settle_before(pending.seq, now)
-            self._check(pending.case, frame)
+            own = self._check(pending.case, frame)
+            if not pending.judged:
+                pending.judged = True
+                # a reply that lost bit 31 of its tag may be another case's: not read as this one's
+                flipped = tag ^ TAG_TOOL_BIT
+                own = own and flipped not in self._recent and flipped not in self._outstanding
+                self._judge(pending.case, [frame] if own else [], own)
             return
         top = tag & 0xFF000000
         if top == FENCE_TAG_BASE and tag in self._fences:
@@ -472,6 +525,8 @@ class Fuzzer:
         if not fence.since:
             return
         self.result.health_checks += 1
+        if self.result.health_checks % BURST_EVERY == 2:
+            self._burst_due = self._need_checkpoint = True
         self._previous_segment = self._since_health[:fence.since]
         del self._since_health[:fence.since]
         for later in self._fences.values():
@@ -510,6 +565,9 @@ class Fuzzer:
             self._settle_before(pending.seq, time.monotonic())
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
+            if not pending.judged:  # answered, but under another tag: what it did is uncertain
+                pending.judged = True
+                self._judge(pending.case, [], False)
             return
         pending = self._recent.get(tag)
         if pending is not None:
@@ -523,15 +581,32 @@ class Fuzzer:
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
-    def _check(self, case: Case, reply: bytes) -> None:
-        for anomaly in check_reply(case.frame, reply, self.info):
+    def _check(self, case: Case, reply: bytes) -> bool:
+        """The header oracles; False when the reply may not be this case's own
+        (then the semantic oracles do not read it: one defect, one finding)."""
+        anomalies = check_reply(case.frame, reply, self.info)
+        if anomalies:
+            # the reply an earlier request with this tag got: one defect (rule 18), not several
+            stale = self.model.stale_reply(case.frame, reply)
+            if stale is not None:
+                anomalies = [stale]
+        for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+        return not any(a.kind in NOT_ITS_OWN for a in anomalies)
+
+    def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
+        """The semantic oracles: the replies against the model, which then learns from them."""
+        for anomaly in self.model.step(case.frame, replies, answered_in_time=in_time):
+            self._anomaly(anomaly, case, replies[0] if replies else None)
 
     def _give_up(self, tag: int, now: float) -> None:
         """No reply to this case: it was silent (confirmed at the checkpoint if it must be answered)."""
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
         self._settle_before(pending.seq, now)
+        if not pending.judged:
+            pending.judged = True
+            self._judge(pending.case, [], False)
         self.result.silent += 1
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
@@ -585,7 +660,10 @@ class Fuzzer:
             known.count += 1
             return
         frames: List[bytes] = []
-        if case is not None:
+        if case is not None and anomaly.evidence:
+            # what the verdict rests on (the write the READ was compared with, ...), then the case
+            frames = [f for f in anomaly.evidence if f != case.frame] + [case.frame]
+        elif case is not None:
             history = list(self._history)
             position = next((i for i in range(len(history) - 1, -1, -1) if history[i] is case), len(history))
             frames = [c.frame for c in history[max(0, position - self.context_frames):position]] + [case.frame]
@@ -628,6 +706,14 @@ class Fuzzer:
         session = self.session
         alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
+        if alive and self._burst_due:
+            self._burst_due = False
+            self._burst()
+            if self.policy.allow_write:
+                self._write_over_async()
+            if self.info.second_mac:
+                self._contend()
+            alive = session.probe()  # a burst one beyond Buffer Count must not have hurt it
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
             if changed:
@@ -669,10 +755,192 @@ class Fuzzer:
                     self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
                 else:
                     self._check(case, matched[0])
+                self._judge(case, matched, bool(matched))
             self._unanswered.clear()
         queued, self._queued = self._queued, []
         for finding in queued:
             self._process_finding(finding)
+        self._sync_model()
+
+    def _burst(self) -> None:
+        """Buffer Count requests back to back must all be answered (rule 19);
+        one more may be dropped but must not hurt the target (the health check
+        that follows sees that). The burst holds a request repeated with a new
+        tag, which must be answered like the first (rule 18), and, when writes
+        are allowed, two writes to the same sectors, which may land in either
+        order but never mixed (rule 20): a READ after the burst checks that."""
+        info, policy, model = self.info, self.policy, self.model
+        count = max(1, min(info.bufcnt, 64))
+        if info.capacity is not None and info.capacity <= count:
+            return
+        self._bursts += 1
+        serial = (self._bursts & 0xFFF) << 8
+
+        def tag(i: int) -> int:
+            return BURST_TAG_BASE | serial | i
+
+        # one-sector reads of distinct sectors, the second the same request as the first
+        frames = [ata_request(info, tag(i), 0x40, 1, 0x24, 0 if i == 1 else i) for i in range(count + 1)]
+        overlap: Tuple[int, ...] = ()
+        m = min(info.max_sectors, 2)
+        if policy.allow_write and count >= 4 and m >= 2 and policy.count >= m:
+            rng = self.generator.rng((1 << 63) + self._bursts)  # apart from every case index
+            overlap = (count - 2, count - 1)
+            for i in overlap:
+                data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
+                frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
+        cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
+        position = {frame[20:24]: i for i, frame in enumerate(frames)}
+        replies: List[List[bytes]] = [[] for _ in frames]
+        transport = self.transport
+        try:
+            for frame in frames:
+                transport.send(frame)
+        except OSError:
+            return
+        for case in cases:
+            self._history.append(case)
+            self._since_health.append(case)
+        end = time.monotonic() + self.confirm_wait
+        answered = 0
+        while answered < len(frames):
+            left = end - time.monotonic()
+            received = transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+                continue
+            answered += not replies[at]
+            replies[at].append(received)
+        for case, got in zip(cases, replies):
+            for reply in got[:1]:
+                self._check(case, reply)
+            self._judge(case, got, bool(got))
+        missing = [i for i in range(count) if not replies[i]]
+        if len(missing) == count:
+            pass  # nothing answered: the health check that follows says whether it still lives
+        elif missing == [1]:
+            self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply"), cases[1], None)
+        elif missing:
+            self._anomaly(Anomaly("bufcnt-not-honoured", f"{len(missing)} of {count} requests sent back to back "
+                                                         f"(Buffer Count {info.bufcnt}) got no reply"), cases[missing[0]], None)
+        if overlap:
+            for i in overlap:
+                model.overlapped(frames[i], replies[i])
+            check = Case(self.result.cases, ata_request(info, tag(0xFF), 0x40, m, 0x24, policy.start), ("burst-read-back",), "burst", True)
+            matched, others = self.session.exchange(check.frame, self.confirm_wait)
+            for frame in others:
+                self._on_stray_frame(frame)
+            self._history.append(check)
+            self._since_health.append(check)
+            for reply in matched[:1]:
+                self._check(check, reply)
+            self._judge(check, matched, bool(matched))
+
+    def _serial(self, frame: bytes, name: str) -> List[bytes]:
+        """One request outside the case sequence, checked and judged like a case."""
+        case = Case(self.result.cases, frame, (name,), "contend", False)
+        matched, others = self.session.exchange(frame, self.confirm_wait)
+        for other in others:
+            self._on_stray_frame(other)
+        self._history.append(case)
+        self._since_health.append(case)
+        self._commands_sent.add(frame[19])
+        for reply in matched[:1]:
+            self._check(case, reply)
+        self._judge(case, matched, True)
+        return matched
+
+    def _write_over_async(self) -> None:
+        """An A=1 write, at once a write of other data to the same sector, FLUSH,
+        a READ: the later write must be what stays (rule 33: an acknowledged
+        write lands before what follows it, not over it)."""
+        info, policy = self.info, self.policy
+        tag = BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xD0
+        rng = self.generator.rng((1 << 62) + self._bursts)
+        lba = policy.start + (self._bursts % policy.count)
+        first, second = (rng.getrandbits(4096).to_bytes(512, "little") for _ in range(2))
+        for i, (frame, name) in enumerate(((ata_request(info, tag, 0x43, 1, 0x34, lba, first), "async-write"),
+                                           (ata_request(info, tag + 1, 0x41, 1, 0x34, lba, second), "write-over"),
+                                           (ata_request(info, tag + 2, 0, 0, 0xE7, 0), "flush"),
+                                           (ata_request(info, tag + 3, 0x40, 1, 0x24, lba), "read-back"))):
+            self._serial(frame, name)
+
+    def _contend(self) -> None:
+        """What two initiators do at once. Two config sets of different strings
+        from the host and the second MAC, back to back on an empty string:
+        exactly one may win, and the string is the winner's whole (rule 44).
+        Then a reservation by the host: a READ from the second MAC must be
+        refused with Error 6 (rule 57, judged by model_admin); then released."""
+        info = self.info
+        reads = AdminRequests(info, BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xE0)
+        if not self._serial(reads.config(CCMD_FORCE_SET, b""), "contend-clear"):
+            return
+        sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
+        position = {frame[20:24]: i for i, frame in enumerate(sets)}
+        replies: List[Optional[bytes]] = [None, None]
+        try:
+            for frame in sets:
+                self.transport.send(frame)
+        except OSError:
+            return
+        end = time.monotonic() + self.confirm_wait
+        while None in replies:
+            left = end - time.monotonic()
+            received = self.transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+            elif replies[at] is None:
+                replies[at] = received
+        self._commands_sent.add(CMD_QUERY_CONFIG)
+        cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
+        for case, reply in zip(cases, replies):
+            self._history.append(case)
+            self._since_health.append(case)
+            if reply is not None:
+                self._check(case, reply)
+        self.model.admin.config = None  # which set won is what the read says
+        read = self._serial(reads.config_read(), "contend-read")
+        if None not in replies and read:
+            won = [i for i, r in enumerate(replies) if r is not None and not r[14] & FLAG_ERROR]
+            length = int.from_bytes(read[0][30:32], "big") if len(read[0]) >= 32 else -1
+            string = bytes(read[0][32:32 + length])
+            strings = [sets[i][32:32 + int.from_bytes(sets[i][30:32], "big")] for i in range(2)]
+            if len(won) != 1 or string != strings[won[0]]:
+                self._anomaly(Anomaly("config-sets-mixed", f"sets {strings[0]!r} and {strings[1]!r} back to back: "
+                                                           f"{len(won)} succeeded, the string is now {string!r}"), cases[1], replies[1])
+        # a reservation the second initiator must meet with Error 6
+        if self._serial(reads.reserve(RCMD_SET, [info.host_mac]), "contend-reserve"):
+            self._serial(reads.read(0, src=info.second_mac), "contend-read-reserved")
+            self._serial(reads.reserve(RCMD_SET, []), "contend-release")
+
+    def _restart_and_listen(self) -> None:
+        """With a restart hook, the run starts from a freshly started target,
+        which must announce itself with an unsolicited config reply (rule 46)."""
+        before = self._advertisements
+        if not self.session.restart():
+            return
+        self.session.drain(self.quiet)
+        self.model.restarted()
+        self._model_restarts = self.session.restarts
+        self._prime_admin(self.session.snapshot(attempts=1))
+        if self._advertisements == before:
+            self._anomaly(Anomaly("no-advertisement", "no unsolicited config reply after the restart hook started the target"), None, None)
+
+    def _sync_model(self) -> None:
+        """Frames the model did not see (replays while shrinking or confirming)
+        or a restart leave what it knew uncertain."""
+        replayer = self.replayer
+        if replayer.evaluations != self._model_evaluations:
+            self.model.forget()
+        elif self.session.restarts != self._model_restarts:
+            self.model.restarted()
+        self._model_evaluations, self._model_restarts = replayer.evaluations, self.session.restarts
 
     def _settle(self, alive: bool) -> None:
         """Wait out the cases still outstanding. Once the probe, sent after
@@ -733,7 +1001,7 @@ class Fuzzer:
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
             self._shrink(finding)
-            if finding.shrunk is not None and len(finding.shrunk) == 1:
+            if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.session.drain(self.grace, discard=True)
@@ -753,11 +1021,12 @@ class Fuzzer:
         from .signature import classify
 
         kind = finding.kind
-        restart = kind == "unresponsive"
+        restart = kind == "unresponsive" or id(finding) in self._fresh
         replayer = self.replayer
         assert finding.shrunk is not None
+        setup = list(finding.shrunk[:-1])  # what brings the target to the state the trigger needs
         finding.trigger_command, finding.trigger_field = classify(
-            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
+            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, setup + [frame], restart=restart))
         if restart:
             self.session.restart()
 
@@ -803,6 +1072,30 @@ class Fuzzer:
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
             self.session.restart()
+        elif kind in MODEL_KINDS:
+            # a semantic finding replays its frames through a fresh model; from a
+            # restarted target when the state before them matters (it starts with
+            # requests that set the config, mask or reservation) or nothing else reproduces it
+            fresh = can_restart and any(is_setup(f) for f in frames)
+
+            def test_model(candidate):
+                budget.spend()
+                return bool(candidate) and replayer.fires(kind, candidate, restart=fresh)
+            if not test_model(frames):
+                fresh = can_restart and not fresh
+                if not fresh or not test_model(frames):
+                    finding.reproduced = False
+                    finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
+                    if fresh:
+                        self.session.restart()
+                    return
+            finding.reproduced = True
+            frames = ddmin(frames, test_model, budget)
+            prefix = frames[:-1]
+            frames = prefix + [shrink_frame(frames[-1], lambda c: replayer.fires(kind, prefix + [c], restart=fresh), budget)]
+            stateful = fresh
+            if fresh:
+                self._fresh.add(id(finding))  # classifying it needs a restarted target too
         elif stateful:
             finding.note = "not shrunk: canary changes are replayed but not minimised"
             finding.reproduced = None
@@ -878,5 +1171,5 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
     session = Session(transport, info, restart=restart, new_tag=health_tags())
     session.probe_timeout = deadline
     session.drain(0.0)
-    stateful = finding.kind == "unresponsive"
+    stateful = finding.kind == "unresponsive" or any(is_setup(f) for f in frames)
     return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)

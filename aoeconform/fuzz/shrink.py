@@ -27,12 +27,17 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from aoeconform.session import Session, TargetFacts, requests
 from aoeconform.wire import AtaArg
-from aoeconform.wire.constants import ETH_HEADER_LEN, SECTOR_SIZE, TAG_TOOL_BIT
+from aoeconform.wire.constants import ETH_HEADER_LEN, RCMD_READ, SECTOR_SIZE, TAG_TOOL_BIT
 
+from .admin_requests import AdminRequests
+from .context import WritePolicy
+from .model import MODEL_KINDS, TargetModel
 from .oracle import check_reply, expects_reply
 
 #: the tags of the session's own requests (probes, canary reads, restores): the case generator leaves them alone
 HEALTH_TAG_BASE = 0x7F000000
+#: the reads that prime a fresh model before a semantic finding is replayed
+PRIME_TAG_BASE = 0x7C000000
 
 #: frame offsets of each field, by command, for zeroing and for cutting
 _HEADER_FIELDS = [(14, 15), (15, 16), (16, 18), (18, 19), (19, 20), (20, 24)]
@@ -102,6 +107,23 @@ class Replayer:
             self.write_sector(lba, data)
 
     # -- the predicate -------------------------------------------------------------
+
+    def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
+        """A semantic finding: the frames, one at a time, judged by a fresh model
+        of the target (the sequence carries what the verdict rests on)."""
+        session = self.session
+        model = TargetModel(self.info, WritePolicy())
+        # what the admin oracles compare with: the config string, the mask, the reservation now
+        reads = AdminRequests(self.info, PRIME_TAG_BASE)
+        for frame in (reads.config_read(), reads.mask_read(), reads.reserve(RCMD_READ)):
+            model.step(frame, session.exchange(frame, gap)[0])
+        fired = False
+        for i, frame in enumerate(frames):
+            matched, _ = session.exchange(frame, self.deadline if i == len(frames) - 1 else gap)
+            if kind == "stale-reply" and matched and check_reply(frame, matched[0], self.info):
+                fired |= model.stale_reply(frame, matched[0]) is not None  # as the engine relabels it
+            fired |= any(a.kind == kind for a in model.step(frame, matched))
+        return fired
 
     def replay(self, frames: Sequence[bytes], gap: float, all_replies: bool = False) -> List[bytes]:
         """Send every frame but the last, each followed by up to ``gap`` seconds
@@ -179,6 +201,8 @@ class Replayer:
             return bool(self.changed_canaries())
         if not frames:
             return False
+        if kind in MODEL_KINDS and kind != "answered-other-ethertype":
+            return self._model_fires(kind, frames, gap)
         last = frames[-1]
         replies = self.replay(frames, gap, all_replies=kind == "duplicate-reply")
         if not replies and session.can_restart and not session.probe(attempts=1):
