@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.transport.base import Transport
@@ -41,7 +41,8 @@ from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
 from .findings import Finding, command_class
-from .mutate import Case, CaseGenerator
+from .model import Footprint, TargetModel
+from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
 from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
@@ -49,6 +50,10 @@ from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, s
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
+#: tags of the buffer-count bursts
+BURST_TAG_BASE = 0x7D000000
+#: a burst at the second checkpoint, then at every BURST_EVERY-th
+BURST_EVERY = 8
 
 
 def is_advertisement(frame: bytes) -> bool:
@@ -62,6 +67,9 @@ class _Pending:
     sent: float
     deadline: float
     replies: int = 0
+    #: what the case may touch, and whether it may change it (the fence)
+    footprint: Footprint = Footprint()
+    changes: bool = False
 
 
 @dataclass
@@ -134,6 +142,12 @@ class Fuzzer:
         #: added to each finding's target record (the in-memory target's quirks, for its replay command)
         self.target_extra = dict(target_extra or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
+        #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
+        self.model = TargetModel(info, policy)
+        self._held: Optional[Case] = None  # a case waiting at the fence
+        self._model_evaluations = self._model_restarts = 0
+        self._bursts = 0
+        self._advertisements = 0
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -216,6 +230,8 @@ class Fuzzer:
                   f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
         started = self._started = time.monotonic()
+        if self.restart_hook is not None:
+            self._restart_and_listen()
         # --seconds counts fuzzing: time spent shrinking moves the end, but
         # shrinking in a timed run has a budget of its own (the run's length, at least 10 s)
         self._end = None if seconds is None else started + seconds
@@ -244,11 +260,16 @@ class Fuzzer:
                     quiet_before = now - self.quiet
                     busy = sum(1 for p in outstanding.values() if p.sent > quiet_before)
                 while not stopping and not self._need_health and busy < self.window and len(outstanding) < 8 * self.window:
-                    case = self.generator.case(index)
+                    case = self._held if self._held is not None and self._held.index == index else self.generator.case(index)
                     tag = case.tag
                     if tag in outstanding or (tag & 0xFF000000) == HEALTH_TAG_BASE:
                         if outstanding:
+                            self._held = case
                             break  # same tag in flight: let it finish first
+                    if outstanding and self._fenced(case, now):
+                        self._held = case
+                        break  # it overlaps a state change in flight: wait for the answer
+                    self._held = None
                     index += 1
                     self._send(case, now)
                     busy += 1
@@ -265,8 +286,8 @@ class Fuzzer:
                         break
                     continue
                 wait = max(0.0, min(p.deadline for p in outstanding.values()) - now)
-                if self._need_health or busy >= self.window:
-                    wait = min(wait, self.quiet)
+                if self._need_health or busy >= self.window or self._held is not None:
+                    wait = min(wait, self.quiet)  # a case at the fence goes once its blocker is quiet
                 if recv_many is not None:
                     frames = recv_many(64, wait)
                 else:
@@ -298,7 +319,27 @@ class Fuzzer:
         if len(case.frame) >= 20:
             self._commands_sent.add(case.frame[19])
         tag = case.tag
-        self._outstanding[tag] = _Pending(case, now, now + self.deadline)
+        model = self.model
+        self._outstanding[tag] = _Pending(case, now, now + self.deadline, 0, model.footprint(case.frame), model.changes_state(case.frame))
+
+    def _fenced(self, case: Case, now: float) -> bool:
+        """Whether ``case`` must wait: it overlaps a case in flight and one of
+        the two may change what the other touches. Only such cases are
+        serialised, so the model judges each against a settled state. A case
+        in the way that has been unanswered for longer than ``quiet`` is
+        presumed silent and judged so now, as the window presumes it."""
+        model = self.model
+        footprint = model.footprint(case.frame)
+        changes = model.changes_state(case.frame)
+        quiet = []
+        for tag, pending in self._outstanding.items():
+            if (changes or pending.changes) and footprint.overlaps(pending.footprint):
+                if pending.sent > now - self.quiet:
+                    return True
+                quiet.append(tag)
+        for tag in quiet:
+            self._expire_one(tag)
+        return False
 
     def _remember(self, tag: int, pending: _Pending) -> None:
         recent = self._recent
@@ -312,6 +353,7 @@ class Fuzzer:
         if not frame[14] & FLAG_RESPONSE and frame[6:12] != self.info.mac:
             return  # someone's request, not a reply
         if is_advertisement(frame):
+            self._advertisements += 1
             return
         tag = int.from_bytes(frame[20:24], "big")
         pending = self._outstanding.pop(tag, None)
@@ -326,6 +368,7 @@ class Fuzzer:
                 if other.case.index < index and other.deadline > cutoff:
                     other.deadline = cutoff
             self._check(pending.case, frame)
+            self._judge(pending.case, [frame], True)
             return
         self._on_late_frame(frame)
 
@@ -354,28 +397,44 @@ class Fuzzer:
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE):
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
     def _check(self, case: Case, reply: bytes) -> None:
-        for anomaly in check_reply(case.frame, reply, self.info):
+        anomalies = check_reply(case.frame, reply, self.info)
+        if anomalies:
+            # the reply an earlier request with this tag got: one defect (rule 18), not several
+            stale = self.model.stale_reply(case.frame, reply)
+            if stale is not None:
+                anomalies = [stale]
+        for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+
+    def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
+        """The semantic oracles: the replies against the model, which then learns from them."""
+        for anomaly in self.model.step(case.frame, replies, answered_in_time=in_time):
+            self._anomaly(anomaly, case, replies[0] if replies else None)
 
     def _expire(self, now: float) -> None:
         expired = [tag for tag, p in self._outstanding.items() if p.deadline <= now]
         for tag in expired:
-            pending = self._outstanding.pop(tag)
-            self._remember(tag, pending)
-            self.result.silent += 1
-            self._silent_run += 1
-            if pending.case.expect_reply and len(pending.case.frame) >= 20:
-                known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
-                if known is not None:
-                    known.count += 1  # found already: no need to stop and confirm it again
-                else:
-                    self._unanswered.append(pending.case)
-                    self._need_health = True
+            self._expire_one(tag)
+
+    def _expire_one(self, tag: int) -> None:
+        """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
+        pending = self._outstanding.pop(tag)
+        self._remember(tag, pending)
+        self._judge(pending.case, [], False)
+        self.result.silent += 1
+        self._silent_run += 1
+        if pending.case.expect_reply and len(pending.case.frame) >= 20:
+            known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
+            if known is not None:
+                known.count += 1  # found already: no need to stop and confirm it again
+            else:
+                self._unanswered.append(pending.case)
+                self._need_health = True
 
     # -- anomalies and findings ------------------------------------------------------
 
@@ -425,6 +484,8 @@ class Fuzzer:
         self._silent_run = 0
         self.result.health_checks += 1
         replayer = self.replayer
+        if not self._outstanding and self.result.health_checks % BURST_EVERY == 2:
+            self._burst()
         alive = replayer.health()
         self._settle(alive)
         if alive and replayer.canaries:
@@ -464,11 +525,110 @@ class Fuzzer:
                     self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
                 else:
                     self._check(case, matched[0])
+                self._judge(case, matched, bool(matched))
             self._unanswered.clear()
         self._since_health = []
         queued, self._queued = self._queued, []
         for finding in queued:
             self._process_finding(finding)
+        self._sync_model()
+
+    def _burst(self) -> None:
+        """Buffer Count requests back to back must all be answered (rule 19);
+        one more may be dropped but must not hurt the target (the health check
+        that follows sees that). The burst holds a request repeated with a new
+        tag, which must be answered like the first (rule 18), and, when writes
+        are allowed, two writes to the same sectors, which may land in either
+        order but never mixed (rule 20): a READ after the burst checks that."""
+        info, policy, model = self.info, self.policy, self.model
+        count = max(1, min(info.bufcnt, 64))
+        if info.capacity is not None and info.capacity <= count:
+            return
+        self._bursts += 1
+        serial = (self._bursts & 0xFFF) << 8
+
+        def tag(i: int) -> int:
+            return BURST_TAG_BASE | serial | i
+
+        # one-sector reads of distinct sectors, the second the same request as the first
+        frames = [ata_request(info, tag(i), 0x40, 1, 0x24, 0 if i == 1 else i) for i in range(count + 1)]
+        overlap: Tuple[int, ...] = ()
+        m = min(info.max_sectors, 2)
+        if policy.allow_write and count >= 4 and m >= 2 and policy.count >= m:
+            rng = self.generator.rng(-self._bursts)
+            overlap = (count - 2, count - 1)
+            for i in overlap:
+                data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
+                frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
+        cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
+        position = {frame[20:24]: i for i, frame in enumerate(frames)}
+        replies: List[List[bytes]] = [[] for _ in frames]
+        transport = self.transport
+        try:
+            for frame in frames:
+                transport.send(frame)
+        except OSError:
+            return
+        for case in cases:
+            self._history.append(case)
+            self._since_health.append(case)
+        end = time.monotonic() + self.confirm_wait
+        answered = 0
+        while answered < len(frames):
+            left = end - time.monotonic()
+            received = transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+                continue
+            answered += not replies[at]
+            replies[at].append(received)
+        for case, got in zip(cases, replies):
+            for reply in got[:1]:
+                self._check(case, reply)
+            self._judge(case, got, bool(got))
+        missing = [i for i in range(count) if not replies[i]]
+        if missing == [1]:
+            self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply"), cases[1], None)
+        elif missing:
+            self._anomaly(Anomaly("bufcnt-not-honoured", f"{len(missing)} of {count} requests sent back to back "
+                                                         f"(Buffer Count {info.bufcnt}) got no reply"), cases[missing[0]], None)
+        if overlap:
+            for i in overlap:
+                model.overlapped(frames[i], replies[i])
+            check = Case(self.result.cases, ata_request(info, tag(0xFF), 0x40, m, 0x24, policy.start), ("burst-read-back",), "burst", True)
+            matched, others = self.replayer.exchange(check.frame, self.confirm_wait)
+            for frame in others:
+                self._on_stray_frame(frame)
+            self._history.append(check)
+            self._since_health.append(check)
+            for reply in matched[:1]:
+                self._check(check, reply)
+            self._judge(check, matched, bool(matched))
+
+    def _restart_and_listen(self) -> None:
+        """With a restart hook, the run starts from a freshly started target,
+        which must announce itself with an unsolicited config reply (rule 46)."""
+        before = self._advertisements
+        if not self.replayer.restart():
+            return
+        self.replayer.drain(self.quiet)
+        self.model.restarted()
+        self._model_restarts = self.replayer.restarts
+        if self._advertisements == before:
+            self._anomaly(Anomaly("no-advertisement", "no unsolicited config reply after the restart hook started the target"), None, None)
+
+    def _sync_model(self) -> None:
+        """Frames the model did not see (replays while shrinking or confirming)
+        or a restart leave what it knew uncertain."""
+        replayer = self.replayer
+        if replayer.evaluations != self._model_evaluations:
+            self.model.forget()
+        elif replayer.restarts != self._model_restarts:
+            self.model.restarted()
+        self._model_evaluations, self._model_restarts = replayer.evaluations, replayer.restarts
 
     def _settle(self, alive: bool) -> None:
         """Wait out the cases still outstanding. Once the probe, sent after

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable, Optional
 
+from aoeconform.scenario.endpoint import SparseImage
 from aoeconform.target.image import MemoryImage
 from aoeconform.target.logic import Target
 from aoeconform.transport.memory import MemoryLink
@@ -23,6 +24,7 @@ from .context import second_mac
 
 TARGET_MAC = bytes.fromhex("02aaaaaaaa02")
 HOST_MAC = bytes.fromhex("020000000001")
+DEFAULT_IMAGE_BYTES = 8 << 20
 _POLL = 0.05
 
 
@@ -37,7 +39,7 @@ class ReferenceTarget:
         shelf: int = 1,
         slot: int = 2,
         mtu: int = 1500,
-        image_bytes: int = 8 << 20,
+        image_bytes: int = DEFAULT_IMAGE_BYTES,
         bufcnt: int = 16,
         config: bytes = b"",
     ) -> None:
@@ -47,7 +49,8 @@ class ReferenceTarget:
         self.endpoint = self.link.endpoint(TARGET_MAC, mtu, name="memory:target")
         # promiscuous: it also receives the replies to the second initiator's MAC
         self.host = self.link.endpoint(HOST_MAC, mtu, promiscuous=True, name="memory:host")
-        self.image = MemoryImage(image_bytes)
+        # above 64 MiB only the sectors written are kept (a disk beyond 2^28 sectors costs nothing)
+        self.image = MemoryImage(image_bytes) if image_bytes <= 64 << 20 else SparseImage(image_bytes)
         self._lock = threading.Lock()
         self.target = self._new_target()
         self.restarts = 0
@@ -76,14 +79,20 @@ class ReferenceTarget:
 
     def _serve(self) -> None:
         endpoint = self.endpoint
+        burst = 0  # the frame's place in a run that arrived back to back, as the lab's server counts it
         while not self._stopping:
-            frame = endpoint.recv(_POLL)
+            frame = endpoint.recv(0)
+            if frame is None:
+                burst = 0
+                frame = endpoint.recv(_POLL)
             with self._lock:
                 target = self.target
                 if frame is None:
                     target.complete_pending()
                     continue
-                for reply in target.process(frame, 0):
+                replies = target.process(frame, burst)
+                burst += 1
+                for reply in replies:
                     try:
                         endpoint.send(bytes(reply))
                     except OSError:

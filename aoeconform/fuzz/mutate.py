@@ -377,8 +377,16 @@ def b_boundary_byte(rng, raw, info):
     return raw
 
 
+def b_ethertype(rng, raw, info):
+    """Another EtherType on an AoE-shaped frame: a target acts only on 0x88A2 (rule 1)."""
+    if len(raw) >= ETH_HEADER_LEN:
+        raw[12:14] = rng.choice((0x88A3, 0x0800, 0x8100, 0x22A2, 0x88A0)).to_bytes(2, "big")
+    return raw
+
+
 BYTE_MUTATIONS = (
     ("truncate", b_truncate),
+    ("ethertype", b_ethertype),
     ("trailing", b_trailing),
     ("bitflip", b_bitflip),
     ("boundary-byte", b_boundary_byte),
@@ -433,13 +441,112 @@ def _clamp_write(raw: bytearray, policy: WritePolicy) -> None:
     raw[28:34] = lba.to_bytes(6, "little")
 
 
+# -- well-formed semantic requests (fuzz.model judges their replies) ---------------------------
+
+#: the share of cases that are well-formed requests aimed at the model's oracles
+SEMANTIC_SHARE = 0.4
+#: opcodes no AoE target implements: the suites expect ABRT (rule 29)
+UNSUPPORTED_OPCODES = (0x00, 0x99, 0xB0, 0xEF, 0xC8, 0x25, 0xA1)
+
+
+def ata_request(info: TargetFacts, tag: int, aflags: int, scnt: int, opcode: int, lba: int,
+                data: bytes = b"", reserved: int = 0, ver: int = 1) -> bytes:
+    """A well-formed ATA request to the target, padded to the Ethernet minimum."""
+    head = info.mac + info.host_mac + b"\x88\xa2"
+    aoe = bytes((ver << 4, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, CMD_ATA)) + tag.to_bytes(4, "big")
+    arg = bytes((aflags, 0, scnt, opcode)) + (lba % LBA48_LIMIT).to_bytes(6, "little") + reserved.to_bytes(2, "big")
+    return (head + aoe + arg + data).ljust(ETH_MIN_FRAME, b"\0")
+
+
+class SemanticCases:
+    """Well-formed requests at the places the model's oracles look: a few
+    sectors of the write window (written, read back, written asynchronously
+    and flushed), the last sector and the ones past it, 28-bit LBAs with
+    device bits, 48-bit LBAs above 2^28 and 2^32, IDENTIFY, CHECK POWER,
+    FLUSH, unsupported opcodes, sector counts at and over the maximum, short
+    write payloads, Ver 2 writes. Each comes from the case's own generator,
+    so the sequence is as reproducible as the mutated cases."""
+
+    def __init__(self, info: TargetFacts, policy: WritePolicy):
+        self.info = info
+        self.policy = policy
+        # a handful of window sectors, so reads meet what writes left there
+        if policy.allow_write:
+            self.pool = [policy.start + i for i in range(min(8, policy.count))] + [policy.end - 1]
+        else:
+            self.pool = []
+        cap = info.capacity
+        self.readable = sorted({x for x in self.pool + [0, 1] + ([cap - 1, cap - 2] if cap else []) if x >= 0})
+        self.past_end = [cap, cap + 1, cap - 1] if cap else []
+
+    def case(self, rng: random.Random, tag: int) -> Tuple[str, bytes]:
+        info, m = self.info, self.info.max_sectors
+        roll = rng.random()
+        writes = bool(self.pool)
+        if writes and roll < 0.35:
+            return self._write(rng, tag)
+        if roll < 0.7 or not self.past_end:
+            lba = rng.choice(self.pool if writes and rng.random() < 0.7 else self.readable)
+            scnt = rng.choice((1, 1, m, 2)) if m > 1 else 1
+            variant = rng.random()
+            if variant < 0.15:  # 28-bit, with the device bits Linux sends
+                return "semantic-read28", ata_request(info, tag, 0, scnt, 0x20, lba | (rng.choice((0xE0, 0xA0, 0x40)) << 24))
+            if variant < 0.25:  # a 48-bit LBA whose high bits take it past the end
+                high = rng.choice((1 << 32, 1 << 28, 1 << 40))
+                return "semantic-read-high", ata_request(info, tag, 0x40, 1, 0x24, lba + high)
+            if variant < 0.3:
+                return "semantic-read-reserved", ata_request(info, tag, 0x40, 1, 0x24, lba, reserved=rng.choice((1, 0xFFFF)))
+            if variant < 0.35:
+                return "semantic-read-over-max", ata_request(info, tag, 0x40, m + 1, 0x24, lba)
+            if variant < 0.4:
+                return "semantic-read-trailing", ata_request(info, tag, 0x40, 1, 0x24, lba, data=bytes(rng.choice((32, 64))))
+            return "semantic-read", ata_request(info, tag, 0x40, scnt, 0x24, lba)
+        if roll < 0.8:
+            lba = rng.choice(self.past_end)
+            return "semantic-read-edge", ata_request(info, tag, 0x40, rng.choice((1, 2)) if m > 1 else 1, 0x24, lba)
+        choice = rng.randrange(6)
+        if choice == 0:
+            return "semantic-identify", ata_request(info, tag, 0, rng.choice((1, 1, 0)), 0xEC, rng.choice((0xA0 << 24, 0)))
+        if choice == 1:
+            return "semantic-check-power", ata_request(info, tag, 0, 0, 0xE5, 0)
+        if choice == 2:
+            return "semantic-flush", ata_request(info, tag, *rng.choice(((0, 0, 0xE7), (0x40, 0, 0xEA))), 0)
+        if choice == 3:
+            return "semantic-unsupported", ata_request(info, tag, 0, rng.choice((0, 1)), rng.choice(UNSUPPORTED_OPCODES), 0)
+        if choice == 4:
+            head = info.mac + info.host_mac + b"\x88\xa2"
+            aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 1)) + tag.to_bytes(4, "big")
+            return "semantic-config-read", (head + aoe + bytes(8)).ljust(ETH_MIN_FRAME, b"\0")
+        return "semantic-flush", ata_request(info, tag, 0, 0, 0xE7, 0)
+
+    def _write(self, rng: random.Random, tag: int) -> Tuple[str, bytes]:
+        info, m, policy = self.info, self.info.max_sectors, self.policy
+        scnt = rng.choice((1, 1, 2)) if m > 1 else 1
+        lba = rng.choice(self.pool)
+        if lba + scnt > policy.end:
+            lba = policy.end - scnt
+        data = rng.getrandbits(4096 * scnt).to_bytes(512 * scnt, "little")
+        variant = rng.random()
+        if variant < 0.2:
+            return "semantic-write-async", ata_request(info, tag, 0x43, scnt, 0x34, lba, data)
+        if variant < 0.3:
+            cut = rng.choice((0, 1, 100, 511, 512 * scnt - 1))
+            return "semantic-write-short", ata_request(info, tag, 0x41, scnt, 0x34, lba, data[:cut])
+        if variant < 0.35:
+            return "semantic-write-ver", ata_request(info, tag, 0x41, scnt, 0x34, lba, data, ver=2)
+        if variant < 0.45:
+            # no device bits in lba3: a write stays in the window under every reading of the LBA (WritePolicy)
+            return "semantic-write28", ata_request(info, tag, 0x01, scnt, 0x30, lba, data)
+        return "semantic-write", ata_request(info, tag, 0x41, scnt, 0x34, lba, data)
+
+
 # -- the generator -------------------------------------------------------------------------
 
 
 class CaseGenerator:
     """Case ``i`` of seed ``seed``, always the same for the same seeds, target and policy."""
 
-    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetFacts, policy: WritePolicy = WritePolicy()):
+    def __init__(self, seed: int, seeds: Sequence[Seed], info: TargetFacts, policy: WritePolicy = WritePolicy(), *, semantic: bool = True):
         if not seeds:
             raise ValueError("no seeds to mutate")
         self.seed = seed
@@ -454,6 +561,7 @@ class CaseGenerator:
                 raw[16:18] = info.shelf.to_bytes(2, "big")
                 raw[18] = info.slot
             self._bases.append((s, bytes(raw)))
+        self.semantic = SemanticCases(info, policy) if semantic else None
 
     def rng(self, index: int) -> random.Random:
         return random.Random(f"aoeconform-fuzz:{self.seed}:{index}")
@@ -462,6 +570,9 @@ class CaseGenerator:
         from .oracle import expects_reply
 
         rng = self.rng(index)
+        if self.semantic is not None and rng.random() < SEMANTIC_SHARE:
+            name, frame_raw = self.semantic.case(rng, case_tag(index))
+            return Case(index, frame_raw, (), name, expects_reply(frame_raw, self.info))
         seed, base = self._bases[rng.randrange(len(self._bases))]
         raw = bytearray(base)
         names: List[str] = []

@@ -14,14 +14,13 @@ from typing import List
 from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
     AFLAG_A,
+    AFLAG_W,
     AOE_HEADER_LEN,
     AOE_VERSION,
     ATA_HEADER_END,
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
     ATA_STATUS_FAILURE_MASK,
-    ATA_WRITE_SECTORS,
-    ATA_WRITE_SECTORS_EXT,
     CCMD_TEST,
     CCMD_TEST_PREFIX,
     CMD_ATA,
@@ -66,9 +65,41 @@ KINDS = {
     "short-read": (21, "a successful READ reply carries fewer than scnt x 512 data bytes"),
     "config-reply-fields": (35, "a config reply with a version nibble other than 1 or a string over 1024 bytes"),
     "write-outside-window": (22, "a sector outside the allowed LBA window changed"),
-    # the config string, the Mac Mask list and the reservation against the model (model_admin)
+    # semantic oracles: replies judged against the model of the target (fuzz.model)
+    "read-refused": (21, "a READ inside the disk and within the limits was refused"),
+    "read-status": (21, "a successful READ reply without status 0x40 and error 0"),
+    "read-unstable": (21, "two READs of a sector nothing wrote in between returned different data"),
+    "read-data": (22, "a READ returned other data than the last acknowledged write put there"),
+    "write-refused": (22, "a WRITE inside the disk and within the limits was refused"),
+    "write-status": (22, "an acknowledged WRITE reply without status 0x40 and error 0"),
+    "refused-write-applied": (22, "a WRITE answered with an error changed the disk"),
+    "short-write-accepted": (23, "a WRITE whose payload is shorter than its sector count was acknowledged or applied"),
+    "scnt-over-max": (24, "a sector count above the advertised maximum was served"),
+    "idnf-missing": (25, "an I/O past the end was not failed with IDNF, or wrote part of its sectors"),
+    "lba28-arithmetic": (26, "a 28-bit command addressed other sectors than lba0-2 and lba3's low nibble name"),
+    "lba48-arithmetic": (27, "a 48-bit command addressed other sectors than its 48-bit LBA names"),
+    "identify-capacity": (28, "IDENTIFY's capacity words disagree with each other or with the readable size"),
+    "identify-refused": (28, "IDENTIFY DEVICE with sector count 1 refused, or answered without its 512-byte block"),
+    "unsupported-opcode": (29, "an unsupported ATA opcode not answered with status 0x41, error ABRT, E=0"),
+    "check-power": (30, "CHECK POWER MODE answered without sector count 0xFF and status 0x40 (or ABRT)"),
+    "flush-status": (31, "FLUSH CACHE answered without status 0x40 (or ABRT)"),
+    "async-write-lost": (33, "an acknowledged A=1 write is not what a READ after FLUSH returns"),
+    "ata-reserved-not-ignored": (34, "non-zero ATA reserved bytes changed what the command addressed"),
     "side-effect-under-ver": (12, "a request with Ver other than 1 changed the target's state"),
+    "response-had-effect": (2, "a frame with R=1 changed the target's state"),
+    "other-address-had-effect": (10, "a frame for another shelf or slot changed the target's state"),
+    "truncated-had-effect": (15, "a frame with a truncated argument changed the target's state"),
     "trailing-bytes-refused": (16, "a request refused because the frame carries bytes beyond its payload"),
+    "sector-count-beyond-mtu": (17, "the config reply advertises more sectors per frame than the MTU carries"),
+    "payload-beyond-count": (16, "a write stored bytes its frame carried beyond its sector count"),
+    "error-flag-without-code": (6, "E=1 with an Error byte of 0: the flag says an error, the byte names none"),
+    "answered-other-ethertype": (1, "a frame of another EtherType was answered as AoE"),
+    "duplicate-dropped": (18, "a request repeated with a new tag got no reply"),
+    "bufcnt-not-honoured": (19, "fewer than Buffer Count requests sent back to back were answered"),
+    "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
+    "no-advertisement": (46, "a target started by the restart hook sent no unsolicited config reply"),
+    "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
+    # the config string, the Mac Mask list and the reservation against the model (model_admin)
     "config-version-required": (35, "a config query refused because its version nibble is not 1 (aoetools send 0)"),
     "config-reply-string": (35, "a successful config reply does not carry the current config string"),
     "config-read-string": (36, "CCmd 0 (read) replied with a string other than the current one"),
@@ -125,7 +156,7 @@ def expects_reply(frame: bytes, info: TargetFacts) -> bool:
     """True when every reading of the protocol notes says the target must answer.
 
     Silence is allowed (§10) for truncated arguments (15), Ver other than 1
-    (12), frames with R set (2), other addresses (10), config test and
+    (12), frames with R set (2), other addresses (10), A=1 writes (33), config test and
     prefix commands (37, 38), oversize or lying config lengths (42), and
     vendor commands (14); and a frame for another MAC never reaches it.
     Frames from the second initiator's MAC are answered or not as the Mac
@@ -150,8 +181,8 @@ def must_answer(frame: bytes, info: TargetFacts) -> bool:
     fixed = FIXED_ARG_LEN.get(command)
     if fixed is not None and n < AOE_HEADER_LEN + fixed:
         return False
-    if command == CMD_ATA and frame[24] & AFLAG_A and frame[27] in (ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT):
-        return False  # whether an asynchronous write is answered is unspecified (33)
+    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (0x30, 0x34)):
+        return False  # an asynchronous write may go unanswered (rule 33)
     if command == CMD_QUERY_CONFIG:
         if frame[29] & 0xF in (CCMD_TEST, CCMD_TEST_PREFIX):
             return False
@@ -184,12 +215,16 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
         add(Anomaly("wrong-version", f"Ver {verflags >> 4}"))
     if not verflags & FLAG_ERROR and error:
         add(Anomaly("error-byte-without-e", f"Error byte {error} with E=0"))
+    if verflags & FLAG_ERROR and not error:
+        add(Anomaly("error-flag-without-code", f"flags byte 0x{verflags:02x} with Error byte 0"))
     if verflags & FLAGS_MBZ:
         add(Anomaly("mbz-set", f"flags byte 0x{verflags:02x}"))
     shelf, slot = int.from_bytes(reply[16:18], "big"), reply[18]
     if (shelf, slot) != (info.shelf, info.slot):
         add(Anomaly("wrong-address", f"reply from {shelf}.{slot}, target is {info.address}"))
     if len(request) >= AOE_HEADER_LEN:
+        if request[12:14] != ETH_P_AOE.to_bytes(2, "big"):
+            add(Anomaly("answered-other-ethertype", f"request EtherType 0x{request[12:14].hex()}"))
         if reply[19] != request[19]:
             add(Anomaly("command-not-echoed", f"request command {request[19]}, reply {reply[19]}"))
         if request[14] & FLAG_RESPONSE:

@@ -1,0 +1,818 @@
+"""What the fuzzer knows the target holds, and the semantic oracles that judge
+each reply against it.
+
+``TargetModel`` is pure (no sockets, no clocks): the engine feeds it each
+request with the replies matched to it, in an order where any two requests
+that touch the same state were exchanged one after the other (the fence,
+see ``footprint``). It judges the replies and then learns from what the
+target acknowledged:
+
+- the disk: every sector the fuzzer has read or written, inside the write
+  window and out of it, as the set of contents it may hold. A sector is
+  unknown until read; an acknowledged write makes it one value; silence
+  or ambiguity (a write without a reply, an A=1 write before FLUSH, two
+  readings of the LBA) makes it a set of possibilities, never a finding;
+- what must not have happened: data of writes the target had to refuse or
+  ignore (short payload, past the end, Ver other than 1, ...), so a later
+  read that finds it names the rule the write broke;
+- the capacity IDENTIFY reports and the readable edge the I/O shows;
+- the config string, the Mac Mask list and the reservation (one handler per
+  AoE command: ``_handlers``).
+
+Verdicts are the suites' (``scenario.expect``): where the suites write an
+expectation for a request (status 0x40 for a read, ABRT for an unsupported
+opcode, IDNF past the end, ...), the model builds the same spec and asks the
+same evaluator, and every alternative a rule accepts (``quirks.READINGS``)
+is accepted here too. The common path (a read or a write that succeeded as
+expected) is checked by hand first, so most replies never build a spec.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from aoeconform.scenario.expect import Env, ReplyView, Request, evaluate
+from aoeconform.wire.constants import (
+    AFLAG_A,
+    AFLAG_E,
+    AFLAGS_MBZ,
+    AOE_HEADER_LEN,
+    AOE_VERSION,
+    ATA_CHECK_POWER_MODE,
+    ATA_ERROR_IDNF,
+    ATA_FLUSH_CACHE,
+    ATA_FLUSH_CACHE_EXT,
+    ATA_HEADER_END,
+    ATA_IDENTIFY_DEVICE,
+    ATA_READ_SECTORS,
+    ATA_READ_SECTORS_EXT,
+    ATA_STATUS_ERR,
+    ATA_WRITE_SECTORS,
+    ATA_WRITE_SECTORS_EXT,
+    CMD_ATA,
+    CMD_MAC_MASK,
+    CMD_QUERY_CONFIG,
+    CMD_RESERVE_RELEASE,
+    CONFIG_HEADER_END,
+    ERR_BAD_ARGUMENT,
+    ERR_TARGET_RESERVED,
+    ETH_MIN_FRAME,
+    ETH_P_AOE,
+    FIXED_ARG_LEN,
+    FLAG_ERROR,
+    FLAG_RESPONSE,
+    LBA28_MAX_SECTORS,
+    SECTOR_SIZE,
+    SHELF_BROADCAST,
+    SLOT_BROADCAST,
+)
+from aoeconform.wire.identify import IDENTIFY_LEN, IdentifyData
+
+from aoeconform.session.facts import TargetFacts
+
+from .context import WritePolicy
+from .oracle import Anomaly
+
+_AOE = ETH_P_AOE.to_bytes(2, "big")
+#: the ATA opcodes an AoE target implements (§3.1); the suites expect ABRT for every other (rule 29)
+KNOWN_OPCODES = frozenset({ATA_READ_SECTORS, ATA_READ_SECTORS_EXT, ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT,
+                           ATA_CHECK_POWER_MODE, ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT, ATA_IDENTIFY_DEVICE})
+READ_OPCODES = frozenset({ATA_READ_SECTORS, ATA_READ_SECTORS_EXT})
+WRITE_OPCODES = frozenset({ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT})
+#: a sector with more possible contents than this is simply unknown
+MAX_POSSIBLE = 8
+#: replies remembered per tag, to see a reply that answers an earlier request
+TAG_MEMORY = 1024
+
+#: the rule a request breaks by being the kind of frame a target must ignore,
+#: and the anomaly a side effect of it is (rule 1: another EtherType, 2: R set, 10: another address,
+#: 12: Ver other than 1, 15: truncated argument)
+IGNORED_EFFECT = {
+    1: "answered-other-ethertype",
+    2: "response-had-effect",
+    10: "other-address-had-effect",
+    12: "side-effect-under-ver",
+    15: "truncated-had-effect",
+}
+
+# The expectation specs, in the suites' own words (suites/ata.yaml).
+SPEC_READ_OK = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40, "err_feature": 0}}}
+SPEC_WRITE_OK = SPEC_READ_OK
+SPEC_IDNF = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"bits_set": 0x01}, "err_feature": {"bits_set": 0x10}}}}
+SPEC_ABRT = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x41, "err_feature": 0x04}}}
+SPEC_CHECK_POWER = {"any_of": [
+    {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40, "sector_count": 0xFF}}},
+    {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"bits_set": 0x01}, "err_feature": {"bits_set": 0x04}}}},
+]}
+SPEC_FLUSH = {"any_of": [
+    {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40}}},
+    {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"bits_set": 0x01}, "err_feature": {"bits_set": 0x04}}}},
+]}
+
+
+def _spec_identify(capacity: int) -> dict:
+    """IDENTIFY words against the capacity (rule 28), as ata/identify/* check them."""
+    return {"any_of": [
+        {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40}, "data": {"length": {"min": IDENTIFY_LEN}},
+                   "identify": {"lba48_supported": True, "lba48_enabled": True, "lba48_capacity": capacity,
+                                "lba28_capacity": min(capacity, LBA28_MAX_SECTORS)}}},
+        {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40}, "data": {"length": {"min": IDENTIFY_LEN}},
+                   "identify": {"lba48_supported": False, "lba48_enabled": False, "lba48_capacity": 0,
+                                "lba28_capacity": capacity}}},
+    ]}
+
+
+_ENV = Env(variables={}, roles={})
+
+
+def _idnf(reply: bytes) -> bool:
+    return not reply[14] & FLAG_ERROR and bool(reply[27] & ATA_STATUS_ERR) and bool(reply[25] & ATA_ERROR_IDNF)
+
+
+def _abrt(reply: bytes) -> bool:
+    return not reply[14] & FLAG_ERROR and reply[27] == 0x41 and reply[25] == 0x04
+
+
+#: the replies each spec accepts, tested by hand first: the evaluator only explains a failure
+_FAST = {
+    id(SPEC_IDNF): _idnf,
+    id(SPEC_ABRT): _abrt,
+    id(SPEC_FLUSH): lambda r: _abrt(r) or (not r[14] & FLAG_ERROR and r[27] == 0x40),
+    id(SPEC_CHECK_POWER): lambda r: _abrt(r) or (not r[14] & FLAG_ERROR and r[27] == 0x40 and r[26] == 0xFF),
+}
+
+
+def judge(spec: Mapping, reply: bytes, request: bytes) -> Optional[str]:
+    """None when ``reply`` satisfies ``spec`` (the suites' evaluator), else why not."""
+    fast = _FAST.get(id(spec))
+    if fast is not None and len(reply) >= ATA_HEADER_END and fast(reply):
+        return None
+    view = ReplyView(reply)
+    tag = int.from_bytes(request[20:24], "big") if len(request) >= 24 else 0
+    verdict = evaluate(spec, [view], Request(bytes(request), tag), _ENV)
+    return None if verdict.ok else verdict.message
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a request may touch: sectors (``all_disk`` for every one) and
+    other state by name ("config", "mask", "reserve"). Two requests conflict
+    when they share something and one of them changes it."""
+
+    sectors: FrozenSet[int] = frozenset()
+    names: FrozenSet[str] = frozenset()
+    all_disk: bool = False
+
+    def overlaps(self, other: "Footprint") -> bool:
+        if self.names & other.names:
+            return True
+        if self.all_disk and (other.all_disk or other.sectors):
+            return True
+        if other.all_disk and self.sectors:
+            return True
+        return bool(self.sectors & other.sectors)
+
+
+EVERYTHING = Footprint(names=frozenset({"config", "mask", "reserve"}), all_disk=True)
+
+
+@dataclass
+class _Ata:
+    """An ATA request as the model reads it."""
+
+    raw: bytes
+    aflags: int
+    feature: int
+    scnt: int
+    opcode: int
+    lba_bytes: int
+    reserved: int
+    payload: bytes
+    #: (first sector, 48-bit?) under every reading the rules accept (rule 26, 27)
+    readings: Tuple[Tuple[int, bool], ...]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "_Ata":
+        aflags, feature, scnt, opcode = raw[24], raw[25], raw[26], raw[27]
+        lba_bytes = int.from_bytes(raw[28:34], "little")
+        by_opcode = opcode in (ATA_READ_SECTORS_EXT, ATA_WRITE_SECTORS_EXT)
+        by_flag = bool(aflags & AFLAG_E)
+        readings = []
+        for extended in dict.fromkeys((by_opcode, by_flag)):
+            lba = lba_bytes if extended else lba_bytes & LBA28_MAX_SECTORS
+            if (lba, extended) not in readings:
+                readings.append((lba, extended))
+        return cls(raw, aflags, feature, scnt, opcode, lba_bytes, int.from_bytes(raw[34:36], "big"),
+                   raw[ATA_HEADER_END:], tuple(readings))
+
+    @property
+    def lbas(self) -> Tuple[int, ...]:
+        return tuple(dict.fromkeys(lba for lba, _ in self.readings))
+
+
+@dataclass
+class _Reply:
+    raw: bytes
+
+    @property
+    def error_flag(self) -> bool:
+        return bool(self.raw[14] & FLAG_ERROR)
+
+    @property
+    def error(self) -> int:
+        return self.raw[15]
+
+    @property
+    def status(self) -> int:
+        return self.raw[27] if len(self.raw) > 27 else 0
+
+    @property
+    def ata_error(self) -> int:
+        return self.raw[25] if len(self.raw) > 25 else 0
+
+    @property
+    def data(self) -> bytes:
+        return self.raw[ATA_HEADER_END:] if len(self.raw) > ETH_MIN_FRAME else b""
+
+    @property
+    def refused(self) -> bool:
+        """An AoE error, or an ATA status with ERR set."""
+        return self.error_flag or bool(self.status & ATA_STATUS_ERR)
+
+
+class TargetModel:
+    """The target as the fuzzer knows it; ``step`` judges and learns."""
+
+    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: bytes = b"", host_macs: Sequence[bytes] = ()):
+        self.info = info
+        self.policy = policy
+        self.host_macs: Tuple[bytes, ...] = tuple(host_macs) or (info.host_mac,)
+        #: the capacity in sectors: the discovery's IDENTIFY, else the first one seen
+        self.capacity: Optional[int] = info.capacity
+        self.max_sectors = info.max_sectors
+        # the disk: sector -> possible contents; absent: unknown
+        self.disk: Dict[int, FrozenSet[bytes]] = {}
+        #: how a sector's content became known: "read", "write" or "async"
+        self.origin: Dict[int, str] = {}
+        #: sector -> {content: (anomaly kind, what should not have written it)}
+        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str]]] = {}
+        #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
+        self.pending_async: Dict[int, bytes] = {}
+        # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
+        self.readable_lo = 0
+        self.readable_hi: Optional[int] = None
+        # the admin state; None where unknown (then every outcome that depends on it is accepted)
+        self.config: Optional[bytes] = config
+        self.mask: Optional[FrozenSet[bytes]] = frozenset()
+        self.reservation: Optional[FrozenSet[bytes]] = frozenset()
+        self._by_tag: "collections.OrderedDict[int, Tuple[bytes, bytes]]" = collections.OrderedDict()
+        #: one handler per AoE command: (request, reply or None, answered in time, the rule that
+        #: makes the target ignore the request or 0) -> anomalies
+        self._handlers: Dict[int, Callable[[bytes, Optional[_Reply], bool, int], List[Anomaly]]] = {
+            CMD_ATA: self._ata,
+            CMD_QUERY_CONFIG: self._query_config,
+            CMD_MAC_MASK: self._mac_mask,
+            CMD_RESERVE_RELEASE: self._reserve,
+        }
+        self._ata_handlers: Dict[int, Callable[[_Ata, Optional[_Reply], bool, int], List[Anomaly]]] = {
+            ATA_READ_SECTORS: self._read,
+            ATA_READ_SECTORS_EXT: self._read,
+            ATA_WRITE_SECTORS: self._write,
+            ATA_WRITE_SECTORS_EXT: self._write,
+            ATA_IDENTIFY_DEVICE: self._identify,
+            ATA_CHECK_POWER_MODE: self._check_power,
+            ATA_FLUSH_CACHE: self._flush,
+            ATA_FLUSH_CACHE_EXT: self._flush,
+        }
+
+    # -- the engine's side ------------------------------------------------------------
+
+    def step(self, request: bytes, replies: Sequence[bytes], *, answered_in_time: bool = True) -> List[Anomaly]:
+        """Judge the replies (possibly none) to ``request``, sent with the model
+        in its current state, then update the state from what the target
+        acknowledged. Silence or ambiguity makes the affected state uncertain
+        (a set of possible values), never a false finding."""
+        request = bytes(request)
+        if len(request) < AOE_HEADER_LEN:
+            return []
+        # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
+        reply = next((_Reply(bytes(r)) for r in replies
+                      if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
+        handler = self._handlers.get(request[19])
+        if handler is None:
+            return []
+        found = handler(request, reply, answered_in_time, self.ignored_rule(request))
+        if reply is not None:
+            stale = self.stale_reply(request, reply.raw) if found else None
+            self._remember_reply(request, reply.raw)
+            if stale is not None:
+                return [stale]
+        return found
+
+    def changes_state(self, request: bytes) -> bool:
+        """Whether ``request`` may change the target's state (under some reading,
+        or if the target is faulty): the engine fences it."""
+        if len(request) < AOE_HEADER_LEN:
+            return False
+        command = request[19]
+        if command == CMD_ATA:
+            if len(request) < 28:
+                return False
+            # other opcodes change nothing a conforming target keeps (rule 29)
+            return request[27] in WRITE_OPCODES or request[27] in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT)
+        if command == CMD_QUERY_CONFIG:
+            return len(request) < 30 or request[29] & 0xF not in (0, 1, 2)
+        return command in (CMD_MAC_MASK, CMD_RESERVE_RELEASE)
+
+    def footprint(self, request: bytes) -> Footprint:
+        """What ``request`` may read or change (see ``Footprint``)."""
+        if len(request) < AOE_HEADER_LEN:
+            return Footprint()
+        command = request[19]
+        if command == CMD_ATA:
+            if len(request) < ATA_HEADER_END:
+                return Footprint()
+            opcode = request[27]
+            if opcode in READ_OPCODES or opcode in WRITE_OPCODES:
+                ata = _Ata.parse(request)
+                count = max(1, ata.scnt)
+                # a lengths-from-frame target writes what the frame carries
+                if opcode in WRITE_OPCODES:
+                    count = max(count, -(-len(ata.payload) // SECTOR_SIZE))
+                return Footprint(sectors=frozenset(s for lba in ata.lbas for s in range(lba, lba + count)))
+            if opcode in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT):
+                return Footprint(all_disk=True)
+            return Footprint(names=frozenset({"reserve"}))
+        if command == CMD_QUERY_CONFIG:
+            return Footprint(names=frozenset({"config"}))
+        if command == CMD_MAC_MASK:
+            return EVERYTHING  # a mask edit decides who is answered at all
+        if command == CMD_RESERVE_RELEASE:
+            return Footprint(names=frozenset({"reserve"}), all_disk=True)
+        return Footprint()
+
+    def overlapped(self, request: bytes, replies: Sequence[bytes]) -> None:
+        """``request``, a write already stepped, was in flight together with
+        another write to the same sectors (stepped after it): either may have
+        landed last, but each sector is one of them whole (rule 20)."""
+        if len(request) < ATA_HEADER_END or request[27] not in WRITE_OPCODES:
+            return
+        reply = next((_Reply(bytes(r)) for r in replies if len(r) >= ATA_HEADER_END), None)
+        if reply is None or reply.refused:
+            return
+        ata = _Ata.parse(request)
+        for lba in ata.lbas:
+            for i, sector in enumerate(self._sectors(ata.payload, ata.scnt)):
+                if len(sector) == SECTOR_SIZE:
+                    self._widen(lba + i, sector)
+                    self.origin[lba + i] = "overlap"
+
+    def restarted(self) -> None:
+        """The target was restarted: what it kept only in memory is unknown."""
+        for lba, data in self.pending_async.items():
+            self._widen(lba, data)
+        self.pending_async.clear()
+        self.config = None
+        self.mask = None
+        self.reservation = None
+
+    def forget(self) -> None:
+        """Frames the model did not see reached the target: only what cannot
+        change (the capacity, the readable edge) is still known."""
+        self.disk.clear()
+        self.origin.clear()
+        self.forbidden.clear()
+        self.pending_async.clear()
+        self._by_tag.clear()
+        self.config = None
+        self.mask = None
+        self.reservation = None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def ignored_rule(self, request: bytes) -> int:
+        """The rule that makes a target ignore ``request`` (no side effect), or 0."""
+        if request[12:14] != _AOE:
+            return 1
+        if request[14] & FLAG_RESPONSE:
+            return 2
+        shelf, slot = int.from_bytes(request[16:18], "big"), request[18]
+        if shelf not in (self.info.shelf, SHELF_BROADCAST) or slot not in (self.info.slot, SLOT_BROADCAST):
+            return 10
+        if request[0:6] != self.info.mac and request[0:6] != b"\xff" * 6:
+            return 10
+        if request[14] >> 4 != AOE_VERSION:
+            return 12
+        fixed = FIXED_ARG_LEN.get(request[19])
+        if fixed is not None and len(request) < AOE_HEADER_LEN + fixed:
+            return 15
+        return 0
+
+    def _reserved_against_us(self, request: bytes) -> bool:
+        """Whether a reservation may shut the requester out (unknown counts)."""
+        if self.reservation is None:
+            return True
+        return bool(self.reservation) and request[6:12] not in self.reservation
+
+    def stale_reply(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
+        """The anomaly when ``reply`` is byte for byte the reply an earlier
+        request with the same tag got: the target answered from a cache keyed
+        on the tag (rule 18). Only meaningful once the reply broke something,
+        since an identical request may well get an identical reply."""
+        if len(request) < AOE_HEADER_LEN or len(reply) < AOE_HEADER_LEN:
+            return None
+        tag = int.from_bytes(request[20:24], "big")
+        earlier = self._by_tag.get(tag)
+        if earlier is not None and earlier[1][14:] == bytes(reply[14:]) and earlier[0] is not request:
+            return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier request with this tag got")
+        return None
+
+    def _remember_reply(self, request: bytes, reply: bytes) -> None:
+        tag = int.from_bytes(request[20:24], "big")
+        self._by_tag[tag] = (request, reply)
+        self._by_tag.move_to_end(tag)
+        if len(self._by_tag) > TAG_MEMORY:
+            self._by_tag.popitem(last=False)
+
+    def _widen(self, lba: int, data: bytes) -> None:
+        """The sector may now hold ``data`` as well as what it held."""
+        known = self.disk.get(lba)
+        if known is None:
+            return
+        if data in known:
+            return
+        if len(known) >= MAX_POSSIBLE:
+            self.disk.pop(lba, None)
+            self.origin.pop(lba, None)
+        else:
+            self.disk[lba] = known | {data}
+
+    def _set(self, lba: int, data: bytes, origin: str) -> None:
+        self.disk[lba] = frozenset((data,))
+        self.origin[lba] = origin
+        self.pending_async.pop(lba, None)
+
+    def _forbid(self, lba: int, data: bytes, kind: str, why: str) -> None:
+        entry = self.forbidden.setdefault(lba, {})
+        if len(entry) < MAX_POSSIBLE:
+            entry[data] = (kind, why)
+
+    def _in_disk(self, lba: int, count: int) -> Optional[bool]:
+        """True if [lba, lba+count) lies inside the disk, False if past its end, None if unknown."""
+        if self.capacity is None:
+            if self.readable_hi is not None and lba + count > self.readable_hi:
+                return False
+            return True if lba + count <= self.readable_lo else None
+        return lba + count <= self.capacity
+
+    @staticmethod
+    def _sectors(data: bytes, count: int) -> List[bytes]:
+        return [data[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE] for i in range(count)]
+
+    # -- ATA (§3.1) ------------------------------------------------------------------------
+
+    def _ata(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if len(request) < ATA_HEADER_END:
+            return []
+        ata = _Ata.parse(request)
+        handler = self._ata_handlers.get(ata.opcode, self._unsupported)
+        return handler(ata, reply, in_time, ignored)
+
+    def _clean(self, ata: _Ata, reserved_too: bool = False) -> bool:
+        """A request every reading of the rules must serve: no MBZ bits, no
+        reserved bytes (unless ``reserved_too``: then only Error 2 may refuse
+        them, rule 34), E flag agreeing with the opcode, W flag with the
+        direction."""
+        raw = ata.raw
+        if raw[14] & 0x3 or raw[15] or ata.aflags & AFLAGS_MBZ or (ata.reserved and not reserved_too):
+            return False
+        extended = ata.opcode in (ATA_READ_SECTORS_EXT, ATA_WRITE_SECTORS_EXT, ATA_FLUSH_CACHE_EXT)
+        if bool(ata.aflags & AFLAG_E) != extended and ata.opcode in (READ_OPCODES | WRITE_OPCODES):
+            return False
+        if ata.opcode in READ_OPCODES and ata.aflags & 0x3:
+            return False
+        if ata.opcode in WRITE_OPCODES and not ata.aflags & 0x1:
+            return False
+        return True
+
+    def _refusal_ok(self, ata: _Ata, reply: _Reply, ignored: int) -> bool:
+        """Whether a refusal of this request is one some reading accepts."""
+        if ignored:
+            return True
+        if reply.error_flag:
+            code = reply.error
+            if code == ERR_TARGET_RESERVED and self._reserved_against_us(ata.raw):
+                return True
+            if code == ERR_BAD_ARGUMENT and (ata.reserved or ata.scnt > self.max_sectors):
+                return True
+            return not self._clean(ata, reserved_too=True)
+        return not self._clean(ata, reserved_too=True)
+
+    def _edge_kind(self, ata: _Ata, lba: int, extended: bool, refused: bool) -> str:
+        """Which rule an I/O judged against the end of the disk breaks."""
+        capacity = self.capacity or 0
+        if ata.reserved:
+            return "ata-reserved-not-ignored"
+        if refused:
+            if not extended and ata.lba_bytes & 0xF0000000:
+                return "lba28-arithmetic"
+            if extended and lba > LBA28_MAX_SECTORS:
+                return "lba48-arithmetic"
+            if lba + max(1, ata.scnt) == capacity:
+                return "identify-capacity"
+            return "read-refused" if ata.opcode in READ_OPCODES else "write-refused"
+        if lba <= capacity:
+            return "idnf-missing"
+        return "lba48-arithmetic" if extended else "lba28-arithmetic"
+
+    def _read(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None:
+            return []
+        scnt = ata.scnt
+        found: List[Anomaly] = []
+        inside = [(lba, ext) for lba, ext in ata.readings if self._in_disk(lba, scnt) is not False]
+        if reply.refused:
+            if ignored or not self._clean(ata, reserved_too=True):
+                return []
+            if reply.error_flag and self._refusal_ok(ata, reply, ignored):
+                return []
+            if not inside or scnt > self.max_sectors:
+                # every reading is past the end: IDNF (rule 25), unless the count is refused first (24)
+                if scnt <= self.max_sectors and self.capacity is not None and (why := judge(SPEC_IDNF, reply.raw, ata.raw)):
+                    found.append(Anomaly("idnf-missing", f"READ of {scnt} at LBA {ata.readings[0][0]} past the end ({self.capacity}): {why}"))
+                elif scnt <= self.max_sectors:
+                    self._learn_edge(ata, refused=True)
+                return found
+            if scnt == 0 or any(self._in_disk(lba, scnt) is None for lba, _ in inside):
+                return []
+            lba, extended = inside[0]
+            if len(ata.readings) > 1 and reply.ata_error & ATA_ERROR_IDNF:
+                return []  # the other reading may be past the end
+            kind = self._edge_kind(ata, lba, extended, refused=True)
+            if len(ata.raw) > ETH_MIN_FRAME and len(ata.payload) and reply.error_flag:
+                kind = "trailing-bytes-refused"
+            return [Anomaly(kind, f"READ of {scnt} at LBA {lba} inside the disk ({self.capacity} sectors) refused: "
+                                  f"E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x} error 0x{reply.ata_error:02x}")]
+        # served
+        if scnt > self.max_sectors:
+            found.append(Anomaly("scnt-over-max", f"READ of {scnt} sectors served; the target advertises {self.max_sectors}"))
+            return found
+        if not inside:
+            lba, extended = ata.readings[0]
+            kind = self._edge_kind(ata, lba, extended, refused=False)
+            return [Anomaly(kind, f"READ of {scnt} at LBA {lba} past the end ({self.capacity} sectors) served")]
+        if ignored == 0 and self._clean(ata) and (reply.status != 0x40 or reply.ata_error):
+            why = judge(SPEC_READ_OK, reply.raw, ata.raw)
+            if why:
+                found.append(Anomaly("read-status", f"READ of {scnt} at LBA {inside[0][0]}: {why}"))
+        data = reply.data
+        if len(data) < scnt * SECTOR_SIZE:
+            return found  # the header oracle's short-read
+        sectors = self._sectors(data, scnt)
+        matching = [(lba, ext) for lba, ext in inside if self._matches(lba, sectors)]
+        if not matching:
+            lba, _ = inside[0]
+            found += self._mismatch(lba, sectors)
+            return found
+        if len(matching) == 1:
+            lba, _ = matching[0]
+            for i, sector in enumerate(sectors):
+                self._learn(lba + i, sector)
+            self._learn_edge(ata, refused=False, lba=lba)
+        return found
+
+    def _matches(self, lba: int, sectors: List[bytes]) -> bool:
+        disk = self.disk
+        for i, sector in enumerate(sectors):
+            known = disk.get(lba + i)
+            if known is not None and sector not in known:
+                return False
+        return True
+
+    def _learn(self, lba: int, sector: bytes) -> None:
+        known = self.disk.get(lba)
+        if known is None:
+            pending = self.pending_async.get(lba)
+            self.disk[lba] = frozenset((sector,) if pending is None or pending == sector else (sector, pending))
+            self.origin[lba] = "read"
+            if pending == sector:
+                del self.pending_async[lba]
+        elif len(known) > 1:
+            pending = self.pending_async.get(lba)
+            if pending is None or pending == sector:
+                self.disk[lba] = frozenset((sector,))
+                self.pending_async.pop(lba, None)
+            else:  # an A=1 write not yet flushed may still land
+                self.disk[lba] = frozenset((sector, pending))
+
+    def _mismatch(self, lba: int, sectors: List[bytes]) -> List[Anomaly]:
+        """A READ's data against the model: one anomaly, named by why the model expected what it did."""
+        for i, sector in enumerate(sectors):
+            known = self.disk.get(lba + i)
+            if known is None or sector in known:
+                continue
+            at = lba + i
+            bad = self.forbidden.get(at, {}).get(sector)
+            origin = self.origin.get(at, "read")
+            if bad is not None:
+                kind, why = bad
+                detail = f"sector {at} holds the data of {why}"
+            else:
+                kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
+                expected = next(iter(known)) if len(known) == 1 else None
+                offset = next((j for j, (a, b) in enumerate(zip(expected, sector)) if a != b), 0) if expected else 0
+                detail = (f"sector {at}: read {sector[offset:offset + 8].hex()}… at byte {offset}, "
+                          + ("an earlier read returned" if origin == "read" else "the last acknowledged write put"
+                             if origin != "overlap" else "either of two overlapping writes put")
+                          + (f" {expected[offset:offset + 8].hex()}…" if expected else f" one of {len(known)} other contents"))
+            # resynchronise on what the target holds now: one finding, not one per later read
+            for j, s in enumerate(sectors):
+                self._set(lba + j, s, "read")
+            return [Anomaly(kind, detail)]
+        return []
+
+    def _learn_edge(self, ata: _Ata, *, refused: bool, lba: Optional[int] = None) -> None:
+        """The readable edge from an unambiguous I/O (one reading, clean)."""
+        if len(ata.readings) != 1 or not self._clean(ata) or ata.scnt == 0:
+            return
+        first = ata.readings[0][0] if lba is None else lba
+        end = first + ata.scnt
+        if refused:
+            self.readable_hi = end - 1 if self.readable_hi is None else min(self.readable_hi, end - 1)
+        else:
+            self.readable_lo = max(self.readable_lo, end)
+
+    def _write(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        scnt = ata.scnt
+        count = scnt
+        need = scnt * SECTOR_SIZE
+        short = len(ata.payload) < need
+        lbas = ata.lbas
+        inside = [lba for lba in lbas if self._in_disk(lba, scnt) is not False]
+        asynchronous = bool(ata.aflags & AFLAG_A)
+        # why the target must not write anything, and the anomaly if it did
+        must_not: Optional[Tuple[str, str]] = None
+        if ignored:
+            must_not = (IGNORED_EFFECT[ignored], "a write it had to ignore (rule %d)" % ignored)
+        elif scnt > self.max_sectors:
+            must_not = ("scnt-over-max", f"a write of {scnt} sectors (maximum {self.max_sectors})")
+        elif short:
+            must_not = ("short-write-accepted", f"a write of {scnt} sectors carrying {len(ata.payload)} bytes")
+        elif not inside:
+            must_not = ("idnf-missing", f"a write of {scnt} sectors at LBA {lbas[0]} past the end")
+        data = ata.payload[:need] if not short else ata.payload
+        sectors = self._sectors(data, -(-len(data) // SECTOR_SIZE))
+        sectors = [s for s in sectors if len(s) == SECTOR_SIZE] + [s.ljust(SECTOR_SIZE, b"\0") for s in sectors if len(s) < SECTOR_SIZE]
+        found: List[Anomaly] = []
+        if reply is None:
+            for lba in lbas:
+                for i, sector in enumerate(sectors[:max(count, 1)]):
+                    if must_not is not None:
+                        self._forbid(lba + i, sector, *must_not)
+                    else:
+                        self._widen(lba + i, sector)
+            return found
+        if reply.refused:
+            for lba in lbas:
+                for i, sector in enumerate(sectors):
+                    self._forbid(lba + i, sector, *(must_not or ("refused-write-applied", f"a write refused with E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x}")))
+            if must_not is not None or not self._clean(ata, reserved_too=True) or self._refusal_ok(ata, reply, ignored) or scnt == 0:
+                if must_not is not None and must_not[0] == "idnf-missing" and scnt <= self.max_sectors and not short and self._clean(ata) and self.capacity is not None:
+                    why = judge(SPEC_IDNF, reply.raw, ata.raw)
+                    if why:
+                        found.append(Anomaly("idnf-missing", f"WRITE of {scnt} at LBA {lbas[0]} past the end ({self.capacity}): {why}"))
+                return found
+            if any(self._in_disk(lba, scnt) is None for lba in inside):
+                return found
+            lba = inside[0]
+            kind = self._edge_kind(ata, lba, ata.readings[0][1], refused=True)
+            found.append(Anomaly(kind, f"WRITE of {scnt} at LBA {lba} inside the disk ({self.capacity} sectors) refused: "
+                                       f"E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x} error 0x{reply.ata_error:02x}"))
+            return found
+        # acknowledged
+        if must_not is not None:
+            kind, why = must_not
+            if ignored in (1, 2, 10):
+                kind = ""  # the header oracles report the reply itself
+            elif kind == "idnf-missing":
+                kind = self._edge_kind(ata, lbas[0], ata.readings[0][1], refused=False)
+            if kind:
+                found.append(Anomaly(kind, f"{why} was acknowledged"))
+            for lba in lbas:  # whatever it did, the model no longer knows these sectors
+                for s in range(lba, lba + max(count, len(sectors))):
+                    self.disk.pop(s, None)
+                    self.pending_async.pop(s, None)
+            return found
+        if ignored == 0 and self._clean(ata) and (reply.status != 0x40 or reply.ata_error):
+            why = judge(SPEC_WRITE_OK, reply.raw, ata.raw)
+            if why:
+                found.append(Anomaly("write-status", f"WRITE of {scnt} at LBA {lbas[0]}: {why}"))
+        extra = ata.payload[need:] if len(ata.raw) > ETH_MIN_FRAME else b""
+        for lba in lbas:  # bytes beyond the sector count are not data (rule 16)
+            for i in range(0, len(extra), SECTOR_SIZE):
+                chunk, at = extra[i:i + SECTOR_SIZE], lba + count + i // SECTOR_SIZE
+                old = self.disk.get(at)
+                if len(chunk) < SECTOR_SIZE:
+                    if old is None or len(old) != 1:
+                        continue
+                    chunk += next(iter(old))[len(chunk):]
+                self._forbid(at, chunk, "payload-beyond-count", f"bytes a write of {count} sector(s) carried beyond its count")
+        for lba in lbas:
+            for i, sector in enumerate(sectors[:count]):
+                at = lba + i
+                late = self.pending_async.get(at)
+                if late is not None and late != sector:
+                    self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
+                if len(lbas) > 1:
+                    self._widen(at, sector)
+                elif asynchronous:
+                    self._widen(at, sector)
+                    self.pending_async[at] = sector
+                else:
+                    self._set(at, sector, "write")
+        return found
+
+    def _identify(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None or ignored:
+            return []
+        clean = not (ata.raw[14] & 0x3 or ata.aflags & AFLAGS_MBZ)
+        if reply.refused:
+            if not clean or ata.scnt != 1:
+                return []
+            if reply.error_flag and reply.error == ERR_TARGET_RESERVED and self._reserved_against_us(ata.raw):
+                return []  # identify-reserved-refused: IDENTIFY's exemption is the implementation's choice (rule 57)
+            return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt 1, LBA bytes 0x{ata.lba_bytes:012x}) refused: "
+                                                f"E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x} error 0x{reply.ata_error:02x}")]
+        if len(reply.data) < IDENTIFY_LEN:
+            return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt {ata.scnt}) answered as a success with {len(reply.data)} data bytes, not the 512-byte block")]
+        block = IdentifyData.decode(reply.data[:IDENTIFY_LEN])
+        claimed = block.capacity_sectors
+        if self.capacity is None:
+            self.capacity = claimed
+        found: List[Anomaly] = []
+        why = judge(_spec_identify(self.capacity), reply.raw, ata.raw)
+        if why:
+            found.append(Anomaly("identify-capacity", f"IDENTIFY words against the capacity {self.capacity}: {why}"))
+        elif claimed < self.readable_lo or (self.readable_hi is not None and claimed > self.readable_hi):
+            found.append(Anomaly("identify-capacity", f"IDENTIFY reports {claimed} sectors; the I/O shows the readable size is in "
+                                                      f"[{self.readable_lo}, {self.readable_hi}]"))
+        return found
+
+    def _check_power(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None or ignored or reply.error_flag or not self._clean(ata):
+            return []
+        why = judge(SPEC_CHECK_POWER, reply.raw, ata.raw)
+        return [Anomaly("check-power", why)] if why else []
+
+    def _flush(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None or reply.error_flag:
+            return []
+        # any reply with E=0 means the writes before it are readable (rule 31, 33)
+        if not ignored:
+            for lba, data in self.pending_async.items():
+                self._set_async(lba, data)
+            self.pending_async.clear()
+        if ignored or not self._clean(ata):
+            return []
+        why = judge(SPEC_FLUSH, reply.raw, ata.raw)
+        return [Anomaly("flush-status", why)] if why else []
+
+    def _set_async(self, lba: int, data: bytes) -> None:
+        self.disk[lba] = frozenset((data,))
+        self.origin[lba] = "async"
+
+    def _unsupported(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None or ignored or reply.error_flag or not self._clean(ata):
+            return []
+        why = judge(SPEC_ABRT, reply.raw, ata.raw)
+        return [Anomaly("unsupported-opcode", f"opcode 0x{ata.opcode:02x}: {why}")] if why else []
+
+    # -- Query Config (§3.2) -------------------------------------------------------------
+
+    def _query_config(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if reply is None or reply.error_flag or len(reply.raw) < CONFIG_HEADER_END:
+            return []
+        # rule 17: the Sector Count a target advertises must fit the link's MTU
+        advertised = reply.raw[28] or 2
+        if AOE_HEADER_LEN - 14 + 12 + advertised * SECTOR_SIZE > self.info.mtu:
+            return [Anomaly("sector-count-beyond-mtu", f"Sector Count {advertised}: a read of that many sectors is "
+                                                       f"{22 + advertised * SECTOR_SIZE} bytes, the MTU is {self.info.mtu}")]
+        return []
+
+
+    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4) ---------------------------------------
+
+    def _mac_mask(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if self.changes_state(request) and not (len(request) > 25 and request[25] == 0 and ignored in (2, 10)):
+            self.mask = None  # not modelled yet: whatever the edit did is unknown
+        return []
+
+    def _reserve(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        if len(request) <= AOE_HEADER_LEN or request[24] != 0:
+            self.reservation = None  # not modelled yet: whatever the set did is unknown
+        return []
+
+
+__all__ = ["TargetModel", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]

@@ -1,0 +1,271 @@
+"""The fuzzer's model of the target (fuzz.model): each semantic oracle fires on
+the quirk that breaks its rule, and never on the clean target or under any
+accepted reading (quirks.READINGS).
+
+The target logic is driven directly (no link, no threads): each request's
+replies go to ``TargetModel.step`` the way the engine hands them over.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import pytest
+
+from aoeconform.fuzz.context import WritePolicy
+from aoeconform.session.facts import TargetFacts as TargetInfo
+from aoeconform.fuzz.model import TargetModel
+from aoeconform.fuzz.oracle import KINDS
+from aoeconform.target.image import MemoryImage
+from aoeconform.target.logic import Target
+from aoeconform.target.quirks import QUIRKS, READINGS
+from aoeconform.wire import AtaArg, ConfigArg, Frame, Header
+from aoeconform.wire.constants import LBA28_MAX_SECTORS
+
+TARGET_MAC = bytes.fromhex("02aaaaaaaa02")
+HOST_MAC = bytes.fromhex("020000000001")
+SHELF, SLOT = 1, 2
+CAPACITY = 2048  # sectors (1 MiB)
+WINDOW = WritePolicy(True, 1024, 64)
+
+
+class Bench:
+    """A target and a model side by side; ``send`` returns the model's anomaly kinds."""
+
+    def __init__(self, quirks: Sequence[str] = (), capacity: int = CAPACITY):
+        self.target = Target(MemoryImage(capacity * 512), shelf=SHELF, slot=SLOT, mac=TARGET_MAC, quirks=quirks)
+        info = TargetInfo(mac=TARGET_MAC, shelf=SHELF, slot=SLOT, host_mac=HOST_MAC, sector_count=self.target.max_sectors,
+                          capacity=self.target.capacity)
+        self.model = TargetModel(info, WINDOW)
+        self.tag = 0x100
+        self.kinds: List[str] = []
+
+    def frame(self, arg, command=0, ver=1, flags=0, tag: Optional[int] = None) -> bytes:
+        self.tag += 1
+        header = Header(dst=TARGET_MAC, src=HOST_MAC, shelf=SHELF, slot=SLOT, command=command,
+                        tag=self.tag if tag is None else tag, ver=ver, flags=flags)
+        return Frame(header, arg).encode().ljust(60, b"\0")
+
+    def send(self, raw: bytes) -> List[str]:
+        replies = self.target.handle(raw)
+        kinds = [a.kind for a in self.model.step(raw, replies)]
+        self.kinds += kinds
+        return kinds
+
+    def read(self, lba, scnt=1, opcode=0x24, aflags=None, **kw):
+        aflags = (0x40 if opcode == 0x24 else 0) if aflags is None else aflags
+        return self.send(self.frame(AtaArg(aflags=aflags, sector_count=scnt, cmd_status=opcode, lba=lba, **kw)))
+
+    def write(self, lba, data, scnt=None, opcode=0x34, aflags=None, ver=1, **kw):
+        aflags = (0x41 if opcode == 0x34 else 0x01) if aflags is None else aflags
+        scnt = len(data) // 512 if scnt is None else scnt
+        return self.send(self.frame(AtaArg(aflags=aflags, sector_count=scnt, cmd_status=opcode, lba=lba, data=data, **kw), ver=ver))
+
+    def ata(self, opcode, scnt=0, lba=0, aflags=0):
+        return self.send(self.frame(AtaArg(aflags=aflags, sector_count=scnt, cmd_status=opcode, lba=lba)))
+
+    def identify(self, lba=0xA0 << 24, scnt=1):
+        return self.ata(0xEC, scnt, lba)
+
+
+def fill(byte: int, sectors: int = 1) -> bytes:
+    return bytes([byte]) * (512 * sectors)
+
+
+def workout(bench: Bench) -> None:
+    """Every ATA request the model judges, at the window, the edges and beyond."""
+    cap = CAPACITY
+    bench.identify()
+    bench.identify(lba=0)
+    bench.identify(scnt=0)
+    for lba in (1024, 1025, 1030):
+        bench.read(lba, 2)
+    bench.write(1024, fill(1) + fill(2))
+    bench.read(1024, 2)
+    bench.read(1024 | 0xE0 << 24, 1, opcode=0x20)
+    bench.write(1026, fill(3), aflags=0x43)  # asynchronous
+    bench.ata(0xE7)
+    bench.read(1026)
+    bench.ata(0xEA, aflags=0x40)
+    bench.write(1027, fill(4)[:100], scnt=1)  # short
+    bench.read(1027)
+    bench.write(1028, fill(5), ver=2)  # Ver 2: no side effect
+    bench.read(1028)
+    bench.read(cap - 1)
+    bench.read(cap - 1, 2)
+    bench.read(cap)
+    bench.write(cap, fill(6))
+    bench.read(1 << 32)
+    bench.read((1 << 28) + 5)
+    bench.read(1030, 3)  # over the advertised maximum
+    bench.read(1031, reserved=0xFFFF)
+    bench.ata(0xE5)
+    bench.ata(0x00)
+    bench.ata(0xC8, 1)
+    bench.send(bench.frame(ConfigArg(), command=1))
+    bench.read(1024, 2)
+    bench.read(1026)
+
+
+def test_clean_target_gives_nothing():
+    bench = Bench()
+    workout(bench)
+    workout(bench)
+    assert bench.kinds == []
+
+
+@pytest.mark.parametrize("reading", sorted(READINGS))
+def test_no_reading_gives_anything(reading):
+    bench = Bench([reading])
+    workout(bench)
+    workout(bench)
+    assert bench.kinds == [], reading
+
+
+@pytest.mark.parametrize("quirk,kind", [
+    ("write-ignored", "read-data"),
+    ("stale-read-buffer", "read-unstable"),
+    ("async-write-lost", "async-write-lost"),
+    ("short-write-partial", "short-write-accepted"),
+    ("off-by-one-end", "idnf-missing"),
+    ("lba48-truncated", "lba48-arithmetic"),
+    ("lba28-device-bits", "lba28-arithmetic"),
+    ("identify-capacity-mismatch", "identify-capacity"),
+    ("identify-lba28-words-zero", "identify-capacity"),
+    ("identify-lba48-bit-missing", "identify-capacity"),
+    ("identify-scnt-zero-empty", "identify-refused"),
+    ("identify-device-bits-rejected", "identify-refused"),
+    ("unsupported-opcode-success", "unsupported-opcode"),
+    ("check-power-wrong", "check-power"),
+    ("flush-status-zero", "flush-status"),
+    ("read-status-drq", "read-status"),
+    ("oversize-scnt-accepted", "scnt-over-max"),
+    ("ata-reserved-as-lba", "ata-reserved-not-ignored"),
+    ("max-sectors-overstated", "sector-count-beyond-mtu"),
+])
+def test_each_oracle_fires_on_its_quirk(quirk, kind):
+    bench = Bench([quirk])
+    workout(bench)
+    workout(bench)
+    assert kind in bench.kinds, bench.kinds
+    assert KINDS[kind][0] in QUIRKS[quirk].rules or kind == "read-unstable"  # a stale sector is seen as a read that changed
+
+
+def test_ver_other_write_is_not_applied_by_a_conforming_target_and_named_when_it_is():
+    bench = Bench(["ver-unchecked"])
+    bench.read(1028)
+    assert bench.write(1028, fill(7), ver=2) == ["side-effect-under-ver"]
+    # silently applied: the read that finds the data names the rule
+    quiet = Bench(["ver-unchecked"])
+    quiet.read(1028)
+    raw = quiet.frame(AtaArg(aflags=0x41, sector_count=1, cmd_status=0x34, lba=1028, data=fill(7)), ver=2)
+    quiet.target.handle(raw)
+    assert quiet.model.step(raw, []) == []
+    assert quiet.read(1028) == ["side-effect-under-ver"]
+
+
+def test_async_write_applied_after_a_later_write_is_rule_33():
+    bench = Bench(["async-write-applied-late"])
+    bench.read(1030)
+    bench.write(1030, fill(8), aflags=0x43)
+    bench.write(1030, fill(9))
+    assert bench.read(1030) == ["async-write-lost"]
+
+
+def test_tag_cache_is_named_rule_18():
+    bench = Bench(["tag-reply-cache"])
+    bench.send(bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1024), tag=7))
+    bench.write(1024, fill(0x11))
+    kinds = bench.send(bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1024), tag=7))
+    assert kinds == ["stale-reply"]
+
+
+def test_silence_makes_a_sector_uncertain_not_a_finding():
+    bench = Bench()
+    bench.read(1040)
+    raw = bench.frame(AtaArg(aflags=0x41, sector_count=1, cmd_status=0x34, lba=1040, data=fill(0x22)))
+    assert bench.model.step(raw, []) == []  # the write's reply was lost
+    assert bench.model.disk[1040] == frozenset({bytes(512), fill(0x22)})
+    bench.target.handle(raw)  # it did arrive
+    assert bench.read(1040) == []
+    assert bench.model.disk[1040] == frozenset({fill(0x22)})
+
+
+def test_e_flag_disagreeing_with_the_opcode_accepts_either_reading():
+    bench = Bench()
+    lba = (1 << 32) + 1024  # 48-bit: past the end; 28-bit: sector 1024
+    assert bench.read(lba, opcode=0x24, aflags=0) == []
+    assert bench.read(lba, opcode=0x20, aflags=0x40) == []
+    assert LBA28_MAX_SECTORS > CAPACITY
+
+
+def test_changes_state_and_footprints():
+    bench = Bench()
+    model = bench.model
+    write = bench.frame(AtaArg(aflags=0x41, sector_count=2, cmd_status=0x34, lba=1024, data=fill(1, 2)))
+    read = bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1025))
+    other = bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1030))
+    flush = bench.frame(AtaArg(cmd_status=0xE7))
+    assert model.changes_state(write) and model.changes_state(flush)
+    assert not model.changes_state(read)
+    assert model.footprint(write).overlaps(model.footprint(read))
+    assert not model.footprint(write).overlaps(model.footprint(other))
+    assert model.footprint(flush).overlaps(model.footprint(other))
+
+
+# -- the fuzzer with its model, against the reference target in memory -------------------------
+
+from aoeconform.fuzz import Fuzzer  # noqa: E402
+from aoeconform.fuzz.local import ReferenceTarget  # noqa: E402
+from aoeconform.fuzz.mutate import CaseGenerator  # noqa: E402
+from aoeconform.fuzz.seeds import generated_seeds  # noqa: E402
+
+
+def _fuzz(quirks, cases, max_findings=100):
+    with ReferenceTarget(quirks) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=11, policy=policy, restart=ref.restart, shrink=False, max_findings=max_findings)
+        return fuzzer.run(cases=cases)
+
+
+@pytest.mark.parametrize("quirk,kind", [
+    ("write-ignored", "read-data"),
+    ("async-write-lost", "async-write-lost"),
+    ("bufcnt-overstated", "bufcnt-not-honoured"),
+    ("torn-overlapping-writes", "torn-write"),
+    ("duplicate-request-dropped", "duplicate-dropped"),
+    ("any-ethertype", "answered-other-ethertype"),
+])
+def test_the_fuzzer_finds_data_and_buffer_defects(quirk, kind):
+    result = _fuzz([quirk], 3000, max_findings=1)
+    assert kind in {f.kind for f in result.findings}, [f.summary() for f in result.findings]
+
+
+@pytest.mark.parametrize("reading", [None] + sorted(READINGS))
+def test_the_fuzzer_finds_nothing_on_the_clean_target_or_a_reading(reading):
+    result = _fuzz([reading] if reading else [], 1000)
+    assert result.findings == [], [f.summary() for f in result.findings]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reading", [None] + sorted(READINGS))
+def test_the_fuzzer_finds_nothing_in_20000_cases_on_the_clean_target_or_a_reading(reading):
+    result = _fuzz([reading] if reading else [], 20000)
+    assert result.findings == [], [f.summary() for f in result.findings]
+
+
+def test_semantic_cases_are_well_formed_and_stay_in_the_window():
+    with ReferenceTarget() as ref:
+        info = ref.info
+    policy = WritePolicy.for_target(True, None, info.capacity)
+    generator = CaseGenerator(5, generated_seeds(), info, policy)
+    semantic = [c for c in (generator.case(i) for i in range(3000)) if c.seed.startswith("semantic")]
+    assert len(semantic) > 900
+    names = {c.seed for c in semantic}
+    assert {"semantic-write-async", "semantic-flush", "semantic-read-edge", "semantic-identify", "semantic-read-high"} <= names
+    for case in semantic:
+        frame = case.frame
+        if frame[19] == 0 and frame[27] in (0x30, 0x34):
+            lba = int.from_bytes(frame[28:34], "little")
+            assert policy.start <= lba and lba + frame[26] <= policy.end
+    assert CaseGenerator(5, generated_seeds(), info, policy).case(17) == generator.case(17)
