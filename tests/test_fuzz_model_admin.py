@@ -182,3 +182,15 @@ def test_reference_target_in_memory_answers_the_second_mac():
         while reply is not None and reply[20:24] != frame[20:24]:
             reply = ref.host.recv(2.0)  # the start-up advertisement comes first
         assert reply is not None and reply[0:6] == info.second_mac
+
+
+@pytest.mark.parametrize("quirk", ["config-test-mismatch", "config-set-overwrites", "mask-not-enforced", "mask-wrong-index",
+                                   "reserve-locks-out-holder", "reserve-not-enforced", "reserve-silent-to-others"])
+def test_fuzzer_finds_quirk_in_memory(quirk):
+    """The whole fuzzer (engine, fence, model) against the in-memory target:
+    the oracle named for the quirk's rule is the one that reports it."""
+    from aoeconform.fuzz.selftest import fuzz_quirk
+
+    result = fuzz_quirk(quirk, seconds=20)
+    assert result.found, result.as_dict()
+    assert result.kind == FIRES[quirk] and result.rule in QUIRKS[quirk].rules, result.as_dict()

@@ -70,6 +70,8 @@ class _Pending:
     #: what the case may touch, and whether it may change it (the fence)
     footprint: Footprint = Footprint()
     changes: bool = False
+    #: a case sent after it has been answered: silence is then the answer
+    overtaken: bool = False
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Fuzzer:
         self.target_extra = dict(target_extra or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
         #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
-        self.model = TargetModel(info, policy)
+        self.model = TargetModel(info, policy, config=info.config)
         self._held: Optional[Case] = None  # a case waiting at the fence
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
@@ -365,8 +367,10 @@ class Fuzzer:
             index = pending.case.index
             cutoff = now + self.grace
             for other in self._outstanding.values():
-                if other.case.index < index and other.deadline > cutoff:
-                    other.deadline = cutoff
+                if other.case.index < index:
+                    other.overtaken = True  # a target that answers in order has passed it by
+                    if other.deadline > cutoff:
+                        other.deadline = cutoff
             self._check(pending.case, frame)
             self._judge(pending.case, [frame], True)
             return
@@ -425,7 +429,8 @@ class Fuzzer:
         """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
-        self._judge(pending.case, [], False)
+        # silence is settled once a later case has been answered; before that a reply may still come
+        self._judge(pending.case, [], pending.overtaken)
         self.result.silent += 1
         self._silent_run += 1
         if pending.case.expect_reply and len(pending.case.frame) >= 20:

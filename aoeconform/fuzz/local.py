@@ -74,7 +74,7 @@ class ReferenceTarget:
         return TargetFacts(
             mac=TARGET_MAC, shelf=self.shelf, slot=self.slot, host_mac=HOST_MAC, mtu=self.mtu,
             bufcnt=self.bufcnt, sector_count=self.target.max_sectors, capacity=self.target.capacity,
-            second_mac=second_mac(HOST_MAC),
+            second_mac=second_mac(HOST_MAC), config=self.config, mask=[], reservation=[],
         )
 
     def _serve(self) -> None:

@@ -73,6 +73,7 @@ from aoeconform.wire.identify import IDENTIFY_LEN, IdentifyData
 from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
+from .model_admin import AdminModel
 from .oracle import Anomaly
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -263,10 +264,9 @@ class TargetModel:
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
         self.readable_hi: Optional[int] = None
-        # the admin state; None where unknown (then every outcome that depends on it is accepted)
-        self.config: Optional[bytes] = config
-        self.mask: Optional[FrozenSet[bytes]] = frozenset()
-        self.reservation: Optional[FrozenSet[bytes]] = frozenset()
+        #: the config string, the Mac Mask list and the reservation, with their oracles
+        #: (model_admin); None where unknown (then every outcome that depends on it is accepted)
+        self.admin = AdminModel(info, config=config, mask=info.mask, reservation=info.reservation)
         self._by_tag: "collections.OrderedDict[int, Tuple[bytes, bytes]]" = collections.OrderedDict()
         #: one handler per AoE command: (request, reply or None, answered in time, the rule that
         #: makes the target ignore the request or 0) -> anomalies
@@ -303,7 +303,11 @@ class TargetModel:
         handler = self._handlers.get(request[19])
         if handler is None:
             return []
-        found = handler(request, reply, answered_in_time, self.ignored_rule(request))
+        masked = self.admin.masked_out(request)
+        found = self.admin.step(request, replies, answered_in_time)
+        if masked:
+            return found  # the mask list keeps its sender out: silence is the answer (rule 51)
+        found += handler(request, reply, answered_in_time, self.ignored_rule(request))
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
             self._remember_reply(request, reply.raw)
@@ -410,11 +414,34 @@ class TargetModel:
             return 15
         return 0
 
+    # the admin state lives in ``admin``; these names keep reading and forgetting it simple
+    @property
+    def config(self) -> Optional[bytes]:
+        return self.admin.config
+
+    @config.setter
+    def config(self, value: Optional[bytes]) -> None:
+        self.admin.config = value
+
+    @property
+    def mask(self) -> Optional[List[bytes]]:
+        return self.admin.mask
+
+    @mask.setter
+    def mask(self, value: Optional[Sequence[bytes]]) -> None:
+        self.admin.mask = None if value is None else list(value)
+
+    @property
+    def reservation(self) -> Optional[List[bytes]]:
+        return self.admin.reservation
+
+    @reservation.setter
+    def reservation(self, value: Optional[Sequence[bytes]]) -> None:
+        self.admin.reservation = None if value is None else list(value)
+
     def _reserved_against_us(self, request: bytes) -> bool:
         """Whether a reservation may shut the requester out (unknown counts)."""
-        if self.reservation is None:
-            return True
-        return bool(self.reservation) and request[6:12] not in self.reservation
+        return self.admin.may_refuse_reserved(request)
 
     def stale_reply(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
         """The anomaly when ``reply`` is byte for byte the reply an earlier
@@ -802,16 +829,12 @@ class TargetModel:
         return []
 
 
-    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4) ---------------------------------------
+    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4): ``admin`` judges them all ------------
 
     def _mac_mask(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        if self.changes_state(request) and not (len(request) > 25 and request[25] == 0 and ignored in (2, 10)):
-            self.mask = None  # not modelled yet: whatever the edit did is unknown
         return []
 
     def _reserve(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        if len(request) <= AOE_HEADER_LEN or request[24] != 0:
-            self.reservation = None  # not modelled yet: whatever the set did is unknown
         return []
 
 

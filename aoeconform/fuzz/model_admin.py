@@ -163,6 +163,10 @@ class AdminModel:
         self.config: Optional[bytes] = config
         self.mask: Optional[List[bytes]] = None if mask is None else list(mask)
         self.reservation: Optional[List[bytes]] = None if reservation is None else list(reservation)
+        #: the reservation was read from a reply, not set by a request the target
+        #: acknowledged: a reply that counts padding as MACs would mislead the
+        #: enforcement oracles, so they wait for a set to teach it
+        self.reservation_learnt = False
 
     def forget(self) -> None:
         """Something outside the stepped requests may have changed the state
@@ -189,9 +193,14 @@ class AdminModel:
     def may_refuse_reserved(self, frame: bytes) -> bool:
         """Whether an E=1 Error 6 is a conforming answer to ``frame`` (an ATA
         request) as far as the model knows: the ATA oracles then stay silent."""
-        if self.reservation is None:
+        held = self._held()
+        if held is None:
             return True
-        return bool(self.reservation) and bytes(frame[6:12]) not in self.reservation
+        return bool(held) and bytes(frame[6:12]) not in held
+
+    def _held(self) -> Optional[List[bytes]]:
+        """The reservation, when an acknowledged request taught it."""
+        return None if self.reservation_learnt else self.reservation
 
     # -- the step -------------------------------------------------------------------
 
@@ -440,7 +449,10 @@ class AdminModel:
     # -- Reserve/Release (§3.4) ------------------------------------------------------------
 
     def _judge_reservation(self, reply: _Reply, expected: Optional[List[bytes]], found: List[Anomaly], what: str,
-                           release: bool = False) -> None:
+                           release: bool = False, taught: bool = False) -> None:
+        """A successful Reserve/Release reply: NMacs and MACs against ``expected``
+        (rule 54); learn the list. ``taught``: ``expected`` is what a set the
+        target just acknowledged asked for."""
         parsed = reply.reservation()
         if parsed is None:
             self.reservation = None
@@ -454,8 +466,10 @@ class AdminModel:
             # Take the target's word, but not for the all-zero MAC: a reply that
             # contradicts the model and lists it has most likely counted padding.
             self.reservation = _unique([mac for mac in macs if mac != ZERO_MAC])
+            self.reservation_learnt = True
         else:
             self.reservation = _unique(macs)
+            self.reservation_learnt = expected is None or (self.reservation_learnt and not taught)
 
     def _reserve(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         n = len(request)
@@ -485,7 +499,7 @@ class AdminModel:
                 self.reservation = None
             return
         wanted = _unique([bytes(request[RESERVE_HEAD + 6 * i:RESERVE_HEAD + 6 * i + 6]) for i in range(count)])
-        held = self.reservation
+        held = self._held()
         if reply is None:
             self.reservation = None
             return
@@ -503,7 +517,7 @@ class AdminModel:
             found.append(Anomaly("reserve-force-refused", f"RCmd 2 from {_hex(src)} for {_macs(wanted)}: Error {reply.code}"))
             return
         if not found:
-            self._judge_reservation(reply, wanted, found, f"RCmd {rcmd}", release=not wanted)
+            self._judge_reservation(reply, wanted, found, f"RCmd {rcmd}", release=not wanted, taught=True)
         else:
             self._judge_reservation(reply, None, [], "")
 
@@ -512,7 +526,7 @@ class AdminModel:
     def _ata(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         if len(request) < ATA_HEADER_END or request[14] >> 4 != AOE_VERSION:
             return
-        held = self.reservation
+        held = self._held()
         if held is None or not held:
             return
         src = bytes(request[6:12])
