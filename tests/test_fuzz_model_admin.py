@@ -194,3 +194,17 @@ def test_fuzzer_finds_quirk_in_memory(quirk):
     result = fuzz_quirk(quirk, seconds=20)
     assert result.found, result.as_dict()
     assert result.kind == FIRES[quirk] and result.rule in QUIRKS[quirk].rules, result.as_dict()
+
+
+@pytest.mark.parametrize("quirk", [None, "config-torn-set"])
+def test_two_force_sets_back_to_back_are_never_mixed(quirk):
+    """Rule 44: two sets in one burst (from two MACs) leave one string whole."""
+    target, info = _target([quirk] if quirk else [])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    burst = [r.config(CCMD_FORCE_SET, b"first, the longer"), r.config(CCMD_FORCE_SET, b"second", src=info.second_mac)]
+    found = []
+    for index, frame in enumerate(burst):
+        found += model.step(frame, [x for x in target.handle(frame, index) if x[20:24] == frame[20:24]])
+    assert [a.kind for a in found] == (["config-set-mixed"] if quirk else [])
+    assert KINDS["config-set-mixed"][0] in QUIRKS["config-torn-set"].rules

@@ -55,18 +55,18 @@ class AdminRequests:
     def second(self) -> bytes:
         return self.info.second_mac
 
-    def _frame(self, command: int, arg, src: Optional[bytes], ver: int = 1) -> bytes:
+    def _frame(self, command: int, arg, src: Optional[bytes], ver: int = 1, tag: Optional[int] = None) -> bytes:
         info = self.info
         header = Header(dst=info.mac, src=src or info.host_mac, shelf=info.shelf, slot=info.slot, command=command,
-                        tag=next(self._tags) & 0x7FFFFFFF, ver=ver)
+                        tag=next(self._tags) & 0x7FFFFFFF if tag is None else tag, ver=ver)
         return Frame(header, arg).encode(pad=True)
 
     # -- Query Config (§3.2) -------------------------------------------------------
 
     def config(self, ccmd: int, string: bytes = b"", *, src: Optional[bytes] = None, length: Optional[int] = None,
-               version: int = 1, ver: int = 1) -> bytes:
+               version: int = 1, ver: int = 1, tag: Optional[int] = None) -> bytes:
         """CCmd ``ccmd`` with ``string``; ``length`` lies about it when given."""
-        return self._frame(CMD_QUERY_CONFIG, ConfigArg(ccmd=ccmd, config=string, config_length=length, version=version), src, ver)
+        return self._frame(CMD_QUERY_CONFIG, ConfigArg(ccmd=ccmd, config=string, config_length=length, version=version), src, ver, tag)
 
     def config_read(self, string: bytes = b"", **kw) -> bytes:
         return self.config(CCMD_READ, string, **kw)

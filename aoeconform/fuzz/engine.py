@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 from aoeconform.errors import TargetUnreachable
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
+    CCMD_FORCE_SET,
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
@@ -37,6 +38,7 @@ from aoeconform.wire.constants import (
 )
 
 from . import findings as findings_mod
+from .admin_requests import AdminRequests
 from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
@@ -358,8 +360,11 @@ class Fuzzer:
             self._advertisements += 1
             return
         tag = int.from_bytes(frame[20:24], "big")
-        pending = self._outstanding.pop(tag, None)
+        pending = self._outstanding.get(tag)
+        if pending is not None and not self._for_case(frame, pending.case):
+            pending = None  # a late answer to an earlier case of the other MAC that had this tag
         if pending is not None:
+            del self._outstanding[tag]
             self.result.replies += 1
             self._silent_run = 0
             pending.replies += 1
@@ -376,6 +381,14 @@ class Fuzzer:
             return
         self._on_late_frame(frame)
 
+    def _for_case(self, frame: bytes, case: Case) -> bool:
+        """Whether ``frame`` may answer ``case``: not when it goes to the one of
+        our two MACs (the host's, the second initiator's) that did not send it.
+        Tags repeat (the tag mutations), so a late reply to one MAC's case may
+        meet the other MAC's case with the same tag in flight."""
+        dst = frame[0:6]
+        return dst == case.frame[6:12] or dst not in (self.info.host_mac, self.info.second_mac)
+
     def _on_stray_frame(self, frame: bytes) -> None:
         """A frame received outside the main loop (during a probe or a replay)."""
         self._on_frame(frame, time.monotonic())
@@ -386,6 +399,8 @@ class Fuzzer:
             return
         tag = int.from_bytes(frame[20:24], "big")
         pending = self._recent.get(tag)
+        if pending is not None and not self._for_case(frame, pending.case):
+            return  # the tag's latest case came from our other MAC: whose reply this is cannot be told
         if pending is not None:
             pending.replies += 1
             if pending.replies > 1:
@@ -565,6 +580,16 @@ class Fuzzer:
             for i in overlap:
                 data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
                 frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
+        if count >= 4:
+            # two force sets back to back, from two MACs when the mask lets the second
+            # in: the later one stands whole, never a mix of the two (rule 44)
+            requests = AdminRequests(info)
+            second = info.second_mac if info.second_mac else info.host_mac
+            if model.admin.masked_out(requests.config_read(src=second)) is not False:
+                second = info.host_mac
+            frames[2] = requests.config(CCMD_FORCE_SET, b"aoeconform burst, the first and longer", tag=tag(2))
+            frames[3] = requests.config(CCMD_FORCE_SET, b"aoeconform burst", src=second, tag=tag(3))
+            self._commands_sent.add(CMD_QUERY_CONFIG)  # the config string is restored at the end
         cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
         position = {frame[20:24]: i for i, frame in enumerate(frames)}
         replies: List[List[bytes]] = [[] for _ in frames]

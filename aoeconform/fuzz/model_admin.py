@@ -265,6 +265,16 @@ class AdminModel:
             return Anomaly("trailing-bytes-refused", f"config length {length}, {len(request) - CONFIG_HEADER_END} bytes present: Error {reply.code}")
         return Anomaly(kind, f"{detail}: Error {reply.code}")
 
+    @staticmethod
+    def _stored_wrong(what: str, string: bytes, got: bytes, current: Optional[bytes]) -> Anomaly:
+        """A successful set whose reply holds other bytes than were sent: a mix
+        of the string before and the one sent (two sets that were not atomic,
+        rule 44), or the bytes mangled (rule 43)."""
+        if current is not None and got != current and len(got) in (len(string), len(current)) and all(
+                (i < len(string) and b == string[i]) or (i < len(current) and b == current[i]) for i, b in enumerate(got)):
+            return Anomaly("config-set-mixed", f"{what} {string[:64]!r} over {current[:64]!r}: the reply holds {got[:64]!r}, a mix of the two")
+        return Anomaly("config-string-mangled", f"{what} {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)")
+
     def _config(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         n = len(request)
         if n < CONFIG_HEADER_END:
@@ -325,10 +335,10 @@ class AdminModel:
                 if current is not None and (current == b"" or current == string):
                     found.append(self._refusal(request, reply, "config-set-refused", f"CCmd 3 with the string {'empty' if not current else 'equal'}"))
                 return
-            if current is not None and current != b"" and current != string:
+            if got is not None and got != string:
+                found.append(self._stored_wrong("set", string, got, current))
+            elif current is not None and current != b"" and current != string:
                 found.append(Anomaly("config-set-overwrote", f"{current[:64]!r} replaced by {string[:64]!r}"))
-            elif got is not None and got != string:
-                found.append(Anomaly("config-string-mangled", f"set {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)"))
             self.config = got
         elif ccmd == CCMD_FORCE_SET:
             if reply is None:
@@ -338,7 +348,7 @@ class AdminModel:
                 found.append(self._refusal(request, reply, "config-force-refused", "CCmd 4"))
                 return
             if got is not None and got != string:
-                found.append(Anomaly("config-string-mangled", f"force set {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)"))
+                found.append(self._stored_wrong("force set", string, got, current))
             self.config = got
         else:
             if reply is not None and not reply.error:
