@@ -491,6 +491,19 @@ def probe_nmacs(d):
     return _err(_one(d, d.reserve(1, [A], nmacs=20, src=A)))
 
 
+def probe_reserve_after_config_set(d):
+    d.exchange(d.reserve(1, [A], src=A))
+    d.exchange(d.config(4, b"new string", src=A))
+    return (_one(d, d.reserve(0, src=A))[25], _err(_one(d, d.ata(0x24, 0, 1, src=B))))
+
+
+def probe_write_after_read(d):
+    d.exchange(d.ata(0x34, 11, 1, data=b"\x5a" * SECTOR))
+    first = _one(d, d.ata(0x24, 11, 1))[36]
+    second = _one(d, d.ata(0x24, 11, 1))[36]
+    return (first, second)
+
+
 #: quirk: (probe, start options, clean observation, quirky observation)
 CASES = {
     "ver-unchecked": (probe_ver, {}, (1, 5), (2, 0)),
@@ -577,6 +590,8 @@ CASES = {
     "reserve-silent-to-others": (probe_reserve_silent, {}, 1, 0),
     "reserve-rcmd-crash": (probe_rcmd_crash, {}, 1, 0),
     "reserve-nmacs-unchecked": (probe_nmacs, {}, 2, 0),
+    "reserve-forgotten-on-config-set": (probe_reserve_after_config_set, {}, (1, 6), (0, 0)),
+    "write-applied-after-read": (probe_write_after_read, {}, (0x5A, 0x5A), (0, 0x5A)),
 }
 
 

@@ -168,7 +168,8 @@ class Target:
         self._quirky_config = bool(q & {"config-test-mismatch", "config-prefix-mismatch", "config-set-overwrites", "config-set-equal-error", "config-stale-bytes", "config-nul-truncate",
                                         "config-version-nibble-required", "config-read-echoes-request", "config-force-as-set", "config-ccmd-unchecked", "config-text-only",
                                         "config-prefix-empty-silent", "config-torn-set", "lengths-from-frame", "trailing-bytes-rejected", "config-oversize-overflow",
-                                        "config-ccmd-silent", "config-ccmd-error-1", "config-oversize-silent"})
+                                        "config-ccmd-silent", "config-ccmd-error-1", "config-oversize-silent",
+                                        "reserve-forgotten-on-config-set"})
         self._ignore_flags = 0 if "answers-responses" in q else FLAG_R
         self._any_shelf = "wrong-shelf" in q
         self._wild_silent = "wildcard-silent" in q
@@ -234,9 +235,13 @@ class Target:
         self._torn: list = []  # torn-overlapping-writes: the later halves, applied in reverse
         self._burst_base = self.config  # config-torn-set: the string before the current burst
         self._burst_sets = 0
+        # write-applied-after-read: sector -> data acknowledged but not yet on the media
+        self._held: dict[int, bytes] = {}
         # how a synchronous write reaches the media, chosen once
         if "write-ignored" in q:
             self._write_now = lambda data, offset: None
+        elif "write-applied-after-read" in q:
+            self._write_now = self._hold_write
         elif "torn-overlapping-writes" in q:
             self._write_now = self._tear_write
         else:
@@ -339,6 +344,8 @@ class Target:
 
     def close(self) -> None:
         self.complete_pending()
+        if self._held:
+            self._release_held(0, max(self._held) + 1)
         late, self._late = self._late, None
         if late is not None:
             self.image.write(late[0], late[1])
@@ -476,6 +483,8 @@ class Target:
                 self.image.readinto(self._view[ATA_HEADER_END:ATA_HEADER_END + SECTOR_SIZE], lba << 9)
             else:
                 self.image.readinto(self._view[ATA_HEADER_END:end], lba << 9)
+            if self._held:
+                self._release_held(lba, lba + scnt)  # after the reply took the old data
             return self._finish(end)
         if opcode == WRITE48 or opcode == WRITE28:
             lba, end = self._address(frame, opcode == WRITE48, lba_low, lba_high)
@@ -641,6 +650,9 @@ class Target:
                 elif self._burst_sets:
                     request = request[:len(self.config)]
                 self._burst_sets += 1
+            if "reserve-forgotten-on-config-set" in quirks:
+                self._reservation, self._reserved_set = [], set()
+                self._restricted = bool(self._mask)
         self.config = request
 
     # -- Mac Mask List (§3.3) --------------------------------------------------------
@@ -870,6 +882,16 @@ class Target:
             return process(frame, burst_index)
 
         return torn
+
+    def _hold_write(self, data, offset):
+        """write-applied-after-read: keep each sector's data until a read of it."""
+        first = offset // SECTOR_SIZE  # writes start on a sector boundary (lba << 9)
+        for pos in range(0, len(data), SECTOR_SIZE):
+            self._held[first + pos // SECTOR_SIZE] = bytes(data[pos:pos + SECTOR_SIZE])
+
+    def _release_held(self, first, end):
+        for sector in [s for s in self._held if first <= s < end]:
+            self.image.write(self._held.pop(sector), sector * SECTOR_SIZE)
 
     def _tear_write(self, data, offset):
         """torn-overlapping-writes: the first half of each sector now, the rest held back."""

@@ -109,6 +109,9 @@ QUIRKS: dict[str, Quirk] = {
         Quirk("reserve-silent-to-others", (57,), "while reserved, sends nothing back to ATA commands from unlisted MACs"),
         Quirk("reserve-rcmd-crash", (58,), "stops answering after an unknown RCmd (indexes its handler table with it)"),
         Quirk("reserve-nmacs-unchecked", (58,), "reads MACs past the end of the frame (zeros) when NMacs says so"),
+        # defects a single request cannot show: they need a sequence (the stateful fuzzer's kind)
+        Quirk("reserve-forgotten-on-config-set", (54, 57), "a config set (CCmd 3 or 4) clears the reservation: unlisted MACs are served again"),
+        Quirk("write-applied-after-read", (22,), "holds an acknowledged synchronous write back until the next read of its sector, which returns the old data"),
     ]
 }
 
