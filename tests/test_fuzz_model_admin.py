@@ -51,6 +51,7 @@ FIRES = {
     "reserve-locks-out-holder": "reserve-holder-refused",
     "reserve-silent-to-others": "reserve-silent",
     "reserve-nmacs-unchecked": "reserve-nmacs-unchecked",
+    "reserve-forgotten-on-config-set": "reserve-list",
 }
 
 

@@ -123,7 +123,8 @@ def admin_script(info: TargetFacts, lba: int = 0) -> List[bytes]:
         r.mask_edit([(DCMD_ADD, host)], dir_count=9), r.mask_edit([(DCMD_DELETE, host)], ver=3),
         r.mask_edit([(DCMD_DELETE, host)]), r.mask_read(), r.mask_read(src=second),
         # Reserve/Release: set, refused to the second MAC, forced by it, released
-        r.reserve(RCMD_READ), r.reserve(RCMD_SET, [host]), r.reserve(RCMD_READ), r.read(lba, src=second),
+        r.reserve(RCMD_READ), r.reserve(RCMD_SET, [host]), r.reserve(RCMD_READ),
+        r.config(CCMD_FORCE_SET, b"set while reserved"), r.reserve(RCMD_READ), r.config(CCMD_FORCE_SET, b""), r.read(lba, src=second),
         r.write(lba, b"second", src=second), r.read(lba), r.write(lba, b"host"), r.reserve(RCMD_SET, [host, second], src=second),
         r.reserve(RCMD_SET, [host]), r.reserve(RCMD_FORCE_SET, [host, second], src=second), r.read(lba, src=second),
         r.reserve(RCMD_SET, [host], src=second), r.reserve(RCMD_SET, [], src=host), r.reserve(RCMD_READ),
