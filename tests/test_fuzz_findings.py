@@ -22,6 +22,8 @@ def _run(out, *quirks, extra=()):
 
 
 REPORTS = {RUN, INDEX, "report"}
+#: ver-unchecked's findings: the reply's Ver (rule 7) and the state changed under Ver 2 (rule 12)
+VER_UNCHECKED = ["rule7/wrong-version/any/ver", "rule12/side-effect-under-ver/any/ver"]
 
 
 def _saved(out):
@@ -34,18 +36,19 @@ def test_one_defect_seen_many_times_is_one_finding_counted_and_a_second_run_save
     for key in ("cases", "seconds", "cases_per_second", "seed", "findings"):
         assert key in doc
     assert doc["cases"] == 600 and doc["seed"] == 5
-    # a reply with the request's Ver, to requests of every command: one defect, one finding
-    assert [f["signature"] for f in doc["findings"]] == ["rule7/wrong-version/any/ver"]
+    # a reply with the request's Ver, to requests of every command: one defect, one finding;
+    # and state changed under that Ver (a config set, a reservation): the quirk's other rule, one finding
+    assert [f["signature"] for f in doc["findings"]] == VER_UNCHECKED
     first = doc["findings"][0]
     assert first["rule"] == 7 and first["count"] > 1 and first["new"] is True
     assert first["replay"].startswith("aoeconform replay ")
     saved = _saved(tmp_path)
-    assert len([n for n in saved if n.endswith(".json")]) == 1
+    assert len([n for n in saved if n.endswith(".json")]) == 2
 
     status, again = _run(tmp_path, "ver-unchecked")
     assert status == 1
-    assert [f["signature"] for f in again["findings"]] == [first["signature"]]
-    assert again["findings"][0]["new"] is False
+    assert [f["signature"] for f in again["findings"]] == VER_UNCHECKED
+    assert not any(f["new"] for f in again["findings"])
     assert _saved(tmp_path) == saved  # counted, not saved again
     index = json.loads((tmp_path / INDEX).read_text())["findings"]
     entry = index[first["signature"]]
@@ -53,11 +56,11 @@ def test_one_defect_seen_many_times_is_one_finding_counted_and_a_second_run_save
     assert "counted, not saved again" in capsys.readouterr().out
     # and in the run reports, like a suite failure charged to its rule
     junit = ET.parse(tmp_path / "report" / "junit.xml").getroot()
-    assert junit.get("failures") == "1"
+    assert junit.get("failures") == "2"
     case = junit.find("testsuite/testcase")
     assert case is not None and case.get("name") == "fuzz/rule7/wrong-version/any/ver" and case.find("failure") is not None
     sarif = check_sarif_file(tmp_path / "report" / "report.sarif")
-    [result] = sarif["runs"][0]["results"]
+    result, _ = sarif["runs"][0]["results"]
     assert result["ruleId"] == "fuzz/rule7/wrong-version/any/ver" and result["properties"]["failed_rule"] == 7
     assert "fuzz/rule7/wrong-version/any/ver" in (tmp_path / "report" / "report.html").read_text()
 
@@ -68,8 +71,8 @@ def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):
     _, two = _run(tmp_path / "b", *quirks)
     signatures = sorted(f["signature"] for f in one["findings"])
     assert signatures == sorted(f["signature"] for f in two["findings"])
-    # Error byte and MBZ flag bits echoed, Ver echoed: three defects, three findings
-    assert signatures == ["rule7/wrong-version/any/ver", "rule8/error-byte-without-e/any/error", "rule9/mbz-set/any/flags"]
+    # Error byte and MBZ flag bits echoed, Ver echoed (and served): four rules, four findings
+    assert signatures == sorted(VER_UNCHECKED + ["rule8/error-byte-without-e/any/error", "rule9/mbz-set/any/flags"])
     for f in one["findings"]:
         assert main(["replay", f["file"]]) == 1, f["signature"]  # with the quirks it was found with
         assert main(["replay", f["file"], "--quirk", "unpadded"]) == 0  # a target without the defect

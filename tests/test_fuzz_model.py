@@ -269,3 +269,23 @@ def test_semantic_cases_are_well_formed_and_stay_in_the_window():
             lba = int.from_bytes(frame[28:34], "little")
             assert policy.start <= lba and lba + frame[26] <= policy.end
     assert CaseGenerator(5, generated_seeds(), info, policy).case(17) == generator.case(17)
+
+
+@pytest.mark.parametrize("quirk,kind", [("write-ignored", "read-data"), ("async-write-lost", "async-write-lost"),
+                                        ("lba48-truncated", "lba48-arithmetic")])
+def test_a_semantic_finding_is_shrunk_saved_and_replays(quirk, kind, tmp_path):
+    from aoeconform.fuzz import load, replay_finding
+
+    with ReferenceTarget([quirk]) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=11, policy=policy, restart=ref.restart, out_dir=str(tmp_path), max_findings=3)
+        result = fuzzer.run(cases=3000)
+        found = [f for f in result.findings if f.kind == kind]
+        assert found, [f.summary() for f in result.findings]
+        finding = found[0]
+        assert finding.reproduced and finding.shrunk, finding.note
+        assert len(finding.shrunk) <= 4
+        saved = load(finding.paths[0])
+        assert replay_finding(ref.host, ref.info, saved)
+    with ReferenceTarget() as clean:
+        assert not replay_finding(clean.host, clean.info, saved)

@@ -43,11 +43,11 @@ from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
 from .findings import Finding, command_class
-from .model import Footprint, TargetModel
+from .model import MODEL_KINDS, Footprint, TargetModel
 from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
+from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -152,6 +152,7 @@ class Fuzzer:
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
         self._advertisements = 0
+        self._fresh: set = set()  # findings that reproduce only from a restarted target
         # frames seen during probes and replays may answer cases still outstanding
         self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
         self.result = FuzzResult(seed)
@@ -212,6 +213,8 @@ class Fuzzer:
         self.replayer.deadline = self.deadline
         self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
         self.replayer.record_canaries(self._canary_lbas())
+        if self._original_config is not None and self.model.admin.config is None:
+            self.model.admin.config = self._original_config  # the health probe's reply says what it is
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:
@@ -416,7 +419,7 @@ class Fuzzer:
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE):
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
@@ -466,7 +469,10 @@ class Fuzzer:
             known.count += 1
             return
         frames: List[bytes] = []
-        if case is not None:
+        if case is not None and anomaly.evidence:
+            # what the verdict rests on (the write the READ was compared with, ...), then the case
+            frames = [f for f in anomaly.evidence if f != case.frame] + [case.frame]
+        elif case is not None:
             history = list(self._history)
             position = next((i for i in range(len(history) - 1, -1, -1) if history[i] is case), len(history))
             frames = [c.frame for c in history[max(0, position - self.context_frames):position]] + [case.frame]
@@ -504,10 +510,11 @@ class Fuzzer:
         self._silent_run = 0
         self.result.health_checks += 1
         replayer = self.replayer
-        if not self._outstanding and self.result.health_checks % BURST_EVERY == 2:
-            self._burst()
         alive = replayer.health()
         self._settle(alive)
+        if alive and self.result.health_checks % BURST_EVERY == 2:
+            self._burst()
+            alive = replayer.health()  # a burst one beyond Buffer Count must not have hurt it
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
             if changed:
@@ -620,7 +627,9 @@ class Fuzzer:
                 self._check(case, reply)
             self._judge(case, got, bool(got))
         missing = [i for i in range(count) if not replies[i]]
-        if missing == [1]:
+        if len(missing) == count:
+            pass  # nothing answered: the health check that follows says whether it still lives
+        elif missing == [1]:
             self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply"), cases[1], None)
         elif missing:
             self._anomaly(Anomaly("bufcnt-not-honoured", f"{len(missing)} of {count} requests sent back to back "
@@ -736,7 +745,7 @@ class Fuzzer:
         from .signature import classify
 
         kind = finding.kind
-        restart = kind == "unresponsive"
+        restart = kind == "unresponsive" or id(finding) in self._fresh
         replayer = self.replayer
         assert finding.shrunk is not None
         finding.trigger_command, finding.trigger_field = classify(
@@ -786,6 +795,29 @@ class Fuzzer:
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
             replayer.restart()
+        elif kind in MODEL_KINDS:
+            # a semantic finding replays its frames through a fresh model; from a
+            # restarted target only when the state before them mattered (a config, a reservation)
+            fresh = False
+
+            def test_model(candidate):
+                budget.spend()
+                return bool(candidate) and replayer.fires(kind, candidate, restart=fresh)
+            if not test_model(frames):
+                fresh = can_restart
+                if not fresh or not test_model(frames):
+                    finding.reproduced = False
+                    finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
+                    if fresh:
+                        replayer.restart()
+                    return
+            finding.reproduced = True
+            frames = ddmin(frames, test_model, budget)
+            prefix = frames[:-1]
+            frames = prefix + [shrink_frame(frames[-1], lambda c: replayer.fires(kind, prefix + [c], restart=fresh), budget)]
+            stateful = fresh
+            if fresh:
+                self._fresh.add(id(finding))  # classifying it needs a restarted target too
         elif stateful:
             finding.note = "not shrunk: canary changes are replayed but not minimised"
             finding.reproduced = None

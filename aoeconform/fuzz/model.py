@@ -74,7 +74,8 @@ from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
 from .model_admin import AdminModel
-from .oracle import Anomaly
+from .model_admin import changes_state as admin_changes_state
+from .oracle import KINDS, Anomaly
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: the ATA opcodes an AoE target implements (§3.1); the suites expect ABRT for every other (rule 29)
@@ -154,6 +155,11 @@ def judge(spec: Mapping, reply: bytes, request: bytes) -> Optional[str]:
     tag = int.from_bytes(request[20:24], "big") if len(request) >= 24 else 0
     verdict = evaluate(spec, [view], Request(bytes(request), tag), _ENV)
     return None if verdict.ok else verdict.message
+
+
+def _shares_a_half(sector: bytes, other: bytes) -> bool:
+    half = SECTOR_SIZE // 2
+    return sector[:half] == other[:half] or sector[half:] == other[half:]
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ class _Reply:
 class TargetModel:
     """The target as the fuzzer knows it; ``step`` judges and learns."""
 
-    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: bytes = b"", host_macs: Sequence[bytes] = ()):
+    def __init__(self, info: TargetFacts, policy: WritePolicy, *, config: Optional[bytes] = None, host_macs: Sequence[bytes] = ()):
         self.info = info
         self.policy = policy
         self.host_macs: Tuple[bytes, ...] = tuple(host_macs) or (info.host_mac,)
@@ -257,15 +263,18 @@ class TargetModel:
         self.disk: Dict[int, FrozenSet[bytes]] = {}
         #: how a sector's content became known: "read", "write" or "async"
         self.origin: Dict[int, str] = {}
-        #: sector -> {content: (anomaly kind, what should not have written it)}
-        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str]]] = {}
+        #: sector -> {content: (anomaly kind, what should not have written it, that request)}
+        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes]]] = {}
         #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
         self.pending_async: Dict[int, bytes] = {}
+        #: sector -> the requests that made the model believe what it does of it (a finding's replay)
+        self.evidence: Dict[int, Tuple[bytes, ...]] = {}
+        self._request = b""  # the request being judged
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
         self.readable_hi: Optional[int] = None
-        #: the config string, the Mac Mask list and the reservation, with their oracles
-        #: (model_admin); None where unknown (then every outcome that depends on it is accepted)
+        #: the config string, Mac Mask list and reservation, and their oracles (model_admin);
+        #: each None while unknown, then every outcome that depends on it is accepted
         self.admin = AdminModel(info, config=config, mask=info.mask, reservation=info.reservation)
         self._by_tag: "collections.OrderedDict[int, Tuple[bytes, bytes]]" = collections.OrderedDict()
         #: one handler per AoE command: (request, reply or None, answered in time, the rule that
@@ -273,8 +282,6 @@ class TargetModel:
         self._handlers: Dict[int, Callable[[bytes, Optional[_Reply], bool, int], List[Anomaly]]] = {
             CMD_ATA: self._ata,
             CMD_QUERY_CONFIG: self._query_config,
-            CMD_MAC_MASK: self._mac_mask,
-            CMD_RESERVE_RELEASE: self._reserve,
         }
         self._ata_handlers: Dict[int, Callable[[_Ata, Optional[_Reply], bool, int], List[Anomaly]]] = {
             ATA_READ_SECTORS: self._read,
@@ -297,17 +304,18 @@ class TargetModel:
         request = bytes(request)
         if len(request) < AOE_HEADER_LEN:
             return []
+        self._request = request
         # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
         reply = next((_Reply(bytes(r)) for r in replies
                       if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
-        handler = self._handlers.get(request[19])
-        if handler is None:
-            return []
+        # the admin oracles first: they see every command (enforcement of the mask and the reservation)
         masked = self.admin.masked_out(request)
         found = self.admin.step(request, replies, answered_in_time)
         if masked:
             return found  # the mask list keeps its sender out: silence is the answer (rule 51)
-        found += handler(request, reply, answered_in_time, self.ignored_rule(request))
+        handler = self._handlers.get(request[19])
+        if handler is not None:
+            found += handler(request, reply, answered_in_time, self.ignored_rule(request))
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
             self._remember_reply(request, reply.raw)
@@ -326,9 +334,7 @@ class TargetModel:
                 return False
             # other opcodes change nothing a conforming target keeps (rule 29)
             return request[27] in WRITE_OPCODES or request[27] in (ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT)
-        if command == CMD_QUERY_CONFIG:
-            return len(request) < 30 or request[29] & 0xF not in (0, 1, 2)
-        return command in (CMD_MAC_MASK, CMD_RESERVE_RELEASE)
+        return admin_changes_state(request)
 
     def footprint(self, request: bytes) -> Footprint:
         """What ``request`` may read or change (see ``Footprint``)."""
@@ -378,21 +384,18 @@ class TargetModel:
         for lba, data in self.pending_async.items():
             self._widen(lba, data)
         self.pending_async.clear()
-        self.config = None
-        self.mask = None
-        self.reservation = None
+        self.admin.forget()
 
     def forget(self) -> None:
         """Frames the model did not see reached the target: only what cannot
         change (the capacity, the readable edge) is still known."""
         self.disk.clear()
+        self.evidence.clear()
         self.origin.clear()
         self.forbidden.clear()
         self.pending_async.clear()
         self._by_tag.clear()
-        self.config = None
-        self.mask = None
-        self.reservation = None
+        self.admin.forget()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -463,11 +466,22 @@ class TargetModel:
         if len(self._by_tag) > TAG_MEMORY:
             self._by_tag.popitem(last=False)
 
+    def _note(self, lba: int, fresh: bool = False) -> None:
+        """The request being judged is evidence for what the model holds of ``lba``."""
+        request = self._request
+        if fresh:
+            self.evidence[lba] = (request,)
+        else:
+            earlier = self.evidence.get(lba, ())
+            if request not in earlier:
+                self.evidence[lba] = (earlier + (request,))[-MAX_POSSIBLE:]
+
     def _widen(self, lba: int, data: bytes) -> None:
         """The sector may now hold ``data`` as well as what it held."""
         known = self.disk.get(lba)
         if known is None:
             return
+        self._note(lba)
         if data in known:
             return
         if len(known) >= MAX_POSSIBLE:
@@ -479,12 +493,15 @@ class TargetModel:
     def _set(self, lba: int, data: bytes, origin: str) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
+        self._note(lba, fresh=True)
         self.pending_async.pop(lba, None)
+        self.forbidden.pop(lba, None)  # what landed before this was overwritten by it
 
     def _forbid(self, lba: int, data: bytes, kind: str, why: str) -> None:
         entry = self.forbidden.setdefault(lba, {})
-        if len(entry) < MAX_POSSIBLE:
-            entry[data] = (kind, why)
+        if len(entry) >= MAX_POSSIBLE:
+            del entry[next(iter(entry))]  # the oldest goes
+        entry[data] = (kind, why, self._request)
 
     def _in_disk(self, lba: int, count: int) -> Optional[bool]:
         """True if [lba, lba+count) lies inside the disk, False if past its end, None if unknown."""
@@ -620,6 +637,8 @@ class TargetModel:
 
     def _learn(self, lba: int, sector: bytes) -> None:
         known = self.disk.get(lba)
+        if known is None or len(known) > 1:
+            self._note(lba, fresh=known is None)
         if known is None:
             pending = self.pending_async.get(lba)
             self.disk[lba] = frozenset((sector,) if pending is None or pending == sector else (sector, pending))
@@ -643,11 +662,15 @@ class TargetModel:
             at = lba + i
             bad = self.forbidden.get(at, {}).get(sector)
             origin = self.origin.get(at, "read")
+            evidence = self.evidence.get(at, ())
             if bad is not None:
-                kind, why = bad
+                kind, why, culprit = bad
                 detail = f"sector {at} holds the data of {why}"
+                evidence = tuple(e for e in evidence if e != culprit) + (culprit,)
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
+                if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
+                    kind = "read-data"  # neither write landed at all: lost, not torn
                 expected = next(iter(known)) if len(known) == 1 else None
                 offset = next((j for j, (a, b) in enumerate(zip(expected, sector)) if a != b), 0) if expected else 0
                 detail = (f"sector {at}: read {sector[offset:offset + 8].hex()}… at byte {offset}, "
@@ -657,7 +680,7 @@ class TargetModel:
             # resynchronise on what the target holds now: one finding, not one per later read
             for j, s in enumerate(sectors):
                 self._set(lba + j, s, "read")
-            return [Anomaly(kind, detail)]
+            return [Anomaly(kind, detail, evidence)]
         return []
 
     def _learn_edge(self, ata: _Ata, *, refused: bool, lba: Optional[int] = None) -> None:
@@ -699,7 +722,9 @@ class TargetModel:
                     if must_not is not None:
                         self._forbid(lba + i, sector, *must_not)
                     else:
+                        # it may have landed over an A=1 write still unflushed: FLUSH no longer decides
                         self._widen(lba + i, sector)
+                        self.pending_async.pop(lba + i, None)
             return found
         if reply.refused:
             for lba in lbas:
@@ -750,21 +775,23 @@ class TargetModel:
             for i, sector in enumerate(sectors[:count]):
                 at = lba + i
                 late = self.pending_async.get(at)
-                if late is not None and late != sector:
-                    self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
                 if len(lbas) > 1:
                     self._widen(at, sector)
+                    self.pending_async.pop(at, None)
                 elif asynchronous:
                     self._widen(at, sector)
                     self.pending_async[at] = sector
                 else:
                     self._set(at, sector, "write")
+                    if late is not None and late != sector:
+                        self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
         return found
 
     def _identify(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
         if reply is None or ignored:
             return []
-        clean = not (ata.raw[14] & 0x3 or ata.aflags & AFLAGS_MBZ)
+        # W=1 says data flows to the device: a target may send no block back (vblade)
+        clean = not (ata.raw[14] & 0x3 or ata.aflags & (AFLAGS_MBZ | 0x1))
         if reply.refused:
             if not clean or ata.scnt != 1:
                 return []
@@ -773,6 +800,8 @@ class TargetModel:
             return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt 1, LBA bytes 0x{ata.lba_bytes:012x}) refused: "
                                                 f"E={int(reply.error_flag)} error {reply.error}, status 0x{reply.status:02x} error 0x{reply.ata_error:02x}")]
         if len(reply.data) < IDENTIFY_LEN:
+            if not clean:
+                return []
             return [Anomaly("identify-refused", f"IDENTIFY DEVICE (scnt {ata.scnt}) answered as a success with {len(reply.data)} data bytes, not the 512-byte block")]
         block = IdentifyData.decode(reply.data[:IDENTIFY_LEN])
         claimed = block.capacity_sectors
@@ -809,6 +838,7 @@ class TargetModel:
     def _set_async(self, lba: int, data: bytes) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = "async"
+        self._note(lba)
 
     def _unsupported(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
         if reply is None or ignored or reply.error_flag or not self._clean(ata):
@@ -829,13 +859,16 @@ class TargetModel:
         return []
 
 
-    # -- Mac Mask List (§3.3) and Reserve/Release (§3.4): ``admin`` judges them all ------------
+#: kinds reported outside the model: by one reply's header (oracle.check_reply), by the
+#: engine (silence, liveness, canaries) or by a burst (which a serial replay cannot repeat)
+NOT_MODEL_KINDS = frozenset({
+    "unresponsive", "no-reply", "undecodable-reply", "tag-not-echoed", "unmatched-reply", "duplicate-reply", "r-not-set",
+    "command-not-echoed", "wrong-version", "error-byte-without-e", "mbz-set", "wrong-address", "wrong-reply-dst",
+    "wrong-reply-src", "answered-response", "answered-other-address", "oversize-reply", "runt-reply", "short-read",
+    "config-reply-fields", "write-outside-window", "error-flag-without-code", "duplicate-dropped", "bufcnt-not-honoured",
+    "torn-write", "no-advertisement",
+})
+#: what the model (with model_admin) reports; a finding of these replays through a fresh model (shrink.Replayer.fires)
+MODEL_KINDS = frozenset(KINDS) - NOT_MODEL_KINDS | {"answered-other-ethertype"}
 
-    def _mac_mask(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        return []
-
-    def _reserve(self, request: bytes, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
-        return []
-
-
-__all__ = ["TargetModel", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]
+__all__ = ["TargetModel", "MODEL_KINDS", "Footprint", "EVERYTHING", "judge", "KNOWN_OPCODES"]

@@ -9,7 +9,7 @@ check in the engine (kind ``unresponsive``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
@@ -141,6 +141,9 @@ KINDS = {
 class Anomaly:
     kind: str
     detail: str
+    #: earlier requests the verdict rests on (the write a READ was compared with, ...):
+    #: a finding replays them before the request that broke the rule
+    evidence: Tuple[bytes, ...] = ()
 
     @property
     def rule(self) -> int:
@@ -182,8 +185,8 @@ def must_answer(frame: bytes, info: TargetFacts) -> bool:
     fixed = FIXED_ARG_LEN.get(command)
     if fixed is not None and n < AOE_HEADER_LEN + fixed:
         return False
-    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (0x30, 0x34)):
-        return False  # an asynchronous write may go unanswered (rule 33)
+    if command == CMD_ATA and n > 27 and frame[24] & AFLAG_A and (frame[24] & AFLAG_W or frame[27] in (ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT)):
+        return False  # whether an asynchronous write is answered is unspecified (33)
     if command == CMD_QUERY_CONFIG:
         if frame[29] & 0xF in (CCMD_TEST, CCMD_TEST_PREFIX):
             return False
@@ -249,6 +252,7 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
         and len(request) >= ATA_HEADER_END
         and request[19] == CMD_ATA
         and request[27] in (ATA_READ_SECTORS, ATA_READ_SECTORS_EXT)
+        and not request[24] & AFLAG_W  # W=1 says data flows to the device: vblade sends none back
         and n >= ATA_HEADER_END
         and not reply[27] & ATA_STATUS_FAILURE_MASK
     ):

@@ -26,14 +26,19 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import ETH_HEADER_LEN, ETH_P_AOE, FLAG_RESPONSE, TAG_TOOL_BIT
+from aoeconform.wire.constants import ETH_HEADER_LEN, ETH_P_AOE, FLAG_RESPONSE, RCMD_READ, TAG_TOOL_BIT
 
 from aoeconform.session.facts import TargetFacts
 
+from .admin_requests import AdminRequests
+from .context import WritePolicy
+from .model import MODEL_KINDS, TargetModel
 from .oracle import check_reply, expects_reply
 
 HEALTH_TAG_BASE = 0x7F000000
 CANARY_TAG_BASE = 0x7E000000
+#: the reads that prime a fresh model before a semantic finding is replayed
+PRIME_TAG_BASE = 0x7C000000
 
 #: frame offsets of each field, by command, for zeroing and for cutting
 _HEADER_FIELDS = [(14, 15), (15, 16), (16, 18), (18, 19), (19, 20), (20, 24)]
@@ -197,6 +202,22 @@ class Replayer:
 
     # -- the predicate -------------------------------------------------------------
 
+    def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
+        """A semantic finding: the frames, one at a time, judged by a fresh model
+        of the target (the sequence carries what the verdict rests on)."""
+        model = TargetModel(self.info, WritePolicy())
+        # what the admin oracles compare with: the config string, the mask, the reservation now
+        reads = AdminRequests(self.info, PRIME_TAG_BASE)
+        for frame in (reads.config_read(), reads.mask_read(), reads.reserve(RCMD_READ)):
+            model.step(frame, self.exchange(frame, gap)[0])
+        fired = False
+        for i, frame in enumerate(frames):
+            matched, _ = self.exchange(frame, self.deadline if i == len(frames) - 1 else gap)
+            if kind == "stale-reply" and matched and check_reply(frame, matched[0], self.info):
+                fired |= model.stale_reply(frame, matched[0]) is not None  # as the engine relabels it
+            fired |= any(a.kind == kind for a in model.step(frame, matched))
+        return fired
+
     def replay(self, frames: Sequence[bytes], gap: float, all_replies: bool = False) -> List[bytes]:
         """Send every frame but the last, each followed by up to ``gap`` seconds
         of waiting for its reply; return the last frame's replies seen within
@@ -229,6 +250,8 @@ class Replayer:
             return bool(self.changed_canaries())
         if not frames:
             return False
+        if kind in MODEL_KINDS and kind != "answered-other-ethertype":
+            return self._model_fires(kind, frames, gap)
         last = frames[-1]
         replies = self.replay(frames, gap, all_replies=kind == "duplicate-reply")
         if not replies and self.restart_hook is not None and not self.health(attempts=1):

@@ -12,7 +12,8 @@ command, so it is signed with command ``any``: the same wrong Ver reply is
 one finding whether the fuzzer first met it in an ATA request or a Mac
 Mask one. A plain request that fires by itself gives field ``none`` (the
 target breaks the rule on any request); a trigger no single field explains
-gives the list of fields it differs in.
+gives the header field it cannot do without, when there is exactly one
+(command ``any``), else the list of fields it differs in.
 """
 
 from __future__ import annotations
@@ -123,5 +124,11 @@ def classify(trigger: bytes, info: TargetFacts, fires: Callable[[bytes], bool]) 
         candidate = plain[:len(trigger)] if len(trigger) < len(plain) else plain + trigger[len(plain):]
         if fires(candidate):
             return command_label(command), "length"
+    # No field fires alone: a header field without which the trigger stops firing, and the
+    # only one, makes the defect the header's whatever the command (Ver 2 applied to
+    # a config set and to a reservation is one defect, rule 12)
+    essential = [f for f in header if f[0] != "tag" and not fires(_put(trigger, f, _value(plain, f) or b"\0"))]
+    if len(essential) == 1:
+        return "any", essential[0][0]
     names = [f[0] for f in header + arg_fields] + (["length"] if len(trigger) != len(plain) else [])
     return command_label(command), "+".join(names) or "none"
