@@ -21,6 +21,8 @@ from aoeconform.wire.constants import (
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
     ATA_STATUS_FAILURE_MASK,
+    ATA_WRITE_SECTORS,
+    ATA_WRITE_SECTORS_EXT,
     CCMD_TEST,
     CCMD_TEST_PREFIX,
     CMD_ATA,
