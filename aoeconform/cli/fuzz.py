@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import subprocess
 import sys
 from typing import Callable, Optional
 
 from aoeconform.cli.argtypes import integer, seconds
 from aoeconform.errors import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, UsageError
+from aoeconform.session.restart import restart_command
 
 COMMANDS = ("ata", "config", "mask", "reserve", "all")
 
@@ -57,20 +57,6 @@ def register(subparsers) -> None:
     p.add_argument("--replay", metavar="FILE", help="send a saved finding's (shrunk) frames again; exit 1 if it still fires")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run)
-
-
-def _restart_hook(command: str):
-    def restart() -> None:
-        try:
-            done = subprocess.run(command, shell=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        except subprocess.TimeoutExpired:
-            print(f"aoeconform fuzz: --restart-cmd did not finish within 120 s: {command}", file=sys.stderr)
-            return
-        if done.returncode != 0:
-            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
-            print(f"aoeconform fuzz: --restart-cmd exited {done.returncode}: {tail[0]}", file=sys.stderr)
-
-    return restart
 
 
 def _seeds(args):
@@ -143,7 +129,7 @@ def run(args) -> int:
         transport, info, restart = reference.host, reference.info, reference.restart
     else:
         transport, info = _open_interface(args.target)
-        restart = _restart_hook(args.restart_cmd) if args.restart_cmd else None
+        restart = restart_command(args.restart_cmd) if args.restart_cmd else None
     try:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
         policy = _write_policy(args, info)
@@ -190,7 +176,7 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
     restart: Optional[Callable[[], None]]
     if target:
         transport, info = _open_interface(target)
-        restart = _restart_hook(restart_cmd) if restart_cmd else None
+        restart = restart_command(restart_cmd) if restart_cmd else None
     else:
         from aoeconform.fuzz.local import ReferenceTarget
         from aoeconform.target.quirks import check_quirks
@@ -270,7 +256,7 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
             return reference.host, reference.info, reference.restart, reference.close
         transport, info = _open_interface(targets[k])
         command = restarts[k] if len(restarts) > 1 else (restarts[0] if restarts else None)
-        return transport, info, _restart_hook(command) if command else None, transport.close
+        return transport, info, restart_command(command) if command else None, transport.close
 
     def make_fuzzer(transport, info, restart):
         policy = _write_policy(args, info)

@@ -86,10 +86,7 @@ def run(args) -> int:
                         raw = facts.mac + raw[6:]
                     if raw[6:12] == old_harness:
                         raw = raw[:6] + endpoint.transport.mac + raw[12:]
-                tag = int.from_bytes(raw[20:24], "big") if len(raw) >= 24 else None
-                engine.wire.send(raw)
-                engine.wire.wait(lambda: tag is not None and bool(engine.wire.replies(tag)), engine.clock() + engine.timeout())
-                replies = engine.wire.take(tag) if tag is not None else []
+                replies, _ = engine.session.exchange(raw)
                 print(f"→ {describe(ReplyView(raw)) if len(raw) >= 24 else raw.hex()}")
                 for reply in replies:
                     print(f"  ← {describe(ReplyView(reply))}")

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
+from aoeconform.session import Session, TargetFacts, TargetState
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
     CCMD_FORCE_SET,
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
-    DCMD_DELETE,
     ETH_P_AOE,
     FLAG_RESPONSE,
     TAG_TOOL_BIT,
@@ -39,15 +39,13 @@ from aoeconform.wire.constants import (
 
 from . import findings as findings_mod
 from .admin_requests import AdminRequests
-from aoeconform.session.facts import TargetFacts
-
 from .context import WritePolicy
 from .findings import Finding, command_class
 from .model import MODEL_KINDS, Footprint, TargetModel
 from .mutate import Case, CaseGenerator, ata_request
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import CANARY_TAG_BASE, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, shrink_frame
+from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -154,7 +152,8 @@ class Fuzzer:
         self._advertisements = 0
         self._fresh: set = set()  # findings that reproduce only from a restarted target
         # frames seen during probes and replays may answer cases still outstanding
-        self.replayer = Replayer(transport, info, restart=restart, on_frame=self._on_stray_frame)
+        self.session = Session(transport, info, restart=restart, new_tag=health_tags(), on_frame=self._on_stray_frame)
+        self.replayer = Replayer(self.session)
         self.result = FuzzResult(seed)
         #: (kind, command class) -> the finding that stands for it (several groups
         #: may share one finding once their shrunk triggers are classified alike)
@@ -174,7 +173,8 @@ class Fuzzer:
         self.grace = 0.002
         self.quiet = 0.005
         self.confirm_wait = 0.25
-        self._original_config: Optional[bytes] = None
+        #: the config string, Mac Mask list and reservation before the first case
+        self._snapshot = TargetState()
         self._end: Optional[float] = None
         self._shrink_allowance: Optional[float] = None
         self._started: Optional[float] = None
@@ -189,10 +189,11 @@ class Fuzzer:
 
     def _baseline(self) -> None:
         """Check the target answers, measure its round trip, set the deadlines."""
-        self.replayer.drain(0.0)
-        self.replayer.health_timeout = 1.0
+        session = self.session
+        session.drain(0.0)
+        session.probe_timeout = 1.0
         start = time.monotonic()
-        if not self.replayer.health(attempts=3):
+        if not session.probe(attempts=3):
             raise TargetUnreachable(
                 f"target {self.info.address} ({self.info.mac.hex(':')}) did not answer a Query Config read "
                 f"within 3 s; check that it is running and reachable before fuzzing"
@@ -200,21 +201,27 @@ class Fuzzer:
         rtt = time.monotonic() - start
         for _ in range(4):  # the first exchange may include warm-up; take the best of a few
             t = time.monotonic()
-            if self.replayer.health(attempts=1):
+            if session.probe(attempts=1):
                 rtt = min(rtt, time.monotonic() - t)
-        reply = self.replayer.last_health_reply
-        if reply is not None and len(reply) >= 32:
-            length = int.from_bytes(reply[30:32], "big")
-            self._original_config = bytes(reply[32:32 + length])
         self.deadline = self.fixed_deadline or min(1.0, max(0.05, 50 * rtt))
         self.grace = min(self.deadline, max(0.001, 5 * rtt))
         self.quiet = min(self.deadline, max(0.001, 10 * rtt))
         self.confirm_wait = max(0.25, 5 * self.deadline)
         self.replayer.deadline = self.deadline
-        self.replayer.health_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        session.probe_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        self._snapshot = session.snapshot(attempts=1)
         self.replayer.record_canaries(self._canary_lbas())
-        if self._original_config is not None and self.model.admin.config is None:
-            self.model.admin.config = self._original_config  # the health probe's reply says what it is
+        self._prime_admin(self._snapshot)
+
+    def _prime_admin(self, snapshot) -> None:
+        """What the snapshot read is what the admin oracles start from."""
+        admin = self.model.admin
+        if snapshot.config is not None:
+            admin.config = snapshot.config
+        if snapshot.mask is not None:
+            admin.mask = list(snapshot.mask)
+        if snapshot.reservation is not None:
+            admin.reservation = list(snapshot.reservation)
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:
@@ -309,7 +316,7 @@ class Fuzzer:
         finally:
             result.seconds = monotonic() - started
             result.next_index = index
-            result.restarts = self.replayer.restarts
+            result.restarts = self.session.restarts
             if not result.stopped_early or result.stopped_early.startswith("reached"):
                 self._restore()
         return result
@@ -333,19 +340,19 @@ class Fuzzer:
         """Whether ``case`` must wait: it overlaps a case in flight and one of
         the two may change what the other touches. Only such cases are
         serialised, so the model judges each against a settled state. A case
-        in the way that has been unanswered for longer than ``quiet`` is
-        presumed silent and judged so now, as the window presumes it."""
+        in the way that owes no reply and has been unanswered for longer than
+        ``quiet`` is presumed silent and judged so now, as the window presumes it."""
         model = self.model
         footprint = model.footprint(case.frame)
         changes = model.changes_state(case.frame)
         quiet = []
         for tag, pending in self._outstanding.items():
             if (changes or pending.changes) and footprint.overlaps(pending.footprint):
-                if pending.sent > now - self.quiet:
-                    return True
+                if pending.sent > now - self.quiet or pending.case.expect_reply:
+                    return True  # a reply is owed: its deadline (or a later reply) ends the wait
                 quiet.append(tag)
         for tag in quiet:
-            self._expire_one(tag)
+            self._expire_one(tag, silent_run=False)  # as the window presumes it: no health check for it
         return False
 
     def _remember(self, tag: int, pending: _Pending) -> None:
@@ -419,7 +426,7 @@ class Fuzzer:
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, CANARY_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE):
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
@@ -443,14 +450,14 @@ class Fuzzer:
         for tag in expired:
             self._expire_one(tag)
 
-    def _expire_one(self, tag: int) -> None:
+    def _expire_one(self, tag: int, silent_run: bool = True) -> None:
         """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
         # silence is settled once a later case has been answered; before that a reply may still come
         self._judge(pending.case, [], pending.overtaken)
         self.result.silent += 1
-        self._silent_run += 1
+        self._silent_run += silent_run
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
             if known is not None:
@@ -510,11 +517,11 @@ class Fuzzer:
         self._silent_run = 0
         self.result.health_checks += 1
         replayer = self.replayer
-        alive = replayer.health()
+        alive = self.session.probe()
         self._settle(alive)
         if alive and self.result.health_checks % BURST_EVERY == 2:
             self._burst()
-            alive = replayer.health()  # a burst one beyond Buffer Count must not have hurt it
+            alive = self.session.probe()  # a burst one beyond Buffer Count must not have hurt it
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
             if changed:
@@ -545,7 +552,7 @@ class Fuzzer:
                 if known is not None:
                     known.count += 1  # already found; confirming again costs a second each
                     continue
-                matched, others = replayer.exchange(case.frame, self.confirm_wait)
+                matched, others = self.session.exchange(case.frame, self.confirm_wait)
                 for frame in others:
                     self._on_stray_frame(frame)
                 if not matched:
@@ -638,7 +645,7 @@ class Fuzzer:
             for i in overlap:
                 model.overlapped(frames[i], replies[i])
             check = Case(self.result.cases, ata_request(info, tag(0xFF), 0x40, m, 0x24, policy.start), ("burst-read-back",), "burst", True)
-            matched, others = self.replayer.exchange(check.frame, self.confirm_wait)
+            matched, others = self.session.exchange(check.frame, self.confirm_wait)
             for frame in others:
                 self._on_stray_frame(frame)
             self._history.append(check)
@@ -651,11 +658,12 @@ class Fuzzer:
         """With a restart hook, the run starts from a freshly started target,
         which must announce itself with an unsolicited config reply (rule 46)."""
         before = self._advertisements
-        if not self.replayer.restart():
+        if not self.session.restart():
             return
-        self.replayer.drain(self.quiet)
+        self.session.drain(self.quiet)
         self.model.restarted()
-        self._model_restarts = self.replayer.restarts
+        self._model_restarts = self.session.restarts
+        self._prime_admin(self.session.snapshot(attempts=1))
         if self._advertisements == before:
             self._anomaly(Anomaly("no-advertisement", "no unsolicited config reply after the restart hook started the target"), None, None)
 
@@ -665,9 +673,9 @@ class Fuzzer:
         replayer = self.replayer
         if replayer.evaluations != self._model_evaluations:
             self.model.forget()
-        elif replayer.restarts != self._model_restarts:
+        elif self.session.restarts != self._model_restarts:
             self.model.restarted()
-        self._model_evaluations, self._model_restarts = replayer.evaluations, replayer.restarts
+        self._model_evaluations, self._model_restarts = replayer.evaluations, self.session.restarts
 
     def _settle(self, alive: bool) -> None:
         """Wait out the cases still outstanding. Once the probe, sent after
@@ -694,10 +702,10 @@ class Fuzzer:
             # Seen before: count it, bring the target back, go on. (A second
             # cause of the same kind is found again once the first is fixed.)
             known.count += 1
-            if finding.kind == "unresponsive" and not self.replayer.restart():
+            if finding.kind == "unresponsive" and not self.session.restart():
                 self.result.stopped_early = (
                     "target stopped answering (give --restart-cmd to go on after a hang)"
-                    if self.restart_hook is None else "target did not come back after a restart"
+                    if self.restart_hook is None else self._not_back()
                 )
             return
         self.by_group[signature] = finding
@@ -715,9 +723,9 @@ class Fuzzer:
                 result.stopped_early = "target stopped answering (give --restart-cmd to go on after a hang)"
                 self._finish(finding)
                 return
-            if not self.replayer.restart():
-                finding.note = "the restart hook ran but the target did not answer again"
-                result.stopped_early = "target did not come back after a restart"
+            if not self.session.restart():
+                finding.note = f"the restart failed: {self.session.restart_error}"
+                result.stopped_early = self._not_back()
                 self._finish(finding)
                 return
         if self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
@@ -728,15 +736,15 @@ class Fuzzer:
             if finding.shrunk is not None and len(finding.shrunk) == 1:
                 self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
-            self.replayer.drain(self.grace, discard=True)
+            self.session.drain(self.grace, discard=True)
             spent = time.monotonic() - began
             if self._end is not None and self._shrink_allowance is not None:  # both set in a timed run
                 self._end += spent
                 self._shrink_allowance -= spent
             self._say(f"  shrunk: {finding.summary()}")
         self._finish(finding)
-        if self.restart_hook is not None and not self.replayer.health(attempts=2) and not self.replayer.restart():
-            result.stopped_early = "target did not come back after a restart"
+        if self.restart_hook is not None and not self.session.probe(attempts=2) and not self.session.restart():
+            result.stopped_early = self._not_back()
         if len(result.findings) >= self.max_findings:
             result.stopped_early = f"reached {self.max_findings} findings"
 
@@ -751,7 +759,7 @@ class Fuzzer:
         finding.trigger_command, finding.trigger_field = classify(
             finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
         if restart:
-            replayer.restart()
+            self.session.restart()
 
     def _finish(self, finding: Finding) -> None:
         """One finding per signature: a second group whose trigger is classified
@@ -786,7 +794,7 @@ class Fuzzer:
             if not test_sequence(frames):
                 finding.reproduced = False
                 finding.note = "replaying the frames after a restart did not make the target stop answering (timing or state outside these frames)"
-                replayer.restart()
+                self.session.restart()
                 return
             finding.reproduced = True
             frames = ddmin(frames, test_sequence, budget)
@@ -794,7 +802,7 @@ class Fuzzer:
             prefix = frames[:-1]
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
-            replayer.restart()
+            self.session.restart()
         elif kind in MODEL_KINDS:
             # a semantic finding replays its frames through a fresh model; from a
             # restarted target only when the state before them mattered (a config, a reservation)
@@ -809,7 +817,7 @@ class Fuzzer:
                     finding.reproduced = False
                     finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
                     if fresh:
-                        replayer.restart()
+                        self.session.restart()
                     return
             finding.reproduced = True
             frames = ddmin(frames, test_model, budget)
@@ -838,7 +846,7 @@ class Fuzzer:
                 context = ddmin(context, test_context, budget)
                 shrunk = shrink_frame(culprit, lambda c: replayer.fires(kind, context + [c], restart=True), budget)
                 frames = context + [shrunk]
-                replayer.restart()
+                self.session.restart()
             else:
                 finding.reproduced = False
                 finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")
@@ -852,40 +860,35 @@ class Fuzzer:
 
     def _replies_for(self, kind: str, frames: List[bytes], restart: bool) -> List[bytes]:
         """Replay the shrunk frames once more to record what the target says."""
-        replayer = self.replayer
-        if restart and not replayer.restart():
+        session = self.session
+        if restart and not session.restart():
             return []
         replies: List[bytes] = []
         for frame in frames:
-            matched, others = replayer.exchange(frame, replayer.deadline / 4, first_only=False)
+            matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:
-            replayer.restart()
+            session.restart()
         return replies
 
     # -- leaving the target as it was ------------------------------------------------------
 
     def _restore(self) -> None:
-        """Undo what the fuzz cases may have changed: the host's Mac Mask entry,
-        a reservation, the config string."""
-        info = self.info
-        replayer = self.replayer
-        head = info.mac + info.host_mac + _AOE
-        def request(command: int, arg: bytes) -> bytes:
-            aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, command)) + (HEALTH_TAG_BASE | 0xFFFFF0 | command).to_bytes(4, "big")
-            return (head + aoe + arg).ljust(60, b"\0")
+        """Undo what the fuzz cases may have changed: the Mac Mask list, the
+        reservation and the config string, as the snapshot before the first case."""
+        sent = self._commands_sent
+        parts = {part for part, command in (("mask", CMD_MAC_MASK), ("reserve", CMD_RESERVE_RELEASE), ("config", CMD_QUERY_CONFIG))
+                 if command in sent}
         try:
-            if CMD_MAC_MASK in self._commands_sent:
-                replayer.exchange(request(CMD_MAC_MASK, bytes((0, 1, 0, 1, 0, DCMD_DELETE)) + info.host_mac), replayer.health_timeout)
-            if CMD_RESERVE_RELEASE in self._commands_sent:
-                replayer.exchange(request(CMD_RESERVE_RELEASE, bytes((2, 0))), replayer.health_timeout)
-            if CMD_QUERY_CONFIG in self._commands_sent and self._original_config is not None:
-                config = self._original_config
-                arg = (0).to_bytes(4, "big") + bytes((0, 0x14)) + len(config).to_bytes(2, "big") + config
-                replayer.exchange(request(CMD_QUERY_CONFIG, arg), replayer.health_timeout)
-            replayer.drain(0.0)
+            if parts:
+                self.session.restore(self._snapshot, parts)
+            self.session.drain(0.0)
         except OSError:
             pass
+
+    def _not_back(self) -> str:
+        error = self.session.restart_error
+        return "target did not come back after a restart" + (f" ({error})" if error else "")
 
 
 def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *, restart=None, use_shrunk: bool = True, deadline: float = 0.25) -> bool:
@@ -894,8 +897,8 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
 
     frames = finding.shrunk if (use_shrunk and finding.shrunk) else finding.frames
     frames = readdress(frames, finding.target, info)
-    replayer = Replayer(transport, info, deadline=deadline, restart=restart)
-    replayer.drain(0.0)
+    session = Session(transport, info, restart=restart, new_tag=health_tags())
+    session.probe_timeout = deadline
+    session.drain(0.0)
     stateful = finding.kind == "unresponsive"
-    return replayer.fires(finding.kind, frames, restart=stateful and restart is not None)
-
+    return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)

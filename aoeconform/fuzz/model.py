@@ -162,6 +162,17 @@ def _shares_a_half(sector: bytes, other: bytes) -> bool:
     return sector[:half] == other[:half] or sector[half:] == other[half:]
 
 
+def _meaningful(request: bytes, reply: bytes) -> bytes:
+    """The reply as the semantic oracles read it: an E flag with Error 0, or
+    with the request's own E flag and Error byte, is an echo (vblade echoes
+    both; the header oracles report it, rules 6 and 8), not a refusal."""
+    if len(reply) > 15 and reply[14] & FLAG_ERROR and (
+        not reply[15] or (len(request) > 15 and request[14] & FLAG_ERROR and reply[15] == request[15])
+    ):
+        return reply[:14] + bytes((reply[14] & ~FLAG_ERROR, 0)) + reply[16:]
+    return reply
+
+
 @dataclass(frozen=True)
 class Footprint:
     """What a request may touch: sectors (``all_disk`` for every one) and
@@ -305,9 +316,8 @@ class TargetModel:
         if len(request) < AOE_HEADER_LEN:
             return []
         self._request = request
-        # a reply with E=1 and no error code says nothing the model can use (header oracle, rule 6)
-        reply = next((_Reply(bytes(r)) for r in replies
-                      if len(r) >= AOE_HEADER_LEN and r[19] == request[19] and (r[15] or not r[14] & FLAG_ERROR)), None)
+        replies = [_meaningful(request, bytes(r)) for r in replies]
+        reply = next((_Reply(r) for r in replies if len(r) >= AOE_HEADER_LEN and r[19] == request[19]), None)
         # the admin oracles first: they see every command (enforcement of the mask and the reservation)
         masked = self.admin.masked_out(request)
         found = self.admin.step(request, replies, answered_in_time)

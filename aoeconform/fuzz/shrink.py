@@ -1,8 +1,8 @@
 """Replaying findings and shrinking them to a minimal reproducer.
 
-``Replayer`` talks to the target one request at a time: it sends frames,
-collects what comes back, runs the health check and restarts the target.
-``Replayer.fires(kind, frames)`` is the predicate both shrinkers use: does
+``Replayer`` sends frames to the target one at a time through the session
+(``aoeconform.session``), which collects what comes back, runs the health
+check and restarts the target. ``Replayer.fires(kind, frames)`` is the predicate both shrinkers use: does
 this sequence still make the oracle report ``kind``?
 
 Shrinking happens in two stages:
@@ -25,18 +25,17 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import ETH_HEADER_LEN, ETH_P_AOE, FLAG_RESPONSE, RCMD_READ, TAG_TOOL_BIT
-
-from aoeconform.session.facts import TargetFacts
+from aoeconform.session import Session, TargetFacts, requests
+from aoeconform.wire import AtaArg
+from aoeconform.wire.constants import ETH_HEADER_LEN, RCMD_READ, SECTOR_SIZE, TAG_TOOL_BIT
 
 from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .model import MODEL_KINDS, TargetModel
 from .oracle import check_reply, expects_reply
 
+#: the tags of the session's own requests (probes, canary reads, restores): the case generator leaves them alone
 HEALTH_TAG_BASE = 0x7F000000
-CANARY_TAG_BASE = 0x7E000000
 #: the reads that prime a fresh model before a semantic finding is replayed
 PRIME_TAG_BASE = 0x7C000000
 
@@ -53,139 +52,41 @@ _NUMBER_FIELDS = {0: [(26, 27)], 1: [(30, 32)], 2: [(27, 28)], 3: [(25, 26)]}
 _CUT_POINTS = (14, 20, 24, 25, 26, 28, 30, 32, 34, 36, 60)
 
 
-def config_read_frame(info: TargetFacts, tag: int) -> bytes:
-    """A padded Query Config read to the target: the health probe."""
-    head = info.mac + info.host_mac + ETH_P_AOE.to_bytes(2, "big")
-    aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 1)) + tag.to_bytes(4, "big")
-    return (head + aoe + bytes(8)).ljust(60, b"\0")
+def health_tags() -> Callable[[], int]:
+    """Tags for the session's own requests: HEALTH_TAG_BASE and a counter."""
+    counter = [0]
 
+    def new_tag() -> int:
+        counter[0] = (counter[0] + 1) & 0xFFFFFF
+        return HEALTH_TAG_BASE | counter[0]
 
-def ata_frame(info: TargetFacts, tag: int, opcode: int, lba: int, data: bytes = b"") -> bytes:
-    head = info.mac + info.host_mac + ETH_P_AOE.to_bytes(2, "big")
-    aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 0)) + tag.to_bytes(4, "big")
-    aflags = 0x40 | (0x01 if data else 0)
-    arg = bytes((aflags, 0, 1, opcode)) + lba.to_bytes(6, "little") + bytes(2)
-    return (head + aoe + arg + data).ljust(60, b"\0")
+    return new_tag
 
 
 class Replayer:
-    """Serial exchanges with the target, for health checks, confirmation and shrinking."""
+    """Sends findings' frames again through the session, for confirmation and shrinking."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        info: TargetFacts,
-        *,
-        deadline: float = 0.1,
-        health_timeout: float = 0.25,
-        health_attempts: int = 3,
-        restart: Optional[Callable[[], None]] = None,
-        restart_timeout: float = 10.0,
-        on_frame: Optional[Callable[[bytes], None]] = None,
-    ):
-        self.transport = transport
-        self.info = info
+    def __init__(self, session: Session, *, deadline: float = 0.1):
+        self.session = session
         self.deadline = deadline
-        self.health_timeout = health_timeout
-        self.health_attempts = health_attempts
-        self.restart_hook = restart
-        self.restart_timeout = restart_timeout
-        #: frames that are not the awaited reply go here (the engine checks late replies)
-        self.on_frame = on_frame
-        self._probe = 0
-        self.restarts = 0
         self.evaluations = 0
-        self.last_health_reply: Optional[bytes] = None
+        #: sectors outside the write window, as they were before fuzzing (lba -> data)
         self.canaries: dict = {}
 
-    # -- exchanges -------------------------------------------------------------
-
-    def _from_target(self, frame: bytes) -> bool:
-        return (
-            len(frame) >= 24
-            and frame[12:14] == b"\x88\xa2"
-            and (bool(frame[14] & FLAG_RESPONSE) or frame[6:12] == self.info.mac)
-        )
-
-    def exchange(self, frame: bytes, wait: float, *, first_only: bool = True) -> Tuple[List[bytes], List[bytes]]:
-        """Send ``frame``; return (replies with its tag, other frames from the
-        target) seen within ``wait`` seconds, or until the first reply."""
-        tag = frame[20:24] if len(frame) >= 24 else None
-        matched: List[bytes] = []
-        others: List[bytes] = []
-        try:
-            self.transport.send(frame)
-        except OSError:
-            return matched, others
-        end = time.monotonic() + wait
-        while True:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                break
-            reply = self.transport.recv(remaining)
-            if reply is None:
-                break
-            if not self._from_target(reply):
-                continue
-            if tag is not None and reply[20:24] == tag:
-                matched.append(reply)
-                if first_only:
-                    break
-            else:
-                others.append(reply)
-        return matched, others
-
-    def drain(self, quiet: float = 0.0, discard: bool = False) -> None:
-        """Take whatever is queued (and what arrives within ``quiet`` seconds);
-        ``discard`` drops it instead of passing it on (late replies to replays)."""
-        while True:
-            frame = self.transport.recv(quiet)
-            if frame is None:
-                return
-            if not discard and self.on_frame is not None and self._from_target(frame):
-                self.on_frame(frame)
-
-    def health(self, attempts: Optional[int] = None, timeout: Optional[float] = None) -> bool:
-        """Query Config read answered (§10 rule 36): the target is alive."""
-        for _ in range(attempts or self.health_attempts):
-            self._probe = (self._probe + 1) & 0xFFFFFF
-            tag = HEALTH_TAG_BASE | self._probe
-            matched, others = self.exchange(config_read_frame(self.info, tag), timeout or self.health_timeout)
-            if self.on_frame is not None:
-                for frame in others:
-                    self.on_frame(frame)
-            if matched:
-                self.last_health_reply = matched[0]
-                return True
-        return False
-
-    def restart(self) -> bool:
-        """Run the restart hook, then wait until the target answers again."""
-        if self.restart_hook is None:
-            return False
-        self.restarts += 1
-        self.restart_hook()
-        end = time.monotonic() + self.restart_timeout
-        while time.monotonic() < end:
-            if self.health(attempts=1):
-                self.drain(0.0)
-                return True
-        return False
+    @property
+    def info(self) -> TargetFacts:
+        return self.session.facts
 
     # -- canaries: sectors outside the write window -------------------------------
 
     def read_sector(self, lba: int) -> Optional[bytes]:
-        self._probe = (self._probe + 1) & 0xFFFFFF
-        frame = ata_frame(self.info, CANARY_TAG_BASE | self._probe, 0x24, lba)
-        for _ in range(3):
-            matched, _ = self.exchange(frame, self.health_timeout)
-            if matched and len(matched[0]) >= 36 + 512 and not matched[0][14] & 0x04:
-                return bytes(matched[0][36:36 + 512])
+        reply = self.session.request(requests.read_sector(self.info, lba), attempts=3)
+        if reply is not None and not reply.header.error_flag and isinstance(reply.arg, AtaArg) and len(reply.arg.data) >= SECTOR_SIZE:
+            return bytes(reply.arg.data[:SECTOR_SIZE])
         return None
 
     def write_sector(self, lba: int, data: bytes) -> None:
-        self._probe = (self._probe + 1) & 0xFFFFFF
-        self.exchange(ata_frame(self.info, CANARY_TAG_BASE | self._probe, 0x34, lba, data), self.health_timeout)
+        self.session.request(requests.write_sector(self.info, lba, data))
 
     def record_canaries(self, lbas: Sequence[int]) -> None:
         for lba in lbas:
@@ -205,14 +106,15 @@ class Replayer:
     def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
         """A semantic finding: the frames, one at a time, judged by a fresh model
         of the target (the sequence carries what the verdict rests on)."""
+        session = self.session
         model = TargetModel(self.info, WritePolicy())
         # what the admin oracles compare with: the config string, the mask, the reservation now
         reads = AdminRequests(self.info, PRIME_TAG_BASE)
         for frame in (reads.config_read(), reads.mask_read(), reads.reserve(RCMD_READ)):
-            model.step(frame, self.exchange(frame, gap)[0])
+            model.step(frame, session.exchange(frame, gap)[0])
         fired = False
         for i, frame in enumerate(frames):
-            matched, _ = self.exchange(frame, self.deadline if i == len(frames) - 1 else gap)
+            matched, _ = session.exchange(frame, self.deadline if i == len(frames) - 1 else gap)
             if kind == "stale-reply" and matched and check_reply(frame, matched[0], self.info):
                 fired |= model.stale_reply(frame, matched[0]) is not None  # as the engine relabels it
             fired |= any(a.kind == kind for a in model.step(frame, matched))
@@ -222,28 +124,28 @@ class Replayer:
         """Send every frame but the last, each followed by up to ``gap`` seconds
         of waiting for its reply; return the last frame's replies seen within
         the full deadline (collecting more than one, to see duplicates)."""
+        session = self.session
         for frame in frames[:-1]:
-            self.exchange(frame, gap)
+            session.exchange(frame, gap)
         if not frames:
             return []
-        matched, others = self.exchange(frames[-1], self.deadline, first_only=not all_replies)
-        # a reply whose tag differs only in bit 31 is the answer with a changed tag
         last = frames[-1]
-        if len(last) >= 24:
-            flipped = (int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT).to_bytes(4, "big")
-            matched += [f for f in others if f[20:24] == flipped]
+        # a reply whose tag differs only in bit 31 is the answer with a changed tag
+        flipped = [int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT] if len(last) >= 24 else []
+        matched, _ = session.exchange(last, self.deadline, first_only=not all_replies, tags=flipped)
         return matched
 
     def fires(self, kind: str, frames: Sequence[bytes], *, restart: bool = False, gap: Optional[float] = None) -> bool:
         """Does sending ``frames`` (after a restart, if asked) make the oracle report ``kind``?"""
         self.evaluations += 1
-        if restart and not self.restart():
+        session = self.session
+        if restart and not session.restart():
             return False
         gap = self.deadline / 4 if gap is None else gap
         if kind == "unresponsive":
             for frame in frames:
-                self.exchange(frame, gap)
-            return not self.health(attempts=2)
+                session.exchange(frame, gap)
+            return not session.probe(attempts=2)
         if kind == "write-outside-window":
             self.restore_canaries()
             self.replay(frames, gap)
@@ -254,13 +156,13 @@ class Replayer:
             return self._model_fires(kind, frames, gap)
         last = frames[-1]
         replies = self.replay(frames, gap, all_replies=kind == "duplicate-reply")
-        if not replies and self.restart_hook is not None and not self.health(attempts=1):
-            self.restart()  # this candidate crashed the target: not the bug being shrunk
+        if not replies and session.can_restart and not session.probe(attempts=1):
+            session.restart()  # this candidate crashed the target: not the bug being shrunk
             return False
         if kind == "no-reply":
             if replies or not expects_reply(last, self.info):
                 return False
-            return self.health(attempts=2)  # silent, yet alive
+            return session.probe(attempts=2)  # silent, yet alive
         if kind == "duplicate-reply":
             return len(replies) > 1
         if kind == "tag-not-echoed":

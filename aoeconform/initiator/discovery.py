@@ -22,20 +22,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from aoeconform.session import requests
 from aoeconform.session.facts import TargetFacts
+from aoeconform.session.session import tool_tags
 from aoeconform.transport.base import Transport
-from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Frame, Header, mac_to_str
+from aoeconform.wire import ConfigArg, DecodeError, Frame, Header, mac_to_str
 from aoeconform.wire.constants import (
-    ATA_IDENTIFY_DEVICE,
     BROADCAST_MAC,
     CCMD_READ,
     CMD_ATA,
     CMD_QUERY_CONFIG,
     ERROR_NAMES,
-    IDENTIFY_DEVICE_BITS,
     SHELF_BROADCAST,
     SLOT_BROADCAST,
-    TAG_TOOL_BIT,
 )
 
 log = logging.getLogger(__name__)
@@ -82,28 +81,9 @@ def ignore_reason(shelf: int, slot: int) -> Optional[str]:
     return None
 
 
-class _Tags:
-    """Tags with bit 31 set: the bit left to user tools (reference §2), so the
-    Linux driver on the same segment never mistakes our replies for its own."""
-
-    def __init__(self, rng: random.Random):
-        self._next = rng.getrandbits(31)
-
-    def new(self) -> int:
-        self._next = (self._next + 1) & 0x7FFFFFFF
-        return self._next | TAG_TOOL_BIT
-
-
 def query_config_frame(src: bytes, tag: int, shelf: int = SHELF_BROADCAST, slot: int = SLOT_BROADCAST, dst: bytes = BROADCAST_MAC) -> bytes:
     header = Header(dst=dst, src=src, shelf=shelf, slot=slot, command=CMD_QUERY_CONFIG, tag=tag)
     return Frame(header, ConfigArg(ccmd=CCMD_READ)).encode(pad=True)
-
-
-def identify_frame(src: bytes, dst: bytes, shelf: int, slot: int, tag: int) -> bytes:
-    header = Header(dst=dst, src=src, shelf=shelf, slot=slot, command=CMD_ATA, tag=tag)
-    # lba3 carries the device register: 0xA0, as Linux sends it
-    arg = AtaArg(sector_count=1, cmd_status=ATA_IDENTIFY_DEVICE, lba=IDENTIFY_DEVICE_BITS << 24)
-    return Frame(header, arg).encode(pad=True)
 
 
 def _decode(raw: bytes) -> Optional[Frame]:
@@ -125,7 +105,7 @@ def collect_configs(
     rng: Optional[random.Random] = None,
 ) -> DiscoveryResult:
     """Step 1 and 2: broadcast Query Config and gather the replies (no IDENTIFY)."""
-    tags = _Tags(rng or random.Random())
+    new_tag = tool_tags(rng)
     queries = max(1, queries)
     start = clock()
     deadline = start + timeout
@@ -136,7 +116,7 @@ def collect_configs(
         now = clock()
         while send_times and send_times[0] <= now:
             send_times.pop(0)
-            transport.send(query_config_frame(transport.mac, tags.new(), shelf, slot))
+            transport.send(query_config_frame(transport.mac, new_tag(), shelf, slot))
         if now >= deadline:
             break
         wake = min([deadline] + send_times[:1])
@@ -181,7 +161,7 @@ def identify_all(
 ) -> None:
     """Step 3: IDENTIFY every record at once; each unanswered one is retried
     with a fresh tag, ``attempts`` tries in ``timeout`` seconds overall."""
-    tags = _Tags(rng or random.Random())
+    new_tag = tool_tags(rng)
     pending = {id(r): r for r in records}
     for record in records:
         record.identify_error = "no reply to IDENTIFY DEVICE"
@@ -191,9 +171,9 @@ def identify_all(
             return
         waiting: Dict[int, TargetFacts] = {}
         for record in pending.values():
-            tag = tags.new()
-            waiting[tag] = record
-            transport.send(identify_frame(transport.mac, record.mac, record.shelf, record.slot, tag))
+            request = requests.identify(record, new_tag(), src=transport.mac)
+            waiting[request.header.tag] = record
+            transport.send(request.encode(pad=True))
         deadline = clock() + per_try
         while waiting:
             now = clock()
@@ -240,7 +220,6 @@ __all__ = [
     "collect_configs",
     "discover",
     "identify_all",
-    "identify_frame",
     "ignore_reason",
     "query_config_frame",
 ]

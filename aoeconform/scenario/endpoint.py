@@ -10,13 +10,13 @@ a server thread, or a lab namespace when root) and for a target named with
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from aoeconform.errors import UsageError
+from aoeconform.session.restart import restart_command
 from aoeconform.transport.base import Transport
 
 HARNESS_MAC = bytes.fromhex("020000a0e001")
@@ -270,21 +270,7 @@ def external(target: str, second_iface: Optional[str] = None, restart_cmd: Optio
     except BaseException:
         transport.close()
         raise
-    restart = None
-    if restart_cmd:
-        argv = shlex.split(restart_cmd)
-        if not argv:
-            raise UsageError("--restart-cmd is empty")
-
-        def restart():
-            # the engine then probes until the target answers, so no fixed wait here
-            try:
-                result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-            except OSError as exc:
-                raise UsageError(f"--restart-cmd could not be run: {exc}") from None
-            if result.returncode != 0:
-                raise UsageError(f"--restart-cmd exited with status {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}")
-
+    restart = restart_command(restart_cmd) if restart_cmd else None
     ep = TargetEndpoint(transport, record.mac, record.shelf, record.slot, second=second, restart=restart, readonly=readonly,
                         description=f"{transport.name}:{record.shelf}.{record.slot} ({record.mac.hex(':')})", iface=transport.name,
                         lab=_is_lab_interface(transport.name))

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 from aoeconform.errors import TargetUnreachable
-from aoeconform.session.facts import TargetFacts
+from aoeconform.session import UNANSWERED, Session, TargetFacts, TargetState, requests
+from aoeconform.session.session import PROBE_ATTEMPTS
 from aoeconform.wire import AtaArg, ConfigArg, Frame, Header, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_A,
@@ -26,7 +27,6 @@ from aoeconform.wire.constants import (
     ATA_ERROR_ABRT,
     ATA_FLUSH_CACHE,
     ATA_FLUSH_CACHE_EXT,
-    ATA_IDENTIFY_DEVICE,
     ATA_READ_SECTORS,
     ATA_READ_SECTORS_EXT,
     ATA_STATUS_ERR,
@@ -35,14 +35,7 @@ from aoeconform.wire.constants import (
     ATA_WRITE_SECTORS_EXT,
     BROADCAST_MAC,
     CMD_ATA,
-    CMD_MAC_MASK,
-    CMD_QUERY_CONFIG,
-    CMD_RESERVE_RELEASE,
-    DCMD_ADD,
-    DCMD_DELETE,
-    IDENTIFY_DEVICE_BITS,
     LBA28_MAX_SECTORS,
-    LEGACY_SECTOR_COUNT,
     SECTOR_SIZE,
 )
 
@@ -55,14 +48,12 @@ from .model import Case, Step, weaker_level
 from .rules import RULES, charge
 from .shadow import ShadowDisk
 from .values import ValueError_, byte_value, integer
-from .wire import Timing, Watchdog, Wire
+from .wire import Timing, Watchdog, Wire, WireLink
 
 OK_REPLY = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": {"bits_clear": ATA_STATUS_FAILURE_MASK}}}}
 ASYNC_OK = {"any_of": [OK_REPLY, {"silence": True}]}
 ANY_REPLY = {"reply": {"header": {"error_flag": False}}}
-LIVENESS_ATTEMPTS = 3
-#: after a restart, how long the target may take to answer again
-RESTART_READY_SECONDS = 15.0
+LIVENESS_ATTEMPTS = PROBE_ATTEMPTS
 
 #: the results observed_results() adds to a run (they can be named in an expectations file)
 OBSERVED_IDS = ("observed/probe/real-address", "observed/probe/padded", "observed/run/tags-returned")
@@ -124,6 +115,9 @@ class Engine:
         self.clock = clock
         timing = Timing(self.options.timeout_floor, self.options.timeout_factor, self.options.timeout_ceiling)
         self.wire = Wire(endpoint.transport, endpoint.second, timing, clock)
+        # until the probe, the session knows the target's address and our MAC
+        self.session = Session(WireLink(self.wire), TargetFacts(endpoint.mac, endpoint.shelf, endpoint.slot, endpoint.transport.mac, endpoint.mtu),
+                               endpoint.restart, second_mac=endpoint.second_mac or None, new_tag=self.new_tag, clock=clock)
         self.shadow = ShadowDisk()
         self.facts: Optional[TargetFacts] = None
         self.rng = random.Random(self.options.seed)
@@ -136,7 +130,6 @@ class Engine:
         self._linux_problem: Optional[str] = None
         #: raw replies to the start-up probes, judged by observed_results()
         self.probe_replies: list[bytes] = []
-        self._probing = False
 
     # -- tags and timeouts ---------------------------------------------------------
 
@@ -151,42 +144,24 @@ class Engine:
     def silence_window(self) -> float:
         return self.wire.timing.silence()
 
-    # -- simple exchanges used by probing, restore and liveness ------------------------
+    # -- the start-up probe ----------------------------------------------------------
 
     def _header(self, command: int, src: Optional[bytes] = None) -> Header:
-        ep = self.endpoint
-        return Header(dst=ep.mac, src=src or ep.transport.mac, shelf=ep.shelf, slot=ep.slot, command=command, tag=self.new_tag())
-
-    def _exchange(self, frame: Frame, attempts: int = 1) -> Optional[Frame]:
-        """Send and return the decoded reply (None after ``attempts`` silent tries)."""
-        for _ in range(attempts):
-            frame.header.tag = self.new_tag()
-            raw = frame.encode(pad=True)
-            tag = frame.header.tag
-            self.wire.send(raw)
-            self.wire.wait(lambda: bool(self.wire.replies(tag)), self.clock() + self.timeout())
-            for reply in self.wire.take(tag):
-                if self._probing:
-                    self.probe_replies.append(bytes(reply))
-                try:
-                    return Frame.decode(reply)
-                except Exception:
-                    continue
-        return None
+        return requests.header(self.session.facts, command, self.new_tag(), src)
 
     def query_config(self, src: Optional[bytes] = None, attempts: int = LIVENESS_ATTEMPTS) -> Optional[Frame]:
-        return self._exchange(Frame(self._header(CMD_QUERY_CONFIG, src), ConfigArg()), attempts)
+        return self.session.request(requests.config_read(self.session.facts, src=src), attempts)
 
     def probe(self) -> TargetFacts:
         """Query Config, IDENTIFY, Mac Mask read and Reserve read (the run's baseline)."""
-        self._probing = True
+        self.session.observe = self.probe_replies.append
         try:
             return self._probe()
         finally:
-            self._probing = False
+            self.session.observe = None
 
     def _probe(self) -> TargetFacts:
-        ep = self.endpoint
+        ep, session = self.endpoint, self.session
         self.wire.drain()
         reply = self.query_config(attempts=LIVENESS_ATTEMPTS)
         if reply is None or not isinstance(reply.arg, ConfigArg):
@@ -197,22 +172,21 @@ class Engine:
         # the address asked for, whatever the reply says: wrong addresses are observed/probe/real-address
         facts = TargetFacts.from_config(reply, ep.transport.mac, ep.mtu)
         facts.mac, facts.shelf, facts.slot = ep.mac, ep.shelf, ep.slot
-        ident = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=1, cmd_status=ATA_IDENTIFY_DEVICE,
-                                                                     lba=IDENTIFY_DEVICE_BITS << 24)), 2)
+        ident = session.request(requests.identify(facts), 2)
         if ident is not None:
             facts.apply_identify(ident)
         else:
             facts.identify_error = "no reply to IDENTIFY DEVICE"
         facts.check_power = not self._refused(ATA_CHECK_POWER_MODE)
         facts.flush = not self._refused(ATA_FLUSH_CACHE)
-        mask = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
+        mask = session.request(requests.mask_read(facts), 2)
         # an answer without E is support, even a garbled one: the cases judge its fields
         if mask is not None and not mask.header.error_flag:
             facts.mask = [d.mac for d in mask.arg.directives] if isinstance(mask.arg, MacMaskArg) else []
-        res = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
+        res = session.request(requests.reserve_read(facts), 2)
         if res is not None and not res.header.error_flag:
             facts.reservation = list(res.arg.macs) if isinstance(res.arg, ReserveArg) else []
-        self.facts = facts
+        self.facts = session.facts = facts
         return facts
 
     @property
@@ -226,7 +200,7 @@ class Engine:
         """Whether an optional ATA command is answered as unsupported (ERR with
         ABRT). Silence proves nothing, so it counts as supported and the cases
         that use the command judge it."""
-        reply = self._exchange(Frame(self._header(CMD_ATA), AtaArg(sector_count=0, cmd_status=opcode)), 2)
+        reply = self.session.request(requests.ata_command(self.session.facts, opcode), 2)
         if reply is None or reply.header.error_flag or not isinstance(reply.arg, AtaArg):
             return False
         return bool(reply.arg.cmd_status & ATA_STATUS_ERR) and bool(reply.arg.err_feature & ATA_ERROR_ABRT)
@@ -244,7 +218,7 @@ class Engine:
             "second_mac": bool(self.endpoint.second_mac),
             "capacity_above_2_28": (f.capacity or 0) > LBA28_MAX_SECTORS + 1,
             "identify": f.identified,
-            "restart": self.endpoint.restart is not None,
+            "restart": self.session.can_restart,
             "readonly": self.endpoint.readonly,
             "load": self.load_available,
             "check_power": f.check_power,
@@ -365,7 +339,7 @@ class Engine:
                                   if not self.options.linux else f"{R.UNSUPPORTED}: {self._linux_problem}")
             return result
         if self.dead_since is not None:
-            if self._alive(attempts=1):  # one try per case while it stays dead
+            if self.session.probe(attempts=1):  # one try per case while it stays dead
                 self.dead_since = None
             else:
                 result.outcome, result.skip_reason = R.ERROR, R.PREREQUISITE_FAILED
@@ -456,7 +430,7 @@ class Engine:
             if result.outcome == R.SKIPPED:
                 return
             # restore already met silence: one more try decides (saves a timeout per dead target)
-            alive = self._alive(attempts=1 if unanswered else LIVENESS_ATTEMPTS)
+            alive = self.session.probe(attempts=1 if unanswered else LIVENESS_ATTEMPTS)
             if alive:
                 self._late_replies(ctx, result)
             else:
@@ -470,22 +444,6 @@ class Engine:
                     self.dead_since = result.id
         finally:
             self.wire.deadline = None
-
-    def _alive(self, attempts: int = LIVENESS_ATTEMPTS) -> bool:
-        """A Query Config answered, from our MAC or the second one (a Mac Mask
-        list may exclude either); both go out together, one timeout per attempt."""
-        sources = [self.endpoint.transport.mac] + ([self.endpoint.second_mac] if self.endpoint.second_mac else [])
-        for _ in range(attempts):
-            tags = []
-            for src in sources:
-                frame = Frame(self._header(CMD_QUERY_CONFIG, src), ConfigArg())
-                tags.append(frame.header.tag)
-                self.wire.send(frame.encode(pad=True))
-            self.wire.wait(lambda: any(self.wire.replies(t) for t in tags), self.clock() + self.timeout())
-            answered = [t for t in tags if self.wire.take(t)]
-            if answered:
-                return True
-        return False
 
     def _late_replies(self, ctx: "_CaseContext", result: R.CaseResult) -> None:
         """Replies to requests judged by silence that came after the silence
@@ -514,87 +472,28 @@ class Engine:
                     record.verdicts = list(record.verdicts or []) + [verdict.as_dict()]
 
     def _restart(self, result: R.CaseResult) -> bool:
-        if self.endpoint.restart is None:
+        session = self.session
+        if not session.can_restart:
             result.notes.append("no restart hook (--restart-cmd); later cases will not run until it answers again")
             return False
-        try:
-            self.endpoint.restart()
-        except Exception as exc:  # the hook is the user's command
-            result.notes.append(f"restart failed: {exc}")
+        if not session.restart(wait=False):
+            result.notes.append(f"restart failed: {session.restart_error}")
             return False
         self.shadow.forget_all()  # a restarted target may have lost unflushed writes
-        alive = self._wait_alive(RESTART_READY_SECONDS)
+        alive = session.wait_alive(session.ready_seconds)
         result.notes.append("target restarted" + ("" if alive else ", but it still does not answer"))
         if alive:
             self.restore({"config", "mask", "reserve"})
         return alive
 
-    def _wait_alive(self, seconds: float) -> bool:
-        """Probe until the target answers or ``seconds`` pass (a restart hook
-        may return before the target is up)."""
-        until = self.clock() + seconds
-        while True:
-            if self._alive(attempts=1):
-                return True
-            if self.clock() >= until or self.wire.synchronous:
-                return False
-
     def restore(self, parts) -> list[str]:
         """Put back config string, mask list and reservation as they were at the
         start of the run; returns problems found (empty when all is back)."""
-        f = self.known
-        problems: list[str] = []
-        ours = self.endpoint.transport.mac
-        candidates = [ours, self.endpoint.second_mac]
-        if "mask" in parts and f.mask is not None:
-            reply, src = None, ours
-            for src in candidates:
-                reply = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=0)), 1)
-                if reply is not None:
-                    break
-            if reply is None:
-                # neither MAC gets an answer: dead, or locked out; nothing else can be put back
-                return problems + [f"{UNANSWERED}: could not read the Mac Mask list to restore it (locked out?)"]
-            if not isinstance(reply.arg, MacMaskArg):
-                problems.append("could not read the Mac Mask list to restore it")
-            else:
-                current = [d.mac for d in reply.arg.directives]
-                from aoeconform.wire import Directive
-
-                directives = [Directive(DCMD_ADD, m) for m in f.mask if m not in current]
-                directives += [Directive(DCMD_DELETE, m) for m in current if m not in f.mask]
-                if directives:
-                    # add first, so the requester is never locked out midway
-                    done = self._exchange(Frame(self._header(CMD_MAC_MASK, src), MacMaskArg(mcmd=1, directives=directives)), 2)
-                    if done is None:
-                        return problems + [f"{UNANSWERED}: no answer to the Mac Mask edit that restores the list"]
-                    check = self._exchange(Frame(self._header(CMD_MAC_MASK), MacMaskArg(mcmd=0)), 2)
-                    if check is None or not isinstance(check.arg, MacMaskArg) or \
-                            sorted(d.mac for d in check.arg.directives) != sorted(f.mask):
-                        problems.append("the Mac Mask list could not be restored")
-        if "reserve" in parts and f.reservation is not None:
-            done = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=2, macs=list(f.reservation))), 2)
-            if done is None:
-                return problems + [f"{UNANSWERED}: no answer to the Reserve/Release force set that restores the reservation"]
-            check = self._exchange(Frame(self._header(CMD_RESERVE_RELEASE), ReserveArg(rcmd=0)), 2)
-            if check is None or not isinstance(check.arg, ReserveArg) or sorted(check.arg.macs) != sorted(f.reservation):
-                problems.append("the reservation could not be restored")
-        if "config" in parts:
-            done = self._exchange(Frame(self._header(CMD_QUERY_CONFIG), ConfigArg(ccmd=4, config=f.config)), 2)
-            if done is None:
-                return problems + [f"{UNANSWERED}: no answer to the Query Config force set that restores the config string"]
-            check = done if isinstance(done.arg, ConfigArg) and not done.header.error_flag else self.query_config(attempts=2)
-            if check is None or not isinstance(check.arg, ConfigArg) or check.arg.config != f.config:
-                problems.append(f"the config string could not be restored to {f.config!r}")
-        return problems
+        return self.session.restore(TargetState.of(self.known), parts)
 
     @property
     def exchanges_per_second(self) -> float:
         return self.wire.exchanges / self.elapsed if self.elapsed > 0 else 0.0
-
-
-#: how restore() problems start when the target did not answer at all
-UNANSWERED = "no answer while restoring"
 
 
 class _CaseContext:
@@ -750,14 +649,16 @@ class _CaseContext:
         return [Verdict(not problems, "; ".join(problems) or "restored")]
 
     def step_restart(self, body, step: Step) -> list[Verdict]:
-        if self.engine.endpoint.restart is None:
+        session = self.engine.session
+        if not session.can_restart:
             raise CaseStop(R.SKIPPED, "unsupported: no way to restart the target (give --restart-cmd)", R.UNSUPPORTED)
         self.wire.drain()  # what was on its way before the restart is not the target's start-up
         self.wire.arrivals.clear()
         self.wire.unsolicited.clear()
-        self.engine.endpoint.restart()
+        # no waiting for an answer here: the steps after it judge the start-up
+        restarted = session.restart(wait=False)
         self.engine.shadow.forget_all()
-        return []
+        return [] if restarted else [Verdict(False, f"restart failed: {session.restart_error}")]
 
     def step_sleep(self, body, step: Step) -> list[Verdict]:
         self.wire.sleep(float(body))
@@ -877,7 +778,7 @@ class _CaseContext:
         extended = self.facts.lba48
         arg = AtaArg(aflags=AFLAG_E if extended else 0, sector_count=count,
                      cmd_status=ATA_READ_SECTORS_EXT if extended else ATA_READ_SECTORS, lba=lba)
-        reply = self.engine._exchange(Frame(self.engine._header(CMD_ATA), arg), 2)
+        reply = self.engine.session.request(Frame(self.engine._header(CMD_ATA), arg), 2)
         if reply is not None and not reply.header.error_flag and isinstance(reply.arg, AtaArg) \
                 and not reply.arg.cmd_status & ATA_STATUS_FAILURE_MASK and len(reply.arg.data) >= count * SECTOR_SIZE:
             self.engine.shadow.learn(lba, reply.arg.data[:count * SECTOR_SIZE])

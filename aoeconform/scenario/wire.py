@@ -16,8 +16,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict, deque
-from typing import Callable, Optional
+from typing import Callable, Collection, List, Optional, Tuple
 
+from aoeconform.session.link import Link
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import ETH_P_AOE, FLAG_RESPONSE
 
@@ -214,3 +215,32 @@ class Wire:
             self.drain()
             return
         self.wait(lambda: False, until)
+
+
+class WireLink(Link):
+    """The session's link over the engine's ``Wire``: every frame is recorded
+    with the case, replies are taken from the wire's inbox by tag, and the
+    wait is the wire's adaptive timeout (``Timing``). Frames that answer
+    nothing stay with the wire (``match: any``, late replies)."""
+
+    def __init__(self, wire: Wire):
+        self.wire = wire
+        self.synchronous = wire.synchronous
+
+    def send(self, raw: bytes) -> None:
+        self.wire.send(raw)
+
+    def wait(self, tags: Collection[int], timeout: float, first_only: bool = True) -> Tuple[List[bytes], List[bytes]]:
+        wire = self.wire
+        if first_only:
+            wire.wait(lambda: any(wire.replies(t) for t in tags), wire.clock() + timeout)
+        else:
+            wire.wait(lambda: False, wire.clock() + timeout)
+        return [reply for tag in tags for reply in wire.take(tag)], []
+
+    def drain(self, quiet: float = 0.0) -> List[bytes]:
+        self.wire.drain()
+        return []
+
+    def timeout(self) -> float:
+        return self.wire.timing.timeout()
