@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 from typing import Iterable, List, Optional, Sequence
 
-from aoeconform.session.facts import TargetFacts
-from aoeconform.wire import AtaArg, ConfigArg, Directive, Frame, Header, MacMaskArg, ReserveArg
+from aoeconform.session import TargetFacts, requests
+from aoeconform.wire import AtaArg, ConfigArg, Directive, Frame, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_E,
     AFLAG_W,
@@ -56,10 +56,9 @@ class AdminRequests:
         return self.info.second_mac
 
     def _frame(self, command: int, arg, src: Optional[bytes], ver: int = 1, tag: Optional[int] = None) -> bytes:
-        info = self.info
-        header = Header(dst=info.mac, src=src or info.host_mac, shelf=info.shelf, slot=info.slot, command=command,
-                        tag=next(self._tags) & 0x7FFFFFFF if tag is None else tag, ver=ver)
-        return Frame(header, arg).encode(pad=True)
+        head = requests.header(self.info, command, next(self._tags) & 0x7FFFFFFF if tag is None else tag, src)
+        head.ver = ver
+        return Frame(head, arg).encode(pad=True)
 
     # -- Query Config (§3.2) -------------------------------------------------------
 
