@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load
@@ -65,6 +66,17 @@ def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
         assert finding.reproduced and finding.shrunk
         assert finding.shrunk[-1][20] & 0x80  # bit 31 of the tag survives shrinking
         assert replay_finding(ref.host, ref.info, finding)
+
+
+def test_tag_bit31_cleared_is_one_finding_not_collisions(tmp_path):
+    """Replies whose tag lost bit 31 land on the tags of other cases (0 and
+    0x80000000 are both boundary values): they are the one defect, rule 4,
+    not also second replies, answers to silent requests or missing replies."""
+    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, seed=2, restart=ref.restart, out_dir=str(tmp_path))
+        result = fuzzer.run(cases=3000)
+    assert [(f.kind, f.rule) for f in result.findings] == [("tag-not-echoed", 4)], [f.summary() for f in result.findings]
+    assert result.findings[0].count > 50
 
 
 def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
@@ -132,3 +144,23 @@ def test_cli_usage_errors_exit_2(capsys):
     assert main(["fuzz", "--cases", "5"]) == 2
     assert main(["fuzz", "--in-memory", "--quirk", "no-such-quirk"]) == 2
     assert main(["fuzz", "--in-memory", "--lba-window", "1:2"]) == 2
+
+
+def _clean_run(tmp_path, cases):
+    out = tmp_path / "out"
+    status = main(["fuzz", "--in-memory", "--cases", str(cases), "--allow-write", "--seed", "1", "--out", str(out), "--quiet"])
+    with open(out / "fuzz.json") as f:
+        run = json.load(f)
+    return status, run
+
+
+def test_clean_target_with_writes_gives_no_findings(tmp_path):
+    status, run = _clean_run(tmp_path, 5000)
+    assert (status, run["findings"], run["cases"]) == (0, [], 5000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_clean_target_100000_cases_give_no_findings(tmp_path):
+    status, run = _clean_run(tmp_path, 100_000)
+    assert (status, run["findings"], run["cases"]) == (0, [], 100_000)

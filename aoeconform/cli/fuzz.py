@@ -54,6 +54,10 @@ def register(subparsers) -> None:
     p.add_argument("--health-every", type=integer(1), default=100, metavar="N", help="health check every N cases (default 100)")
     p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
     p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
+    p.add_argument("--expectations", metavar="FILE",
+                   help="the target's expectations file (as for `run`, e.g. suites/expectations/vblade-25.yaml): findings whose "
+                        "signature an entry `fuzz/<signature glob>: reason` names are its known deviations, counted and "
+                        "reported but not failures")
     p.add_argument("--replay", metavar="FILE", help="send a saved finding's (shrunk) frames again; exit 1 if it still fires")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run)
@@ -105,6 +109,7 @@ def run(args) -> int:
 
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
+    args.known = _expectations(args)  # read first: a bad file is a usage error before any fuzzing
     targets, restarts = args.target or [], args.restart_cmd or []
     if args.workers > 1 or len(targets) > 1:
         return _run_parallel(args, targets, restarts)
@@ -138,12 +143,12 @@ def run(args) -> int:
         fuzzer = Fuzzer(
             transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=args.out, restart=restart,
             health_every=args.health_every, window=args.window, shrink=not args.no_shrink,
-            log=None if args.quiet else sys.stdout, target_extra=_target_extra(args),
+            log=None if args.quiet else sys.stdout, target_extra=_target_extra(args), expectations=args.known,
         )
         result = fuzzer.run(cases=args.cases, seconds=args.seconds, start_index=args.start_index)
         print(result.summary())
         _report(args, result, result.findings)
-        return EXIT_FAILURES if result.findings else EXIT_OK
+        return _status(result.findings)
     finally:
         if reference is not None:
             reference.close()
@@ -205,17 +210,34 @@ def _quirk_names(args) -> list:
     return [q.strip() for item in args.quirk for q in item.split(",") if q.strip()]
 
 
+def _expectations(args) -> dict:
+    from aoeconform.scenario.selection import read_expectations
+
+    return read_expectations(args.expectations) if args.expectations else {}
+
+
+def _status(findings) -> int:
+    """1 if a finding is not one of the target's known deviations."""
+    return EXIT_FAILURES if any(not f.known for f in findings) else EXIT_OK
+
+
 def _report(args, result, findings, resumable: bool = True) -> None:
     """The findings, each with its count and replay command; fuzz.json and the index in --out."""
-    from aoeconform.fuzz.findings import record_run
+    from aoeconform.fuzz.findings import mark_known, record_run
     from aoeconform.fuzz.report import write_reports
+
+    mark_known(findings, args.known)
 
     path = record_run(args.out, result, findings, args.start_index) if args.out else None
     if args.out:
         where = "reference target in memory" + "".join(f" --quirk {q}" for q in _quirk_names(args)) if args.in_memory else str(args.target)
         write_reports(os.path.join(args.out, "report"), result, findings, target=where)
+    known = sum(1 for f in findings if f.known)
+    if args.expectations:
+        print(f"{known} of {len(findings)} finding(s) are the target's known deviations ({args.expectations})")
     for f in findings:
-        print(f"  {f.summary()} x{f.count}" + (" (seen in an earlier run: counted, not saved again)" if f.seen_before else "")
+        print(f"  {'known deviation: ' if f.known else ''}{f.summary()} x{f.count}" + (f" ({f.known})" if f.known else "")
+              + (" (seen in an earlier run: counted, not saved again)" if f.seen_before else "")
               + (f" -> {f.paths[0]}" if f.paths else ""))
         print(f"    replay: {f.replay_command}" + (f" --restart-cmd {shlex.quote(args.restart_cmd)}" if isinstance(args.restart_cmd, str) else ""))
     if path:
@@ -229,12 +251,10 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
 
     from aoeconform.fuzz import Fuzzer, FuzzResult
     from aoeconform.fuzz import findings as findings_mod
-    from aoeconform.fuzz.parallel import merge_findings, run_parallel
+    from aoeconform.fuzz.parallel import merge_findings, next_index, run_parallel
 
     if args.replay:
         raise UsageError("--replay sends one finding to one target; leave out --workers and name one --target")
-    if args.start_index:
-        raise UsageError("--start-index resumes one fuzzer's campaign; leave out --workers and name one --target")
     if args.quirk and not args.in_memory:
         raise UsageError("--quirk needs --in-memory (it gives the bundled reference target a defect)")
     if bool(targets) == bool(args.in_memory):
@@ -262,12 +282,14 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
         policy = _write_policy(args, info)
         return Fuzzer(transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=None, restart=restart,
                       health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None,
-                      target_extra=_target_extra(args))
+                      target_extra=_target_extra(args), expectations=args.known)
 
     where = "reference targets in memory" if args.in_memory else ", ".join(targets)
     print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed}); {workers} workers; {where}", flush=True)
     began = time.monotonic()
-    results, errors = run_parallel(workers, open_target=open_target, make_fuzzer=make_fuzzer, cases=args.cases, seconds=args.seconds)
+    total_cases = args.cases if args.cases is not None or args.seconds is not None else 1000
+    results, errors = run_parallel(workers, open_target=open_target, make_fuzzer=make_fuzzer, cases=args.cases, seconds=args.seconds,
+                                   start=args.start_index)
     wall = time.monotonic() - began
     for k, result in enumerate(results):
         if not args.quiet:
@@ -281,10 +303,11 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     print(f"{total} cases in {wall:.1f} s wall ({total / wall if wall else 0:.0f}/s) on {workers} workers; "
           f"{found} finding(s) from the workers, {len(merged)} after merging; seed {seed}")
     combined = FuzzResult(seed, cases=total, replies=sum(r.replies for r in results), seconds=wall,
-                          restarts=sum(r.restarts for r in results))
-    _report(args, combined, merged, resumable=False)
+                          restarts=sum(r.restarts for r in results),
+                          next_index=args.start_index if errors else next_index(results, args.start_index, total_cases))
+    _report(args, combined, merged, resumable=not errors)
     for error in errors:
         print(f"aoeconform fuzz: {error}", file=sys.stderr)
     if errors:
         return EXIT_INTERNAL
-    return EXIT_FAILURES if merged else EXIT_OK
+    return _status(merged)

@@ -1,18 +1,24 @@
-"""The fuzzing loop: pipelined sending, oracles, health checks, restarts, shrinking.
+"""The fuzzing loop: pipelined sending, oracles, fences, restarts, shrinking.
 
 Cases go out with several requests outstanding (at most the target's
 Buffer Count, rule 19) and replies are matched by tag alone (rule 20).
-A case that gets no reply is given up after its deadline; once a later
-case has been answered, an earlier one waits only a short grace, because a
-target that answers in order (vblade, the reference target) will never
-answer it. Replies that arrive late are still checked.
+Nothing waits per case for silence. A reply settles every case sent
+before it: a target that answers in order (vblade, the reference target)
+will never answer those, so they keep only a short grace for a late reply
+(still checked) and free their place in the window at once. When the
+loop cannot send (the window is full, a state-changing case is in
+flight, the run is ending) it sends a *fence*, a Query Config read
+(rule 36), whose answer settles everything sent before it; a fence is also
+the health check, sent in line every ``health_every`` cases. A case that
+may change the target's state (``Fuzzer.serialise``) goes out alone,
+followed by a fence, so that what it changed is settled before the next.
 
-Every ``health_every`` cases, after any anomaly, and after a run of
-silent cases, the loop drains and runs the health check (a Query Config
-read must be answered). A target that fails it has stopped answering:
-the frames since the last good check are saved, the restart hook is run,
-and the sequence is shrunk (ddmin, then each frame). Without a restart
-hook the run ends there, since nothing else can be learnt.
+The loop stops to drain and run the serial checkpoint only when there is
+something to settle: a finding to shrink, an expected reply that never
+came (sent again to confirm), a fence left unanswered (the health check
+then decides whether the target stopped answering: the frames since the
+last answered fence are saved, the restart hook is run and the sequence is
+shrunk, ddmin then each frame; without a restart hook the run ends there).
 
 Same seed, same target, same options: the same cases, in the same order.
 """
@@ -25,15 +31,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
-from aoeconform.session import Session, TargetFacts, TargetState
+from aoeconform.session import Session, TargetFacts, TargetState, requests
 from aoeconform.transport.base import Transport
 from aoeconform.wire.constants import (
     CCMD_FORCE_SET,
+    CCMD_SET,
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
     ETH_P_AOE,
+    FLAG_ERROR,
     FLAG_RESPONSE,
+    RCMD_SET,
     TAG_TOOL_BIT,
 )
 
@@ -41,8 +50,9 @@ from . import findings as findings_mod
 from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .findings import Finding, command_class
-from .model import MODEL_KINDS, Footprint, TargetModel
-from .mutate import Case, CaseGenerator, ata_request
+from .admin_requests import AdminRequests
+from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
+from .mutate import Case, CaseGenerator, ata_request, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
 from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
@@ -50,10 +60,23 @@ from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, he
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
-#: tags of the buffer-count bursts
-BURST_TAG_BASE = 0x7D000000
-#: a burst at the second checkpoint, then at every BURST_EVERY-th
+#: tags of the loop's fences and in-line canary reads (cases whose tag falls
+#: in a reserved range go out only when nothing else is outstanding)
+FENCE_TAG_BASE = 0x7D000000
+CANARY_TAG_BASE = 0x7E000000
+#: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
+BURST_TAG_BASE = 0x7B000000
+RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
+#: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
+#: header anomalies after which a reply may answer another request: the model does not read it
+NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-reply", "wrong-address", "wrong-reply-dst",
+                         "wrong-reply-src", "r-not-set", "oversize-reply", "stale-reply"})
+
+
+def is_setup(frame: bytes) -> bool:
+    """A request a semantic finding starts its replay with (``TargetModel._setup``)."""
+    return len(frame) >= 24 and frame[20] == SETUP_TAG_BASE >> 24
 
 
 def is_advertisement(frame: bytes) -> bool:
@@ -66,12 +89,22 @@ class _Pending:
     case: Case
     sent: float
     deadline: float
+    #: place in the send order (cases and fences share it)
+    seq: int = 0
     replies: int = 0
-    #: what the case may touch, and whether it may change it (the fence)
-    footprint: Footprint = Footprint()
-    changes: bool = False
-    #: a case sent after it has been answered: silence is then the answer
-    overtaken: bool = False
+    #: the model has judged it (answered, or settled unanswered)
+    judged: bool = False
+
+
+@dataclass
+class _Fence:
+    """A Query Config read sent in line: its answer settles what was sent before it."""
+
+    tag: int
+    seq: int
+    deadline: float
+    #: how many of the cases since the last answered fence went out before it
+    since: int
 
 
 @dataclass
@@ -88,6 +121,9 @@ class FuzzResult:
     stopped_early: str = ""
     #: the case index to give --start-index to go on where this run stopped
     next_index: int = 0
+    #: the first case index, and the one it was to stop before (None: timed)
+    start_index: int = 0
+    end_index: Optional[int] = None
 
     @property
     def cases_per_second(self) -> float:
@@ -125,6 +161,7 @@ class Fuzzer:
         max_findings: int = 100,
         log: Optional[TextIO] = None,
         target_extra: Optional[dict] = None,
+        expectations: Optional[dict] = None,
     ):
         self.transport = transport
         self.info = info
@@ -133,7 +170,7 @@ class Fuzzer:
         self.out_dir = out_dir
         self.restart_hook = restart
         self.health_every = max(1, health_every)
-        self.window = window if window is not None else max(1, min(8, info.bufcnt))
+        self.window = window if window is not None else max(1, min(16, info.bufcnt))
         self.fixed_deadline = deadline
         self.shrink_enabled = shrink
         self.shrink_budget = shrink_budget
@@ -143,12 +180,14 @@ class Fuzzer:
         self.log = log
         #: added to each finding's target record (the in-memory target's quirks, for its replay command)
         self.target_extra = dict(target_extra or {})
+        #: the target's expectations file (``fuzz/<signature glob>: reason``): its known deviations are not shrunk
+        self.expectations = dict(expectations or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
         #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
-        self.model = TargetModel(info, policy, config=info.config)
-        self._held: Optional[Case] = None  # a case waiting at the fence
+        self.model = TargetModel(info, policy)
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
+        self._burst_due = False
         self._advertisements = 0
         self._fresh: set = set()  # findings that reproduce only from a restarted target
         # frames seen during probes and replays may answer cases still outstanding
@@ -161,13 +200,29 @@ class Fuzzer:
         #: signature -> finding, once classified
         self.by_final: Dict[str, Finding] = {}
         self._outstanding: Dict[int, _Pending] = {}
+        #: cases and fences not yet settled, in send order
+        self._inflight: "collections.deque" = collections.deque()
+        self._fences: Dict[int, _Fence] = {}
+        self._fence_count = 0
+        #: in-line canary reads: tag -> LBA
+        self._canary_reads: Dict[int, int] = {}
+        self._seq = 0
+        #: the earliest deadline of anything outstanding (a lower bound)
+        self._earliest = float("inf")
+        #: the cases between the last two answered fences (a canary read at a
+        #: fence reflects them, and those since)
+        self._previous_segment: List[Case] = []
+        #: which cases may change target state and so go out alone (the model's say, when there is one)
+        self.serialise: Callable[[bytes], bool] = lambda frame: changes_state(frame) or self.model.changes_state(frame)
         self._recent: "collections.OrderedDict[int, _Pending]" = collections.OrderedDict()
         self._history: "collections.deque[Case]" = collections.deque(maxlen=max(1, context_frames) + 64)
         self._since_health: List[Case] = []
         self._unanswered: List[Case] = []
         self._queued: List[Finding] = []
-        self._need_health = False
-        self._silent_run = 0
+        self._need_checkpoint = False
+        self._serial_in_flight = False
+        #: cases sent since the last health fence went out
+        self._since_probe = 0
         self._commands_sent: set = set()
         self.deadline = 0.1
         self.grace = 0.002
@@ -208,6 +263,7 @@ class Fuzzer:
         self.quiet = min(self.deadline, max(0.001, 10 * rtt))
         self.confirm_wait = max(0.25, 5 * self.deadline)
         self.replayer.deadline = self.deadline
+        self.replayer.fence_grace = self.grace
         session.probe_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
         self._snapshot = session.snapshot(attempts=1)
         self.replayer.record_canaries(self._canary_lbas())
@@ -251,11 +307,24 @@ class Fuzzer:
         self._end = None if seconds is None else started + seconds
         self._shrink_allowance = None if seconds is None else max(10.0, seconds)
         last_index = None if cases is None else start_index + cases
+        result.start_index, result.end_index = start_index, last_index
         index = start_index
         outstanding = self._outstanding
+        inflight = self._inflight
         transport = self.transport
         recv_many = getattr(transport, "recv_many", None)
         monotonic = time.monotonic
+        generate = self.generator.case
+        serialise = self.serialise
+        window = self.window
+        # one place in the window is kept for the fence
+        room = max(1, window - 1)
+        health_every = self.health_every
+        grace = self.grace
+        # the next case, made but not yet sent (it waits for a free slot)
+        case: Optional[Case] = None
+        serial = False
+        last_sent = 0.0
         try:
             while True:
                 now = monotonic()
@@ -264,44 +333,60 @@ class Fuzzer:
                     or (self._end is not None and now >= self._end)
                     or bool(result.stopped_early)
                 )
-                if len(self._since_health) >= self.health_every or self._silent_run >= 2 * self.window:
-                    self._need_health = True
-                # Cases unanswered for longer than ``quiet`` are presumed
-                # silent: they stop holding a place in the window (a later
-                # reply shortens their wait), so silence does not stall the pipe.
-                busy = len(outstanding)
-                if busy >= self.window:
-                    quiet_before = now - self.quiet
-                    busy = sum(1 for p in outstanding.values() if p.sent > quiet_before)
-                while not stopping and not self._need_health and busy < self.window and len(outstanding) < 8 * self.window:
-                    case = self._held if self._held is not None and self._held.index == index else self.generator.case(index)
+                sent = 0
+                # nothing goes out past an unanswered fence: a target that
+                # stopped answering gets the same cases whatever the timing
+                blocked = (stopping or self._need_checkpoint or self._serial_in_flight
+                           or (inflight and isinstance(inflight[-1], _Fence)))
+                while not blocked and len(inflight) < room and self._since_probe < health_every:
+                    if case is None:
+                        case = generate(index)
+                        serial = serialise(case.frame)
                     tag = case.tag
-                    if tag in outstanding or (tag & 0xFF000000) == HEALTH_TAG_BASE:
-                        if outstanding:
-                            self._held = case
-                            break  # same tag in flight: let it finish first
-                    if outstanding and self._fenced(case, now):
-                        self._held = case
-                        break  # it overlaps a state change in flight: wait for the answer
-                    self._held = None
+                    if (serial and inflight) or (
+                        (tag in outstanding or (tag ^ TAG_TOOL_BIT) in outstanding)
+                        # the same tag, or one a reply with bit 31 changed would be taken for
+                        and not self._give_up_settled((tag, tag ^ TAG_TOOL_BIT), now)
+                    ) or (
+                        (tag & 0x7F000000) in RESERVED_TAG_RANGES
+                        and (inflight or self._fences or not self._give_up_settled(list(outstanding), now))
+                    ):
+                        blocked = True  # goes out once what is in flight is settled
+                        break
                     index += 1
                     self._send(case, now)
-                    busy += 1
+                    self._since_probe += 1
+                    sent += 1
+                    last_sent = now
+                    case = None
+                    if serial:
+                        self._serial_in_flight = blocked = True
                     if last_index is not None and index >= last_index:
                         break
-                if self._need_health and outstanding and all(p.sent <= now - self.quiet for p in outstanding.values()):
-                    self._checkpoint()  # the probe's answer settles what is still outstanding
-                    continue
-                if not outstanding:
-                    if self._need_health or self._queued or self._unanswered:
+                wait = max(0.0, self._earliest - now)
+                if not inflight:
+                    if self._need_checkpoint or self._queued or self._unanswered:
                         self._checkpoint()
                         continue
                     if stopping:
                         break
-                    continue
-                wait = max(0.0, min(p.deadline for p in outstanding.values()) - now)
-                if self._need_health or busy >= self.window or self._held is not None:
-                    wait = min(wait, self.quiet)  # a case at the fence goes once its blocker is quiet
+                    if not outstanding:
+                        continue
+                    # only cases in their grace are left, one of whose tags the next case reuses
+                elif not isinstance(inflight[-1], _Fence):
+                    if self._since_probe >= health_every:
+                        # the health check, every health_every cases (a deterministic
+                        # boundary: the suspects of a hang are the cases since one)
+                        self._since_probe = 0
+                        self._send_fence(now, health=True)
+                    elif blocked or (len(inflight) >= room and now - last_sent >= grace):
+                        # nothing more can go out: settle what is in flight now
+                        # rather than wait for each silent case's deadline
+                        self._send_fence(now)
+                    elif len(inflight) >= room:
+                        wait = min(wait, last_sent + grace - now)
+                    elif sent:
+                        wait = 0.0  # room for more: take what has arrived and go on
                 if recv_many is not None:
                     frames = recv_many(64, wait)
                 else:
@@ -310,7 +395,8 @@ class Fuzzer:
                 now = monotonic()
                 for frame in frames:
                     self._on_frame(frame, now)
-                self._expire(now)
+                if now >= self._earliest:
+                    self._expire(now)
             if self._since_health and not result.stopped_early:
                 self._checkpoint()
         finally:
@@ -332,28 +418,62 @@ class Fuzzer:
         self._since_health.append(case)
         if len(case.frame) >= 20:
             self._commands_sent.add(case.frame[19])
-        tag = case.tag
-        model = self.model
-        self._outstanding[tag] = _Pending(case, now, now + self.deadline, 0, model.footprint(case.frame), model.changes_state(case.frame))
+        self._seq += 1
+        deadline = now + self.deadline
+        pending = _Pending(case, now, deadline, self._seq)
+        self._outstanding[case.tag] = pending
+        self._inflight.append(pending)
+        if deadline < self._earliest:
+            self._earliest = deadline
 
-    def _fenced(self, case: Case, now: float) -> bool:
-        """Whether ``case`` must wait: it overlaps a case in flight and one of
-        the two may change what the other touches. Only such cases are
-        serialised, so the model judges each against a settled state. A case
-        in the way that owes no reply and has been unanswered for longer than
-        ``quiet`` is presumed silent and judged so now, as the window presumes it."""
-        model = self.model
-        footprint = model.footprint(case.frame)
-        changes = model.changes_state(case.frame)
-        quiet = []
-        for tag, pending in self._outstanding.items():
-            if (changes or pending.changes) and footprint.overlaps(pending.footprint):
-                if pending.sent > now - self.quiet or pending.case.expect_reply:
-                    return True  # a reply is owed: its deadline (or a later reply) ends the wait
-                quiet.append(tag)
-        for tag in quiet:
-            self._expire_one(tag, silent_run=False)  # as the window presumes it: no health check for it
-        return False
+    def _send_fence(self, now: float, health: bool = False) -> None:
+        """A Query Config read (rule 36) after what is in flight: its answer
+        settles every case sent before it and shows the target alive. With
+        writes allowed, the canary sectors are read with the periodic (health) fence."""
+        self._fence_count += 1
+        tag = FENCE_TAG_BASE | (self._fence_count & 0xFFFFFF)
+        while tag in self._outstanding or (tag ^ TAG_TOOL_BIT) in self._outstanding:
+            self._fence_count += 1
+            tag = FENCE_TAG_BASE | (self._fence_count & 0xFFFFFF)
+        replayer = self.replayer
+        try:
+            for lba in replayer.canaries if health else ():
+                canary_tag = CANARY_TAG_BASE | ((self._fence_count * 8 + len(self._canary_reads)) & 0xFFFFFF)
+                self.transport.send(requests.read_sector(self.info, lba, canary_tag).encode(pad=True))
+                self._canary_reads[canary_tag] = lba
+            self.transport.send(requests.config_read(self.info, tag).encode(pad=True))
+        except OSError:
+            self.result.send_errors += 1
+            self._need_checkpoint = True
+            return
+        self._seq += 1
+        deadline = now + (self.session.probe_timeout or self.session.timeout())
+        fence = _Fence(tag, self._seq, deadline, len(self._since_health) if health else 0)
+        self._fences[tag] = fence
+        self._inflight.append(fence)
+        if deadline < self._earliest:
+            self._earliest = deadline
+
+    def _settle_before(self, seq: int, now: float) -> None:
+        """Something sent as ``seq`` was answered: what went out before it and
+        is still unanswered will not be answered by an in-order target; it
+        keeps a short grace for a late reply and leaves the window."""
+        inflight = self._inflight
+        cutoff = now + self.grace
+        while inflight and inflight[0].seq <= seq:
+            item = inflight.popleft()
+            if isinstance(item, _Pending):
+                if item.case.tag in self._outstanding and not item.judged:
+                    # settled unanswered: the model judges it silent now, before
+                    # anything sent after it (a late reply is still checked)
+                    item.judged = True
+                    self._judge(item.case, [], False)
+                if item.case.tag in self._outstanding and item.deadline > cutoff:
+                    item.deadline = cutoff
+                    if cutoff < self._earliest:
+                        self._earliest = cutoff
+                if self._serial_in_flight and self.serialise(item.case.frame):
+                    self._serial_in_flight = False
 
     def _remember(self, tag: int, pending: _Pending) -> None:
         recent = self._recent
@@ -376,20 +496,46 @@ class Fuzzer:
         if pending is not None:
             del self._outstanding[tag]
             self.result.replies += 1
-            self._silent_run = 0
             pending.replies += 1
             self._remember(tag, pending)
-            index = pending.case.index
-            cutoff = now + self.grace
-            for other in self._outstanding.values():
-                if other.case.index < index:
-                    other.overtaken = True  # a target that answers in order has passed it by
-                    if other.deadline > cutoff:
-                        other.deadline = cutoff
-            self._check(pending.case, frame)
-            self._judge(pending.case, [frame], True)
+            self._settle_before(pending.seq, now, answered=True)
+            own = self._check(pending.case, frame)
+            if not pending.judged:
+                pending.judged = True
+                # a reply that lost bit 31 of its tag may be another case's: not read as this one's
+                flipped = tag ^ TAG_TOOL_BIT
+                own = own and flipped not in self._recent and flipped not in self._outstanding
+                self._judge(pending.case, [frame] if own else [], own)
+            return
+        top = tag & 0xFF000000
+        if top == FENCE_TAG_BASE and tag in self._fences:
+            self._on_fence(self._fences.pop(tag), now)
+            return
+        if top == CANARY_TAG_BASE and tag in self._canary_reads:
+            self._on_canary(self._canary_reads.pop(tag), frame)
             return
         self._on_late_frame(frame)
+
+    def _on_fence(self, fence: _Fence, now: float) -> None:
+        """The target answered a fence: the cases before it are settled. A
+        health fence shows it alive: the cases after it are the new suspects."""
+        self._settle_before(fence.seq, now)
+        if not fence.since:
+            return
+        self.result.health_checks += 1
+        if self.result.health_checks % BURST_EVERY == 2:
+            self._burst_due = self._need_checkpoint = True
+        self._previous_segment = self._since_health[:fence.since]
+        del self._since_health[:fence.since]
+        for later in self._fences.values():
+            later.since = max(0, later.since - fence.since)
+
+    def _on_canary(self, lba: int, frame: bytes) -> None:
+        data = bytes(frame[36:36 + 512]) if len(frame) >= 36 + 512 and not frame[14] & 0x04 else None
+        recorded = self.replayer.canaries.get(lba)
+        if data is not None and recorded is not None and data != recorded:
+            # the serial checkpoint reads it again and makes the finding
+            self._need_checkpoint = True
 
     def _for_case(self, frame: bytes, case: Case) -> bool:
         """Whether ``frame`` may answer ``case``: not when it goes to the one of
@@ -408,6 +554,24 @@ class Fuzzer:
         if len(frame) < 24 or is_advertisement(frame):
             return
         tag = int.from_bytes(frame[20:24], "big")
+        # A reply with bit 31 changed answers the case that carries the other
+        # tag, if one is outstanding: checked before the answered cases, so that
+        # one defect (the tag not echoed) is not also read as a second reply to
+        # an earlier case with the same tag.
+        flipped = tag ^ TAG_TOOL_BIT
+        pending = self._outstanding.pop(flipped, None)
+        if pending is None and tag not in self._recent:
+            pending = self._recent.get(flipped)
+        if pending is not None:
+            pending.replies += 1
+            self._remember(flipped, pending)
+            self._settle_before(pending.seq, time.monotonic())
+            self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
+            self._check(pending.case, frame)
+            if not pending.judged:  # answered, but under another tag: what it did is uncertain
+                pending.judged = True
+                self._judge(pending.case, [], False)
+            return
         pending = self._recent.get(tag)
         if pending is not None and not self._for_case(frame, pending.case):
             return  # the tag's latest case came from our other MAC: whose reply this is cannot be told
@@ -418,19 +582,13 @@ class Fuzzer:
             else:
                 self._check(pending.case, frame)  # late, but checked all the same
             return
-        flipped = tag ^ TAG_TOOL_BIT
-        pending = self._outstanding.pop(flipped, None) or self._recent.get(flipped)
-        if pending is not None:
-            pending.replies += 1
-            self._remember(flipped, pending)
-            self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
-            self._check(pending.case, frame)
-            return
-        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in (HEALTH_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE):
+        if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in RESERVED_TAG_RANGES:
             return  # an advertisement, or a late answer to a probe
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
-    def _check(self, case: Case, reply: bytes) -> None:
+    def _check(self, case: Case, reply: bytes) -> bool:
+        """The header oracles; False when the reply may not be this case's own
+        (then the semantic oracles do not read it: one defect, one finding)."""
         anomalies = check_reply(case.frame, reply, self.info)
         if anomalies:
             # the reply an earlier request with this tag got: one defect (rule 18), not several
@@ -439,32 +597,63 @@ class Fuzzer:
                 anomalies = [stale]
         for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+        return not any(a.kind in NOT_ITS_OWN for a in anomalies)
 
     def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
         """The semantic oracles: the replies against the model, which then learns from them."""
         for anomaly in self.model.step(case.frame, replies, answered_in_time=in_time):
             self._anomaly(anomaly, case, replies[0] if replies else None)
 
-    def _expire(self, now: float) -> None:
-        expired = [tag for tag, p in self._outstanding.items() if p.deadline <= now]
-        for tag in expired:
-            self._expire_one(tag)
-
-    def _expire_one(self, tag: int, silent_run: bool = True) -> None:
-        """Give up waiting for the reply to case ``tag`` (a late one is still checked)."""
+    def _give_up(self, tag: int, now: float) -> None:
+        """No reply to this case: it was silent (confirmed at the checkpoint if it must be answered)."""
         pending = self._outstanding.pop(tag)
         self._remember(tag, pending)
-        # silence is settled once a later case has been answered; before that a reply may still come
-        self._judge(pending.case, [], pending.overtaken)
+        self._settle_before(pending.seq, now)
+        if not pending.judged:
+            pending.judged = True
+            self._judge(pending.case, [], False)
         self.result.silent += 1
-        self._silent_run += silent_run
         if pending.case.expect_reply and len(pending.case.frame) >= 20:
             known = self.by_group.get(("no-reply", command_class(pending.case.frame[19])))
             if known is not None:
                 known.count += 1  # found already: no need to stop and confirm it again
             else:
                 self._unanswered.append(pending.case)
-                self._need_health = True
+                self._need_checkpoint = True
+
+    def _give_up_settled(self, tags, now: float) -> bool:
+        """Give up at once the settled cases (answered after them, waiting only
+        out their grace) that carry these tags; False if one is still in flight."""
+        inflight_from = self._inflight[0].seq if self._inflight else self._seq + 1
+        for tag in tags:
+            pending = self._outstanding.get(tag)
+            if pending is not None:
+                if pending.seq >= inflight_from:
+                    return False
+                self._give_up(tag, now)
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Give up the cases and fences whose deadline has passed."""
+        earliest = float("inf")
+        expired = []
+        for tag, p in self._outstanding.items():
+            if p.deadline <= now:
+                expired.append(tag)
+            elif p.deadline < earliest:
+                earliest = p.deadline
+        for tag in expired:
+            self._give_up(tag, now)
+        for tag, fence in list(self._fences.items()):
+            if fence.deadline <= now:
+                del self._fences[tag]
+                if self._inflight and self._inflight[0].seq <= fence.seq:
+                    # nothing answered since it was sent: the serial health check decides
+                    self._settle_before(fence.seq, now)
+                    self._need_checkpoint = True
+            elif fence.deadline < earliest:
+                earliest = fence.deadline
+        self._earliest = earliest
 
     # -- anomalies and findings ------------------------------------------------------
 
@@ -495,7 +684,7 @@ class Fuzzer:
         )
         self.by_group[signature] = finding
         self._queued.append(finding)
-        self._need_health = True
+        self._need_checkpoint = True
 
     def _target_dict(self) -> dict:
         info = self.info
@@ -513,15 +702,21 @@ class Fuzzer:
     def _checkpoint(self) -> None:
         """Nothing outstanding: run the health check, confirm silences, and deal
         with the findings queued since the last checkpoint."""
-        self._need_health = False
-        self._silent_run = 0
+        self._need_checkpoint = False
+        self._serial_in_flight = False
         self.result.health_checks += 1
         replayer = self.replayer
-        alive = self.session.probe()
+        # a loaded machine can hold a live target up for longer than the usual
+        # timeout: one slow last try before it is called unresponsive
+        session = self.session
+        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
-        if alive and self.result.health_checks % BURST_EVERY == 2:
+        if alive and self._burst_due:
+            self._burst_due = False
             self._burst()
-            alive = self.session.probe()  # a burst one beyond Buffer Count must not have hurt it
+            if self.info.second_mac:
+                self._contend()
+            alive = session.probe()  # a burst one beyond Buffer Count must not have hurt it
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
             if changed:
@@ -529,7 +724,7 @@ class Fuzzer:
                     kind="write-outside-window",
                     detail=f"sector(s) {', '.join(map(str, changed))} outside [{self.policy.start}, {self.policy.end}) changed",
                     seed=self.seed,
-                    frames=[c.frame for c in self._since_health],
+                    frames=[c.frame for c in self._previous_segment + self._since_health],
                     case_index=self._since_health[-1].index if self._since_health else None,
                     target=self._target_dict(),
                 ))
@@ -545,6 +740,10 @@ class Fuzzer:
             )
             self._unanswered.clear()
             self._queued = [f for f in self._queued if f.kind != "no-reply"]
+            # the target starts over: the next suspects are the cases from here
+            self._since_health = []
+            for fence in self._fences.values():
+                fence.since = 0
             self._new_finding(finding)
         else:
             for case in self._unanswered:
@@ -561,7 +760,6 @@ class Fuzzer:
                     self._check(case, matched[0])
                 self._judge(case, matched, bool(matched))
             self._unanswered.clear()
-        self._since_health = []
         queued, self._queued = self._queued, []
         for finding in queued:
             self._process_finding(finding)
@@ -589,7 +787,7 @@ class Fuzzer:
         overlap: Tuple[int, ...] = ()
         m = min(info.max_sectors, 2)
         if policy.allow_write and count >= 4 and m >= 2 and policy.count >= m:
-            rng = self.generator.rng(-self._bursts)
+            rng = self.generator.rng((1 << 63) + self._bursts)  # apart from every case index
             overlap = (count - 2, count - 1)
             for i in overlap:
                 data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
@@ -653,6 +851,71 @@ class Fuzzer:
             for reply in matched[:1]:
                 self._check(check, reply)
             self._judge(check, matched, bool(matched))
+
+    def _serial(self, frame: bytes, name: str) -> List[bytes]:
+        """One request outside the case sequence, checked and judged like a case."""
+        case = Case(self.result.cases, frame, (name,), "contend", False)
+        matched, others = self.session.exchange(frame, self.confirm_wait)
+        for other in others:
+            self._on_stray_frame(other)
+        self._history.append(case)
+        self._since_health.append(case)
+        self._commands_sent.add(frame[19])
+        for reply in matched[:1]:
+            self._check(case, reply)
+        self._judge(case, matched, True)
+        return matched
+
+    def _contend(self) -> None:
+        """What two initiators do at once. Two config sets of different strings
+        from the host and the second MAC, back to back on an empty string:
+        exactly one may win, and the string is the winner's whole (rule 44).
+        Then a reservation by the host: a READ from the second MAC must be
+        refused with Error 6 (rule 57, judged by model_admin); then released."""
+        info = self.info
+        reads = AdminRequests(info, BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xE0)
+        if not self._serial(reads.config(CCMD_FORCE_SET, b""), "contend-clear"):
+            return
+        sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
+        position = {frame[20:24]: i for i, frame in enumerate(sets)}
+        replies: List[Optional[bytes]] = [None, None]
+        try:
+            for frame in sets:
+                self.transport.send(frame)
+        except OSError:
+            return
+        end = time.monotonic() + self.confirm_wait
+        while None in replies:
+            left = end - time.monotonic()
+            received = self.transport.recv(left) if left > 0 else None
+            if received is None:
+                break
+            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
+            if at is None:
+                self._on_stray_frame(received)
+            elif replies[at] is None:
+                replies[at] = received
+        self._commands_sent.add(CMD_QUERY_CONFIG)
+        cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
+        for case, reply in zip(cases, replies):
+            self._history.append(case)
+            self._since_health.append(case)
+            if reply is not None:
+                self._check(case, reply)
+        self.model.admin.config = None  # which set won is what the read says
+        read = self._serial(reads.config_read(), "contend-read")
+        if None not in replies and read:
+            won = [i for i, r in enumerate(replies) if r is not None and not r[14] & FLAG_ERROR]
+            length = int.from_bytes(read[0][30:32], "big") if len(read[0]) >= 32 else -1
+            string = bytes(read[0][32:32 + length])
+            strings = [sets[i][32:32 + int.from_bytes(sets[i][30:32], "big")] for i in range(2)]
+            if len(won) != 1 or string != strings[won[0]]:
+                self._anomaly(Anomaly("config-sets-mixed", f"sets {strings[0]!r} and {strings[1]!r} back to back: "
+                                                           f"{len(won)} succeeded, the string is now {string!r}"), cases[1], replies[1])
+        # a reservation the second initiator must meet with Error 6
+        if self._serial(reads.reserve(RCMD_SET, [info.host_mac]), "contend-reserve"):
+            self._serial(reads.read(0, src=info.second_mac), "contend-read-reserved")
+            self._serial(reads.reserve(RCMD_SET, []), "contend-release")
 
     def _restart_and_listen(self) -> None:
         """With a restart hook, the run starts from a freshly started target,
@@ -728,12 +991,15 @@ class Fuzzer:
                 result.stopped_early = self._not_back()
                 self._finish(finding)
                 return
-        if self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
+        findings_mod.mark_known([finding], self.expectations)
+        if finding.known:
+            finding.note = finding.note or f"a known deviation of the target ({finding.known}): not shrunk"
+        elif self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
             self._shrink(finding)
-            if finding.shrunk is not None and len(finding.shrunk) == 1:
+            if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.session.drain(self.grace, discard=True)
@@ -756,8 +1022,9 @@ class Fuzzer:
         restart = kind == "unresponsive" or id(finding) in self._fresh
         replayer = self.replayer
         assert finding.shrunk is not None
+        setup = list(finding.shrunk[:-1])  # what brings the target to the state the trigger needs
         finding.trigger_command, finding.trigger_field = classify(
-            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, [frame], restart=restart))
+            finding.shrunk[-1], self.info, lambda frame: replayer.fires(kind, setup + [frame], restart=restart))
         if restart:
             self.session.restart()
 
@@ -805,14 +1072,15 @@ class Fuzzer:
             self.session.restart()
         elif kind in MODEL_KINDS:
             # a semantic finding replays its frames through a fresh model; from a
-            # restarted target only when the state before them mattered (a config, a reservation)
-            fresh = False
+            # restarted target when the state before them matters (it starts with
+            # requests that set the config, mask or reservation) or nothing else reproduces it
+            fresh = can_restart and any(is_setup(f) for f in frames)
 
             def test_model(candidate):
                 budget.spend()
                 return bool(candidate) and replayer.fires(kind, candidate, restart=fresh)
             if not test_model(frames):
-                fresh = can_restart
+                fresh = can_restart and not fresh
                 if not fresh or not test_model(frames):
                     finding.reproduced = False
                     finding.note = "did not reproduce on replay (the target's state outside these frames mattered)"
@@ -900,5 +1168,5 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
     session = Session(transport, info, restart=restart, new_tag=health_tags())
     session.probe_timeout = deadline
     session.drain(0.0)
-    stateful = finding.kind == "unresponsive"
+    stateful = finding.kind == "unresponsive" or any(is_setup(f) for f in frames)
     return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)

@@ -73,6 +73,8 @@ class Finding:
     seen_before: bool = False
     #: seconds of fuzzing before it was found (None when not known)
     found_after: Optional[float] = None
+    #: a known deviation of the target: the reason its expectations file gives ("" if none)
+    known: str = ""
 
     @property
     def command(self) -> Optional[int]:
@@ -253,7 +255,7 @@ def record_run(out_dir: str, result, findings: List[Finding], start_index: int =
         entry: dict = index[f.signature]
         entry["count"] += f.count
         entry["runs"] += 1
-        rows.append({"signature": f.signature, "rule": f.rule, "kind": f.kind, "count": f.count, "new": new,
+        rows.append({"signature": f.signature, "rule": f.rule, "kind": f.kind, "count": f.count, "new": new, "known": f.known,
                      "detail": f.detail, "reproduced": f.reproduced, "file": os.path.join(out_dir, entry["file"]),
                      "replay": entry["replay"]})
     _dump(os.path.join(out_dir, INDEX), {"format": INDEX_FORMAT, "findings": index})
@@ -282,3 +284,17 @@ def load(path: str) -> Finding:
         if isinstance(exc, UsageError):
             raise
         raise UsageError(f"--replay {path}: malformed finding file ({exc})") from None
+
+
+#: an expectations file's entries for fuzz findings start with this, then a signature glob
+EXPECTATION_PREFIX = "fuzz/"
+
+
+def mark_known(findings: List[Finding], expectations: dict) -> None:
+    """Mark each finding that an entry ``fuzz/<signature glob>: reason`` of an
+    expectations file (the one the suites use for the target) names."""
+    import fnmatch
+
+    patterns = [(key[len(EXPECTATION_PREFIX):], reason) for key, reason in expectations.items() if key.startswith(EXPECTATION_PREFIX)]
+    for f in findings:
+        f.known = next((reason or "known deviation" for pattern, reason in patterns if fnmatch.fnmatchcase(f.signature, pattern)), "")

@@ -40,6 +40,9 @@ from aoeconform.wire.constants import (
     AFLAGS_MBZ,
     AOE_HEADER_LEN,
     AOE_VERSION,
+    CCMD_FORCE_SET,
+    DCMD_ADD,
+    RCMD_FORCE_SET,
     ATA_CHECK_POWER_MODE,
     ATA_ERROR_IDNF,
     ATA_FLUSH_CACHE,
@@ -73,6 +76,7 @@ from aoeconform.wire.identify import IDENTIFY_LEN, IdentifyData
 from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
+from .admin_requests import AdminRequests
 from .model_admin import AdminModel
 from .model_admin import changes_state as admin_changes_state
 from .oracle import KINDS, Anomaly
@@ -83,6 +87,8 @@ KNOWN_OPCODES = frozenset({ATA_READ_SECTORS, ATA_READ_SECTORS_EXT, ATA_WRITE_SEC
                            ATA_CHECK_POWER_MODE, ATA_FLUSH_CACHE, ATA_FLUSH_CACHE_EXT, ATA_IDENTIFY_DEVICE})
 READ_OPCODES = frozenset({ATA_READ_SECTORS, ATA_READ_SECTORS_EXT})
 WRITE_OPCODES = frozenset({ATA_WRITE_SECTORS, ATA_WRITE_SECTORS_EXT})
+#: tags of the requests a finding's replay starts with (``TargetModel._setup``)
+SETUP_TAG_BASE = 0x7A000000
 #: a sector with more possible contents than this is simply unknown
 MAX_POSSIBLE = 8
 #: replies remembered per tag, to see a reply that answers an earlier request
@@ -162,14 +168,16 @@ def _shares_a_half(sector: bytes, other: bytes) -> bool:
     return sector[:half] == other[:half] or sector[half:] == other[half:]
 
 
-def _meaningful(request: bytes, reply: bytes) -> bytes:
-    """The reply as the semantic oracles read it: an E flag with Error 0, or
-    with the request's own E flag and Error byte, is an echo (vblade echoes
-    both; the header oracles report it, rules 6 and 8), not a refusal."""
-    if len(reply) > 15 and reply[14] & FLAG_ERROR and (
-        not reply[15] or (len(request) > 15 and request[14] & FLAG_ERROR and reply[15] == request[15])
-    ):
-        return reply[:14] + bytes((reply[14] & ~FLAG_ERROR, 0)) + reply[16:]
+def _meaningful(request: bytes, reply: bytes) -> Optional[bytes]:
+    """The reply as the semantic oracles read it. An E flag with Error 0 is an
+    echo of the request's flag (vblade; the header oracles report it, rule 6),
+    not a refusal. An E flag with the request's own E flag and Error byte may
+    be an echo or a real error with the same code: it tells nothing (None)."""
+    if len(reply) > 15 and reply[14] & FLAG_ERROR:
+        if not reply[15]:
+            return reply[:14] + bytes((reply[14] & ~FLAG_ERROR, 0)) + reply[16:]
+        if len(request) > 15 and request[14] & FLAG_ERROR and reply[15] == request[15]:
+            return None
     return reply
 
 
@@ -316,11 +324,20 @@ class TargetModel:
         if len(request) < AOE_HEADER_LEN:
             return []
         self._request = request
-        replies = [_meaningful(request, bytes(r)) for r in replies]
+        readable = [_meaningful(request, bytes(r)) for r in replies]
+        if None in readable:
+            answered_in_time = False  # answered, but how is not known: what it changed is uncertain
+        replies = [r for r in readable if r is not None]
         reply = next((_Reply(r) for r in replies if len(r) >= AOE_HEADER_LEN and r[19] == request[19]), None)
         # the admin oracles first: they see every command (enforcement of the mask and the reservation)
-        masked = self.admin.masked_out(request)
-        found = self.admin.step(request, replies, answered_in_time)
+        admin = self.admin
+        masked = admin.masked_out(request)
+        before = (admin.config, admin.mask, admin.reservation)
+        found = admin.step(request, replies, answered_in_time)
+        if found:
+            # a replay must first bring the target to what the admin oracles knew of it
+            setup = self._setup(*before)
+            found = [a if a.evidence else Anomaly(a.kind, a.detail, setup) for a in found]
         if masked:
             return found  # the mask list keeps its sender out: silence is the answer (rule 51)
         handler = self._handlers.get(request[19])
@@ -455,6 +472,19 @@ class TargetModel:
     def _reserved_against_us(self, request: bytes) -> bool:
         """Whether a reservation may shut the requester out (unknown counts)."""
         return self.admin.may_refuse_reserved(request)
+
+    def _setup(self, config: Optional[bytes], mask: Optional[List[bytes]], reservation: Optional[List[bytes]]) -> Tuple[bytes, ...]:
+        """Requests that bring a freshly started target to this config string,
+        Mac Mask list and reservation (a fresh target's list is empty: adds suffice)."""
+        build = AdminRequests(self.info, SETUP_TAG_BASE)
+        frames = []
+        if config is not None:
+            frames.append(build.config(CCMD_FORCE_SET, config))
+        if reservation is not None:
+            frames.append(build.reserve(RCMD_FORCE_SET, reservation))
+        if mask:
+            frames.append(build.mask_edit([(DCMD_ADD, mac) for mac in mask]))
+        return tuple(frames)
 
     def stale_reply(self, request: bytes, reply: bytes) -> Optional[Anomaly]:
         """The anomaly when ``reply`` is byte for byte the reply an earlier
@@ -790,6 +820,7 @@ class TargetModel:
                     self.pending_async.pop(at, None)
                 elif asynchronous:
                     self._widen(at, sector)
+                    self._note(at)  # a FLUSH will make it what the sector holds
                     self.pending_async[at] = sector
                 else:
                     self._set(at, sector, "write")

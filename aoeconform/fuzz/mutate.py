@@ -24,10 +24,12 @@ MAC is the one it keeps out.
 
 from __future__ import annotations
 
+import _random
 import random
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from aoeconform.scenario.build import changes_state as parts_changed
 from aoeconform.wire import AtaArg, ConfigArg, DecodeError, Directive, Frame, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AOE_HEADER_LEN,
@@ -56,6 +58,7 @@ from aoeconform.wire.constants import (
 from aoeconform.session.facts import TargetFacts
 
 from .context import WritePolicy
+from .oracle import expects_reply
 from .seeds import HOST_MAC_PLACEHOLDER, Seed
 
 #: first tag of a run's own numbering; health probes use their own range
@@ -100,11 +103,11 @@ def case_tag(index: int) -> int:
 
 
 def _rand_byte(rng: random.Random) -> int:
-    return rng.randrange(256)
+    return rng.getrandbits(8)
 
 
 def _rand_mac(rng: random.Random) -> bytes:
-    return bytes([0x02]) + bytes(rng.randrange(256) for _ in range(5))
+    return b"\x02" + rng.randbytes(5)
 
 
 # -- header mutations (§2) ----------------------------------------------------------
@@ -217,7 +220,7 @@ def m_ata_reserved(rng, f, info):
 def m_ata_data(rng, f, info):
     want = f.arg.sector_count * SECTOR_SIZE
     length = rng.choice((0, 1, max(0, want - 1), want + 1, SECTOR_SIZE, 2 * SECTOR_SIZE + 7))
-    f.arg.data = bytes(rng.getrandbits(8) for _ in range(min(length, 64))) * (length // 64 + 1)
+    f.arg.data = rng.randbytes(min(length, 64)) * (length // 64 + 1)
     f.arg.data = f.arg.data[:length]
 
 
@@ -251,7 +254,7 @@ def m_config_length(rng, f, info):
 
 def m_config_string(rng, f, info):
     length = rng.choice((0, 1, 16, 255, CONFIG_STRING_MAX, CONFIG_STRING_MAX + 1))
-    chunk = bytes(rng.getrandbits(8) for _ in range(min(length, 32)))
+    chunk = rng.randbytes(min(length, 32))
     f.arg.config = (chunk * (length // 32 + 1))[:length]
     f.arg.config_length = None
 
@@ -360,7 +363,7 @@ def b_truncate(rng, raw: bytearray, info) -> bytearray:
 
 
 def b_trailing(rng, raw, info):
-    return raw + bytes(rng.getrandbits(8) for _ in range(rng.choice((1, 2, 7, 24, 64))))
+    return raw + rng.randbytes(rng.choice((1, 2, 7, 24, 64)))
 
 
 def b_bitflip(rng, raw, info):
@@ -543,6 +546,28 @@ class SemanticCases:
 # -- the generator -------------------------------------------------------------------------
 
 
+class CaseRandom(random.Random):
+    """Each case's generator. ``randrange`` and ``choice`` scale one draw of
+    ``random()`` rather than drawing bits until one fits: a case makes a dozen
+    such choices, and the fuzzer's speed is bounded by making cases (the
+    bias, below 2**-40 for these ranges, does not matter to a fuzzer)."""
+
+    def randrange(self, start, stop=None, step=1):
+        if stop is None:
+            start, stop = 0, start
+        width = stop - start
+        if width <= 0 or step != 1:
+            return super().randrange(start, stop, step)
+        return start + int(self.random() * width)
+
+    def choice(self, seq):
+        return seq[int(self.random() * len(seq))]
+
+
+#: seeds a generator in place: what random.Random.seed does with an int, without its wrapper
+_reseed = _random.Random.seed
+
+
 class CaseGenerator:
     """Case ``i`` of seed ``seed``, always the same for the same seeds, target and policy."""
 
@@ -562,14 +587,18 @@ class CaseGenerator:
                 raw[18] = info.slot
             self._bases.append((s, bytes(raw)))
         self.semantic = SemanticCases(info, policy) if semantic else None
+        self._rng = CaseRandom()
 
     def rng(self, index: int) -> random.Random:
-        return random.Random(f"aoeconform-fuzz:{self.seed}:{index}")
+        return CaseRandom(self._key(index))
+
+    def _key(self, index: int) -> int:
+        # one generator per (seed, case index): seed and index in separate bits
+        return (self.seed << 64) | index
 
     def case(self, index: int) -> Case:
-        from .oracle import expects_reply
-
-        rng = self.rng(index)
+        rng = self._rng
+        _reseed(rng, self._key(index))
         if self.semantic is not None and rng.random() < SEMANTIC_SHARE:
             name, frame_raw = self.semantic.case(rng, case_tag(index))
             return Case(index, frame_raw, (), name, expects_reply(frame_raw, self.info))
@@ -608,3 +637,13 @@ class CaseGenerator:
         raw = sanitize(raw, self.info, self.policy)
         frame_bytes = bytes(raw)
         return Case(index, frame_bytes, tuple(names), seed.name, expects_reply(frame_bytes, self.info))
+
+
+def changes_state(frame: bytes) -> bool:
+    """May this request change what the target holds (the disk, the config
+    string, the Mac Mask list, a reservation)? Such cases go out alone, so
+    that what a later reply shows is settled (the same parts the suites
+    restore, and ATA writes)."""
+    if len(frame) >= 28 and frame[19] == CMD_ATA:
+        return frame[27] in DESTRUCTIVE_OPCODES
+    return bool(parts_changed(frame))

@@ -99,6 +99,7 @@ KINDS = {
     "duplicate-dropped": (18, "a request repeated with a new tag got no reply"),
     "bufcnt-not-honoured": (19, "fewer than Buffer Count requests sent back to back were answered"),
     "torn-write": (20, "two overlapping writes in flight left a sector that is neither's"),
+    "config-sets-mixed": (44, "two config sets from two MACs back to back: not exactly one won, or the string is a mix"),
     "no-advertisement": (46, "a target started by the restart hook sent no unsolicited config reply"),
     "stale-reply": (18, "a reply that answers an earlier, different request with the same tag"),
     # the config string, the Mac Mask list and the reservation against the model (model_admin)
@@ -254,7 +255,9 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
         and len(request) >= ATA_HEADER_END
         and request[19] == CMD_ATA
         and request[27] in (ATA_READ_SECTORS, ATA_READ_SECTORS_EXT)
-        and not request[24] & AFLAG_W  # W=1 says data flows to the device: vblade sends none back
+        # with W set the request says data flows to the device: a target may
+        # go by the flag (vblade does) and return no data
+        and not request[24] & AFLAG_W
         and n >= ATA_HEADER_END
         and not reply[27] & ATA_STATUS_FAILURE_MASK
     ):

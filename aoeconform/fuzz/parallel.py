@@ -1,10 +1,15 @@
 """A fuzz campaign split across worker processes.
 
 The fuzzer's cases are a function of the seed and the case index, so a
-campaign is split by index: with ``--cases N`` worker k runs its share of
-the indices 0..N-1 (together exactly the cases of a serial run with the
-same seed); with ``--seconds`` worker k starts at k * STRIDE, far enough
-apart that no two workers ever send the same case. Each worker owns one
+campaign is split by index, from the start index S: with ``--cases N``
+worker k runs its share of the indices S..S+N-1 (together exactly the cases
+of a serial run with the same seed); with ``--seconds`` worker k starts at
+S + k * STRIDE, far enough apart that no two workers ever send the same
+case. ``next_index`` is where such a campaign goes on (``--start-index``,
+same seed, same workers) without leaving a case out: the first index not
+run with ``--cases``, S plus the slowest worker's progress with
+``--seconds`` (the faster workers then redo what they ran beyond it). Each
+worker owns one
 target (its own reference target, or one of the targets named). Findings
 come back to the controller, which merges them the way one fuzzer
 deduplicates its own: one finding per (kind, command class), the one seen
@@ -24,12 +29,20 @@ from .findings import Finding
 STRIDE = 1 << 22
 
 
-def partition(cases: Optional[int], workers: int) -> List[tuple]:
+def partition(cases: Optional[int], workers: int, start: int = 0) -> List[tuple]:
     """(start index, case count or None) per worker."""
     if cases is None:
-        return [(k * STRIDE, None) for k in range(workers)]
-    bounds = [round(k * cases / workers) for k in range(workers + 1)]
+        return [(start + k * STRIDE, None) for k in range(workers)]
+    bounds = [start + round(k * cases / workers) for k in range(workers + 1)]
     return [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers) if bounds[k + 1] > bounds[k]]
+
+
+def next_index(results: Sequence[FuzzResult], start: int, cases: Optional[int]) -> int:
+    """The --start-index that goes on with the campaign these results ran from ``start``."""
+    if cases is None:
+        return start + min((r.next_index - r.start_index for r in results), default=0)
+    unfinished = [r.next_index for r in results if r.end_index is not None and r.next_index < r.end_index]
+    return min(unfinished, default=start + cases)
 
 
 def merge_findings(results: Sequence[FuzzResult]) -> List[Finding]:
@@ -63,13 +76,13 @@ def _worker(number, share, open_target, make_fuzzer, seconds, out):
 
 
 def run_parallel(workers: int, *, open_target: Callable, make_fuzzer: Callable, cases: Optional[int],
-                 seconds: Optional[float]) -> tuple[List[FuzzResult], List[str]]:
+                 seconds: Optional[float], start: int = 0) -> tuple[List[FuzzResult], List[str]]:
     """Run the shares on ``workers`` processes; ``open_target(k)`` gives worker k's
     (transport, info, restart, close), ``make_fuzzer(transport, info, restart)`` its Fuzzer.
     Returns the workers' results (in worker order) and their errors."""
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    shares = partition(cases if cases is not None or seconds is not None else 1000, workers)
+    shares = partition(cases if cases is not None or seconds is not None else 1000, workers, start)
     procs = [ctx.Process(target=_worker, args=(k, share, open_target, make_fuzzer, seconds, out), name=f"aoeconform-fuzz-{k}")
              for k, share in enumerate(shares)]
     for p in procs:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import List, Optional
 
-from aoeconform.scenario.results import FAILED, CaseResult, FrameRecord
+from aoeconform.scenario.results import FAILED, XFAILED, CaseResult, FrameRecord
 from aoeconform.scenario.rules import RULES
 
 from .findings import Finding
@@ -23,12 +23,12 @@ def as_case_result(finding: Finding, started: float) -> CaseResult:
     at = started + (finding.found_after or 0.0)
     frames = [FrameRecord(at, "out", iface, f) for f in finding.reproducer]
     frames += [FrameRecord(at, "in", iface, r) for r in (finding.shrunk_replies if finding.shrunk is not None else finding.replies)]
-    return CaseResult(
+    result = CaseResult(
         id=f"fuzz/{finding.signature}",
         requirement=KINDS.get(finding.kind, (0, finding.kind))[1],
         section=section,
         level=level,
-        outcome=FAILED,
+        outcome=XFAILED if finding.known else FAILED,
         message=f"{finding.detail} (seen {finding.count} time(s); replay: {finding.replay_command})",
         rule=[finding.rule],
         suite="fuzz",
@@ -42,6 +42,8 @@ def as_case_result(finding: Finding, started: float) -> CaseResult:
         failed_rule=finding.rule,
         failed_level=level,
     )
+    result.expected_failure = finding.known or None
+    return result
 
 
 def write_reports(out_dir: str, result, findings: List[Finding], *, target: str = "", argv: Optional[list] = None) -> None:

@@ -69,6 +69,8 @@ class Replayer:
     def __init__(self, session: Session, *, deadline: float = 0.1):
         self.session = session
         self.deadline = deadline
+        #: how long a fenced replay waits once its fence is answered
+        self.fence_grace = 0.002
         self.evaluations = 0
         #: sectors outside the write window, as they were before fuzzing (lba -> data)
         self.canaries: dict = {}
@@ -124,15 +126,49 @@ class Replayer:
         """Send every frame but the last, each followed by up to ``gap`` seconds
         of waiting for its reply; return the last frame's replies seen within
         the full deadline (collecting more than one, to see duplicates)."""
-        session = self.session
         for frame in frames[:-1]:
-            session.exchange(frame, gap)
+            self.fenced(frame, gap)
         if not frames:
             return []
         last = frames[-1]
         # a reply whose tag differs only in bit 31 is the answer with a changed tag
         flipped = [int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT] if len(last) >= 24 else []
-        matched, _ = session.exchange(last, self.deadline, first_only=not all_replies, tags=flipped)
+        return self.fenced(last, self.deadline, all_replies=all_replies, tags=flipped)
+
+    def fenced(self, raw: bytes, wait: float, *, all_replies: bool = False, tags: Sequence[int] = ()) -> List[bytes]:
+        """Send ``raw`` and a Query Config read after it; return the replies
+        with its tag (or one of ``tags``). Once the read is answered only
+        ``fence_grace`` more is waited (a target that answers in order will not
+        answer ``raw`` after it), so a silent candidate costs a round trip,
+        not the whole ``wait``."""
+        session = self.session
+        link, clock = session.link, session.clock
+        want = set(tags)
+        if len(raw) >= 24:
+            want.add(int.from_bytes(raw[20:24], "big"))
+        fence = session.new_tag()
+        want.add(fence)
+        try:
+            link.send(raw)
+            link.send(requests.config_read(self.info, fence).encode(pad=True))
+        except OSError:
+            return []
+        matched: List[bytes] = []
+        end = clock() + wait
+        while True:
+            remaining = end - clock()
+            if remaining <= 0:
+                break
+            got, _ = link.wait(want, remaining)
+            if not got:
+                break
+            if int.from_bytes(got[0][20:24], "big") == fence:
+                end = min(end, clock() + self.fence_grace)
+                want.discard(fence)
+                continue
+            matched += got
+            if not all_replies:
+                break
         return matched
 
     def fires(self, kind: str, frames: Sequence[bytes], *, restart: bool = False, gap: Optional[float] = None) -> bool:

@@ -133,6 +133,20 @@ def select(cases: Iterable[Case], select=(), exclude=(), keyword: Optional[str] 
 def load_expectations(path: str, known_ids: Iterable[str] = ()) -> dict[str, str]:
     """An expectations file: YAML mapping of case id (or glob) to the reason it is
     expected to fail. Globs are expanded against ``known_ids``."""
+    known = list(known_ids)
+    out: dict[str, str] = {}
+    for key, reason in read_expectations(path).items():
+        if any(c in key for c in "*?["):
+            for case_id in known:
+                if fnmatch.fnmatchcase(case_id, key):
+                    out.setdefault(case_id, reason)
+        else:
+            out[key] = reason
+    return out
+
+
+def read_expectations(path: str) -> dict[str, str]:
+    """An expectations file's entries as written: id or glob -> reason."""
     from .loader import yaml_syntax_problem
 
     try:
@@ -151,17 +165,7 @@ def load_expectations(path: str, known_ids: Iterable[str] = ()) -> dict[str, str
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}:1: an expectations file maps case ids to reasons, e.g. `ata/flush/status: vblade answers 0x00`")
-    known = list(known_ids)
-    out: dict[str, str] = {}
-    for key, reason in data.items():
-        key, reason = str(key), "" if reason is None else str(reason)
-        if any(c in key for c in "*?["):
-            for case_id in known:
-                if fnmatch.fnmatchcase(case_id, key):
-                    out.setdefault(case_id, reason)
-        else:
-            out[key] = reason
-    return out
+    return {str(key): "" if reason is None else str(reason) for key, reason in data.items()}
 
 
 def last_failed_ids(report_dir: str) -> list[str]:
