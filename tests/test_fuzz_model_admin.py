@@ -207,5 +207,5 @@ def test_two_force_sets_back_to_back_are_never_mixed(quirk):
     found = []
     for index, frame in enumerate(burst):
         found += model.step(frame, [x for x in target.handle(frame, index) if x[20:24] == frame[20:24]])
-    assert [a.kind for a in found] == (["config-set-mixed"] if quirk else [])
-    assert KINDS["config-set-mixed"][0] in QUIRKS["config-torn-set"].rules
+    assert [a.kind for a in found] == (["config-sets-mixed"] if quirk else [])
+    assert KINDS["config-sets-mixed"][0] in QUIRKS["config-torn-set"].rules

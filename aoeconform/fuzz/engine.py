@@ -47,7 +47,6 @@ from aoeconform.wire.constants import (
 )
 
 from . import findings as findings_mod
-from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .findings import Finding, command_class
 from .admin_requests import AdminRequests
@@ -454,10 +453,11 @@ class Fuzzer:
         if deadline < self._earliest:
             self._earliest = deadline
 
-    def _settle_before(self, seq: int, now: float) -> None:
-        """Something sent as ``seq`` was answered: what went out before it and
-        is still unanswered will not be answered by an in-order target; it
-        keeps a short grace for a late reply and leaves the window."""
+    def _settle_before(self, seq: int, now: float, answered: bool = False) -> None:
+        """Something sent as ``seq`` was answered (``answered``) or given up:
+        what went out before it and is still unanswered will not be answered
+        by an in-order target; it keeps a short grace for a late reply and
+        leaves the window."""
         inflight = self._inflight
         cutoff = now + self.grace
         while inflight and inflight[0].seq <= seq:
@@ -467,7 +467,8 @@ class Fuzzer:
                     # settled unanswered: the model judges it silent now, before
                     # anything sent after it (a late reply is still checked)
                     item.judged = True
-                    self._judge(item.case, [], False)
+                    # after a later answer, silence is the answer (rules 37, 38, 51, 57 judge it)
+                    self._judge(item.case, [], answered)
                 if item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
@@ -519,7 +520,7 @@ class Fuzzer:
     def _on_fence(self, fence: _Fence, now: float) -> None:
         """The target answered a fence: the cases before it are settled. A
         health fence shows it alive: the cases after it are the new suspects."""
-        self._settle_before(fence.seq, now)
+        self._settle_before(fence.seq, now, answered=True)
         if not fence.since:
             return
         self.result.health_checks += 1
@@ -565,7 +566,7 @@ class Fuzzer:
         if pending is not None:
             pending.replies += 1
             self._remember(flipped, pending)
-            self._settle_before(pending.seq, time.monotonic())
+            self._settle_before(pending.seq, time.monotonic(), answered=True)
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             if not pending.judged:  # answered, but under another tag: what it did is uncertain
@@ -792,16 +793,6 @@ class Fuzzer:
             for i in overlap:
                 data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
                 frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
-        if count >= 4:
-            # two force sets back to back, from two MACs when the mask lets the second
-            # in: the later one stands whole, never a mix of the two (rule 44)
-            requests = AdminRequests(info)
-            second = info.second_mac if info.second_mac else info.host_mac
-            if model.admin.masked_out(requests.config_read(src=second)) is not False:
-                second = info.host_mac
-            frames[2] = requests.config(CCMD_FORCE_SET, b"aoeconform burst, the first and longer", tag=tag(2))
-            frames[3] = requests.config(CCMD_FORCE_SET, b"aoeconform burst", src=second, tag=tag(3))
-            self._commands_sent.add(CMD_QUERY_CONFIG)  # the config string is restored at the end
         cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
         position = {frame[20:24]: i for i, frame in enumerate(frames)}
         replies: List[List[bytes]] = [[] for _ in frames]

@@ -272,7 +272,7 @@ class AdminModel:
         rule 44), or the bytes mangled (rule 43)."""
         if current is not None and got != current and len(got) in (len(string), len(current)) and all(
                 (i < len(string) and b == string[i]) or (i < len(current) and b == current[i]) for i, b in enumerate(got)):
-            return Anomaly("config-set-mixed", f"{what} {string[:64]!r} over {current[:64]!r}: the reply holds {got[:64]!r}, a mix of the two")
+            return Anomaly("config-sets-mixed", f"{what} {string[:64]!r} over {current[:64]!r}: the reply holds {got[:64]!r}, a mix of the two")
         return Anomaly("config-string-mangled", f"{what} {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)")
 
     def _config(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:

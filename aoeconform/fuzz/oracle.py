@@ -117,7 +117,6 @@ KINDS = {
     "config-ccmd-accepted": (41, "CCmd 5-15 answered with success instead of Error 1 or 2"),
     "config-length-unchecked": (42, "a config set with a length over 1024 or beyond the bytes present succeeded"),
     "config-string-mangled": (43, "the config string stored is not the bytes sent (NULs, bytes over 0x7F, length)"),
-    "config-set-mixed": (44, "a config set stored a mix of the string before and the one sent (sets not atomic)"),
     "mask-dircount": (47, "a Mac Mask reply's Dir Count is not the size of the list"),
     "mask-list": (47, "a Mac Mask reply lists other MACs than the list holds"),
     "mask-duplicate": (48, "a MAC appears twice in the Mac Mask list (a duplicate add listed it again)"),
