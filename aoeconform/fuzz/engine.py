@@ -270,13 +270,7 @@ class Fuzzer:
 
     def _prime_admin(self, snapshot) -> None:
         """What the snapshot read is what the admin oracles start from."""
-        admin = self.model.admin
-        if snapshot.config is not None:
-            admin.config = snapshot.config
-        if snapshot.mask is not None:
-            admin.mask = list(snapshot.mask)
-        if snapshot.reservation is not None:
-            admin.reservation = list(snapshot.reservation)
+        self.model.admin.prime(snapshot.config, snapshot.mask, snapshot.reservation)
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:

@@ -160,13 +160,27 @@ class AdminModel:
     def __init__(self, info: TargetFacts, *, config: Optional[bytes] = None, mask: Optional[Sequence[bytes]] = None,
                  reservation: Optional[Sequence[bytes]] = None):
         self.info = info
-        self.config: Optional[bytes] = config
-        self.mask: Optional[List[bytes]] = None if mask is None else list(mask)
-        self.reservation: Optional[List[bytes]] = None if reservation is None else list(reservation)
+        self.config: Optional[bytes] = None
+        self.mask: Optional[List[bytes]] = None
+        self.reservation: Optional[List[bytes]] = None
         #: the reservation was read from a reply, not set by a request the target
         #: acknowledged: a reply that counts padding as MACs would mislead the
         #: enforcement oracles, so they wait for a set to teach it
         self.reservation_learnt = False
+        self.prime(config, mask, reservation)
+
+    def prime(self, config: Optional[bytes], mask: Optional[Sequence[bytes]], reservation: Optional[Sequence[bytes]]) -> None:
+        """Start from what was read before the first case (the session's
+        snapshot); None leaves a part as it is. A list read may count padding
+        as entries: no initiator has the all-zero MAC, and a non-empty
+        reservation waits for an acknowledged set to confirm it."""
+        if config is not None:
+            self.config = bytes(config)
+        if mask is not None:
+            self.mask = _unique([bytes(m) for m in mask if bytes(m) != ZERO_MAC])
+        if reservation is not None:
+            self.reservation = _unique([bytes(m) for m in reservation])
+            self.reservation_learnt = bool(self.reservation)
 
     def forget(self) -> None:
         """Something outside the stepped requests may have changed the state
@@ -392,7 +406,7 @@ class AdminModel:
         if request[14] >> 4 != AOE_VERSION:
             if reply is not None and not reply.error and mcmd == MCMD_EDIT:
                 before = None if self.mask is None else list(self.mask)
-                self._judge_list(reply, None, [], "")
+                self._judge_list(reply, None, found, f"Ver {request[14] >> 4} MCmd 1")
                 if before is not None and self.mask is not None and set(before) != set(self.mask):
                     found.append(Anomaly("side-effect-under-ver", f"Ver {request[14] >> 4} Mac Mask edit: list {_macs(before)} became {_macs(self.mask)}"))
             return
