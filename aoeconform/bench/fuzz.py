@@ -16,6 +16,10 @@ image), each round measures:
   waiting for its reply, one at a time: the ceiling of a serial Python loop.
 
 Rounds are short and bounded in count and time; the figures are medians.
+Beside cases per second, each contender's own CPU time per case is shown
+(this process's user and system time over its cases, syscalls included,
+the target's excluded): on a shared machine the rate follows the CPU share
+the process gets, the CPU cost per case does not.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 from aoeconform.errors import UsageError
 from aoeconform.lab import Lab, make_sparse_image, require_root
@@ -56,15 +60,27 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     if args.seconds <= 0 or args.rounds < 1:
         raise UsageError("--seconds must be positive and --rounds at least 1")
-    results = run_bench(seconds=args.seconds, rounds=args.rounds)
-    print(report(results, args.json))
+    results, cpu = run_bench(seconds=args.seconds, rounds=args.rounds)
+    print(report(results, args.json, cpu))
     return 0
 
 
 # -- contenders ---------------------------------------------------------------------------
 
 
-def _ours(iface: str, seconds: float, seed: int) -> float:
+class _Cpu:
+    """This process's CPU seconds over a block: ``with _Cpu() as cpu: ...; cpu.seconds``."""
+
+    def __enter__(self) -> "_Cpu":
+        self.seconds = 0.0
+        self._start = time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.process_time() - self._start
+
+
+def _ours(iface: str, seconds: float, seed: int) -> tuple:
     from aoeconform.fuzz import Fuzzer
     from aoeconform.initiator.addressing import open_target
 
@@ -76,13 +92,14 @@ def _ours(iface: str, seconds: float, seed: int) -> float:
         # would soon lock vblade up (add and delete in one frame, see corpora/)
         seeds = [s for s in generated_seeds() if s.command == 0]
         fuzzer = Fuzzer(transport, info, seed=seed, seeds=seeds, shrink=False, out_dir=None)
-        result = fuzzer.run(cases=ROUND_CASE_CAP, seconds=seconds)
-        return result.cases_per_second
+        with _Cpu() as cpu:
+            result = fuzzer.run(cases=ROUND_CASE_CAP, seconds=seconds)
+        return result.cases_per_second, cpu.seconds / max(1, result.cases)
     finally:
         transport.close()
 
 
-def _bare(iface: str, target_mac: bytes, seconds: float) -> float:
+def _bare(iface: str, target_mac: bytes, seconds: float) -> tuple:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88A2))
     try:
         sock.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
@@ -96,26 +113,27 @@ def _bare(iface: str, target_mac: bytes, seconds: float) -> float:
     done = 0
     tag = 0
     try:
-        end = time.monotonic() + seconds
-        start = time.monotonic()
-        while time.monotonic() < end and done < ROUND_CASE_CAP:
-            tag = (tag + 1) & 0x7FFFFFFF
-            frame[20:24] = tag.to_bytes(4, "big")
-            sock.send(frame)
-            want = bytes(frame[20:24])
-            while True:
-                if not poller.poll(1000):
-                    break  # lost: go on with the next
-                reply = sock.recv(2048)
-                if reply[20:24] == want and reply[14] & 0x08:
-                    done += 1
-                    break
-        return done / (time.monotonic() - start)
+        with _Cpu() as cpu:
+            end = time.monotonic() + seconds
+            start = time.monotonic()
+            while time.monotonic() < end and done < ROUND_CASE_CAP:
+                tag = (tag + 1) & 0x7FFFFFFF
+                frame[20:24] = tag.to_bytes(4, "big")
+                sock.send(frame)
+                want = bytes(frame[20:24])
+                while True:
+                    if not poller.poll(1000):
+                        break  # lost: go on with the next
+                    reply = sock.recv(2048)
+                    if reply[20:24] == want and reply[14] & 0x08:
+                        done += 1
+                        break
+        return done / (time.monotonic() - start), cpu.seconds / max(1, done)
     finally:
         sock.close()
 
 
-def _boofuzz(iface: str, target_mac: bytes, host_mac: bytes, tuned: bool, cases: int, workdir: str) -> float:
+def _boofuzz(iface: str, target_mac: bytes, host_mac: bytes, tuned: bool, cases: int, workdir: str) -> tuple:
     """Cases per second of a boofuzz Session sending ``cases`` mutated ATA requests."""
     import boofuzz
     from boofuzz import Session, Target, s_block, s_byte, s_bytes, s_dword, s_get, s_initialize, s_static, s_word
@@ -157,15 +175,18 @@ def _boofuzz(iface: str, target_mac: bytes, host_mac: bytes, tuned: bool, cases:
     session = Session(**options)
     session.connect(s_get(name))
     start = time.monotonic()
-    session.fuzz()
+    with _Cpu() as cpu:
+        session.fuzz()
     elapsed = time.monotonic() - start
-    return session.num_cases_actually_fuzzed / elapsed if elapsed else 0.0
+    done = session.num_cases_actually_fuzzed
+    return (done / elapsed if elapsed else 0.0), cpu.seconds / max(1, done)
 
 
 # -- the run -------------------------------------------------------------------------------
 
 
-def run_bench(seconds: float = 2.0, rounds: int = 3, log=sys.stderr) -> Dict[str, List[float]]:
+def run_bench(seconds: float = 2.0, rounds: int = 3, log=sys.stderr) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """(cases per second, CPU seconds per case), each contender's rounds."""
     require_root("benchmarking")
     if shutil.which("vblade") is None:
         raise UsageError("vblade is not installed; install it with `apt-get install vblade`")
@@ -176,6 +197,12 @@ def run_bench(seconds: float = 2.0, rounds: int = 3, log=sys.stderr) -> Dict[str
     workdir = tempfile.mkdtemp(prefix="aoeconform-bench-fuzz-")
     lab = Lab(f"aoecbf{os.getpid() % 100000}", mtu=MTU)
     results: Dict[str, List[float]] = {name: [] for name in COLUMNS}
+    cpu: Dict[str, List[float]] = {name: [] for name in COLUMNS}
+
+    def record(name: str, figures: tuple) -> None:
+        results[name].append(figures[0])
+        cpu[name].append(figures[1])
+
     cwd = os.getcwd()
     try:
         lab.up()
@@ -184,10 +211,10 @@ def run_bench(seconds: float = 2.0, rounds: int = 3, log=sys.stderr) -> Dict[str
         lab.start_vblade(SHELF, SLOT, image)
         os.chdir(workdir)  # anything boofuzz writes by default lands here
         for round_index in range(rounds):
-            results["ours"].append(_ours(lab.host_if, seconds, seed=round_index))
-            results["boofuzz-tuned"].append(_boofuzz(lab.host_if, lab.target_mac, lab.host_mac, True, BOOFUZZ_CASES["boofuzz-tuned"], workdir))
-            results["boofuzz-defaults"].append(_boofuzz(lab.host_if, lab.target_mac, lab.host_mac, False, BOOFUZZ_CASES["boofuzz-defaults"], workdir))
-            results["bare"].append(_bare(lab.host_if, lab.target_mac, seconds))
+            record("ours", _ours(lab.host_if, seconds, seed=round_index))
+            record("boofuzz-tuned", _boofuzz(lab.host_if, lab.target_mac, lab.host_mac, True, BOOFUZZ_CASES["boofuzz-tuned"], workdir))
+            record("boofuzz-defaults", _boofuzz(lab.host_if, lab.target_mac, lab.host_mac, False, BOOFUZZ_CASES["boofuzz-defaults"], workdir))
+            record("bare", _bare(lab.host_if, lab.target_mac, seconds))
             if log is not None:
                 figures = ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in results.items())
                 print(f"round {round_index + 1}/{rounds}: {figures}", file=log, flush=True)
@@ -195,15 +222,16 @@ def run_bench(seconds: float = 2.0, rounds: int = 3, log=sys.stderr) -> Dict[str
         os.chdir(cwd)
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
-    return results
+    return results, cpu
 
 
 def medians(results: Dict[str, List[float]]) -> Dict[str, float]:
     return {name: statistics.median(values) for name, values in results.items() if values}
 
 
-def report(results: Dict[str, List[float]], as_json: bool) -> str:
+def report(results: Dict[str, List[float]], as_json: bool, cpu: Optional[Dict[str, List[float]]] = None) -> str:
     m = medians(results)
+    c = medians(cpu or {})
     ours = m.get("ours", 0.0)
 
     def ratio(other: str):
@@ -216,11 +244,13 @@ def report(results: Dict[str, List[float]], as_json: bool) -> str:
     }
     if as_json:
         return json.dumps({"mtu": MTU, "cases_per_second": m, "ratios": ratios, "rounds": results,
+                           "cpu_us_per_case": {name: round(v * 1e6, 1) for name, v in c.items()},
                            "boofuzz_cases_per_round": BOOFUZZ_CASES, "boofuzz_recv_timeout": BOOFUZZ_RECV_TIMEOUT}, indent=2)
-    lines = [f"{'contender':<18} {'cases/s (median)':>17}  rounds"]
+    lines = [f"{'contender':<18} {'cases/s (median)':>17} {'CPU us/case':>12}  rounds"]
     for name in COLUMNS:
         if name in m:
-            lines.append(f"{name:<18} {m[name]:>17,.0f}  " + ", ".join(f"{v:,.0f}" for v in results[name]))
+            used = f"{c[name] * 1e6:,.1f}" if name in c else "-"
+            lines.append(f"{name:<18} {m[name]:>17,.0f} {used:>12}  " + ", ".join(f"{v:,.0f}" for v in results[name]))
     lines.append("")
     for name, value in ratios.items():
         lines.append(f"{name:<22} {'-' if value is None else f'{value:.2f}'}")

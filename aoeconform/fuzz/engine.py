@@ -330,7 +330,7 @@ class Fuzzer:
                 # nothing goes out past an unanswered fence: a target that
                 # stopped answering gets the same cases whatever the timing
                 blocked = (stopping or self._need_checkpoint or self._serial_in_flight
-                           or (inflight and isinstance(inflight[-1], _Fence)))
+                           or bool(inflight and isinstance(inflight[-1], _Fence)))
                 while not blocked and len(inflight) < room and self._since_probe < health_every:
                     if case is None:
                         case = generate(index)

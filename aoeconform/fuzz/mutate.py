@@ -25,6 +25,7 @@ MAC is the one it keeps out.
 from __future__ import annotations
 
 import _random
+import functools
 import random
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -90,8 +91,8 @@ class Case:
     #: the request is well formed enough that a conforming target must answer it
     expect_reply: bool
 
-    @property
-    def tag(self) -> int:
+    @functools.cached_property
+    def tag(self) -> int:  # read several times per case by the loop
         return int.from_bytes(self.frame[20:24], "big") if len(self.frame) >= 24 else -1
 
     def describe(self) -> str:

@@ -239,16 +239,19 @@ def check_reply(request: bytes, reply: bytes, info: TargetFacts) -> List[Anomaly
             add(Anomaly("answered-other-address", f"request to {int.from_bytes(request[16:18], 'big')}.{request[18]}"))
     if verflags & FLAG_ERROR:
         return found  # with E=1 the argument carries no promise (§2.4)
-    try:
-        decoded = Frame.decode(bytes(reply))
-    except DecodeError as exc:
-        add(Anomaly("undecodable-reply", str(exc)))
-        return found
     command = reply[19]
-    arg = decoded.arg
-    if isinstance(arg, ConfigArg):  # the decoder's type for command 1
-        if arg.version != AOE_VERSION or len(arg.config) > CONFIG_STRING_MAX:
-            add(Anomaly("config-reply-fields", f"version nibble {arg.version}, string {len(arg.config)} bytes"))
+    # an ATA reply decodes whatever its bytes once it holds the whole argument:
+    # only shorter ones (and the other commands) go through the decoder
+    if command != CMD_ATA or n < ATA_HEADER_END:
+        try:
+            decoded = Frame.decode(bytes(reply))
+        except DecodeError as exc:
+            add(Anomaly("undecodable-reply", str(exc)))
+            return found
+        arg = decoded.arg
+        if isinstance(arg, ConfigArg):  # the decoder's type for command 1
+            if arg.version != AOE_VERSION or len(arg.config) > CONFIG_STRING_MAX:
+                add(Anomaly("config-reply-fields", f"version nibble {arg.version}, string {len(arg.config)} bytes"))
     if (
         command == CMD_ATA
         and len(request) >= ATA_HEADER_END
