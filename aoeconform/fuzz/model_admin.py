@@ -179,7 +179,7 @@ class AdminModel:
         if mask is not None:
             self.mask = _unique([bytes(m) for m in mask if bytes(m) != ZERO_MAC])
         if reservation is not None:
-            self.reservation = _unique([bytes(m) for m in reservation])
+            self.reservation = [bytes(m) for m in reservation]
             self.reservation_learnt = bool(self.reservation)
 
     def forget(self) -> None:
@@ -475,8 +475,9 @@ class AdminModel:
     def _judge_reservation(self, reply: _Reply, expected: Optional[List[bytes]], found: List[Anomaly], what: str,
                            release: bool = False, taught: bool = False) -> None:
         """A successful Reserve/Release reply: NMacs and MACs against ``expected``
-        (rule 54); learn the list. ``taught``: ``expected`` is what a set the
-        target just acknowledged asked for."""
+        (rule 54); learn the list as the target lists it. ``taught``: ``expected``
+        is the MAC list a set the target just acknowledged sent, which the target
+        may keep as sent or without its repeats (vblade keeps them)."""
         parsed = reply.reservation()
         if parsed is None:
             self.reservation = None
@@ -484,15 +485,16 @@ class AdminModel:
         count, macs = parsed
         if count != len(macs):
             self.reservation = None  # a count the frame does not hold: nothing to learn
-        elif expected is not None and (count != len(expected) or set(macs) != set(expected)):
+        elif expected is not None and (count not in ({len(expected), len(_unique(expected))} if taught else {len(expected)})
+                                       or set(macs) != set(expected)):
             kind = "reserve-release-ignored" if release and any(mac != ZERO_MAC for mac in macs) else "reserve-list"
             found.append(Anomaly(kind, f"{what}: NMacs {count} {_macs(macs)}, expected {len(expected)} {_macs(expected)}"))
             # Take the target's word, but not for the all-zero MAC: a reply that
             # contradicts the model and lists it has most likely counted padding.
-            self.reservation = _unique([mac for mac in macs if mac != ZERO_MAC])
+            self.reservation = [mac for mac in macs if mac != ZERO_MAC]
             self.reservation_learnt = True
         else:
-            self.reservation = _unique(macs)
+            self.reservation = list(macs)
             self.reservation_learnt = expected is None or (self.reservation_learnt and not taught)
 
     def _reserve(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
@@ -522,7 +524,7 @@ class AdminModel:
                 found.append(Anomaly("reserve-nmacs-unchecked", f"NMacs {count} in a {n}-byte frame succeeded"))
                 self.reservation = None
             return
-        wanted = _unique([bytes(request[RESERVE_HEAD + 6 * i:RESERVE_HEAD + 6 * i + 6]) for i in range(count)])
+        wanted = [bytes(request[RESERVE_HEAD + 6 * i:RESERVE_HEAD + 6 * i + 6]) for i in range(count)]
         held = self._held()
         if reply is None:
             self.reservation = None
