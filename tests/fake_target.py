@@ -11,6 +11,7 @@ import struct
 import threading
 from typing import Dict, List
 
+from aoeconform.target.host import HandlerThread
 from aoeconform.wire import IdentifyData
 from aoeconform.wire.constants import (
     ATA_ERROR_ABRT,
@@ -103,29 +104,6 @@ class FakeTarget:
         return reply(ATA_STATUS_ERROR, ATA_ERROR_ABRT)
 
 
-class TargetThread:
-    """Serves a FakeTarget on a transport in a background thread."""
-
-    def __init__(self, target: FakeTarget, transport):
-        self.target = target
-        self.transport = transport
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        recv, send, handle = self.transport.recv, self.transport.send, self.target.handle
-        while not self._stop.is_set():
-            raw = recv(0.02)
-            if raw is None:
-                continue
-            for out in handle(raw):
-                send(out)
-
-    def __enter__(self):
-        self._thread.start()
-        return self.target
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return False
+def TargetThread(target: FakeTarget, transport) -> HandlerThread:
+    """Serves a FakeTarget on a transport in a background thread (``with TargetThread(target, transport):``)."""
+    return HandlerThread(lambda frame, burst: target.handle(frame), transport, name="fake-target")

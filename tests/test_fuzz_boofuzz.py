@@ -11,7 +11,7 @@ pytest.importorskip("boofuzz")
 from boofuzz import s_get  # noqa: E402
 
 from aoeconform.fuzz import boofuzz as aoe_boofuzz  # noqa: E402
-from aoeconform.fuzz.local import ReferenceTarget  # noqa: E402
+from aoeconform.target.host import ThreadHost  # noqa: E402
 
 #: enough cases to reach the Error byte, the second fuzzed field of the header
 CASES = 130
@@ -33,7 +33,7 @@ class Failures:
 
 def _fuzz(quirks, request="aoe-ata", cases=CASES):
     logger = Failures()
-    with ReferenceTarget(quirks) as ref:
+    with ThreadHost(quirks) as ref:
         assert aoe_boofuzz.define_requests(ref.info) == aoe_boofuzz.REQUESTS
         session, oracle = aoe_boofuzz.session(ref.info, ref.host, timeout=0.1, web_port=None, fuzz_loggers=[logger],
                                               db_filename=":memory:", index_end=cases)
@@ -65,7 +65,7 @@ def test_a_target_that_dies_is_reported_unresponsive():
 
 def test_writes_stay_reads_without_a_window():
     """Fuzzed ATA opcodes never write: the connection makes writes reads."""
-    with ReferenceTarget([]) as ref:
+    with ThreadHost([]) as ref:
         conn = aoe_boofuzz.AoeConnection(ref.host, ref.info)
         aoe_boofuzz.define_requests(ref.info)
         frame = bytearray(s_get("aoe-ata").render())

@@ -10,16 +10,16 @@ import pytest
 from aoeconform.cli import main
 from aoeconform.fuzz import Fuzzer, WritePolicy, load
 from aoeconform.fuzz.engine import replay_finding
-from aoeconform.fuzz.local import ReferenceTarget
 from aoeconform.fuzz.mutate import DESTRUCTIVE_OPCODES, CaseGenerator
 from aoeconform.fuzz.seeds import generated_seeds, load_corpus, default_corpus_dir
+from aoeconform.target.host import ThreadHost
 from aoeconform.wire.constants import ATA_HEADER_END
 
 SEED = 7
 
 
 def test_clean_target_gives_no_findings(tmp_path):
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=50)
         result = fuzzer.run(cases=600)
     assert result.cases == 600
@@ -30,7 +30,7 @@ def test_clean_target_gives_no_findings(tmp_path):
 
 
 def test_crash_on_truncated_is_found_saved_and_shrunk(tmp_path):
-    with ReferenceTarget(["crash-on-truncated"]) as ref:
+    with ThreadHost(["crash-on-truncated"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path), health_every=20)
         result = fuzzer.run(cases=300)
         hangs = [f for f in result.findings if f.kind == "unresponsive"]
@@ -57,7 +57,7 @@ def test_crash_on_truncated_is_found_saved_and_shrunk(tmp_path):
 
 
 def test_tag_bit31_cleared_is_found_and_shrunk(tmp_path):
-    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+    with ThreadHost(["tag-bit31-cleared"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, restart=ref.restart, out_dir=str(tmp_path))
         result = fuzzer.run(cases=400)
         found = [f for f in result.findings if f.kind == "tag-not-echoed"]
@@ -72,7 +72,7 @@ def test_tag_bit31_cleared_is_one_finding_not_collisions(tmp_path):
     """Replies whose tag lost bit 31 land on the tags of other cases (0 and
     0x80000000 are both boundary values): they are the one defect, rule 4,
     not also second replies, answers to silent requests or missing replies."""
-    with ReferenceTarget(["tag-bit31-cleared"]) as ref:
+    with ThreadHost(["tag-bit31-cleared"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=2, restart=ref.restart, out_dir=str(tmp_path))
         result = fuzzer.run(cases=3000)
     assert [(f.kind, f.rule) for f in result.findings] == [("tag-not-echoed", 4)], [f.summary() for f in result.findings]
@@ -80,7 +80,7 @@ def test_tag_bit31_cleared_is_one_finding_not_collisions(tmp_path):
 
 
 def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
-    with ReferenceTarget(["crash-on-truncated"]) as ref:
+    with ThreadHost(["crash-on-truncated"]) as ref:
         fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, out_dir=str(tmp_path), health_every=20)
         result = fuzzer.run(cases=300)
     assert [f.kind for f in result.findings] == ["unresponsive"]
@@ -89,7 +89,7 @@ def test_without_restart_hook_a_hang_ends_the_run(tmp_path):
 
 
 def test_same_seed_same_cases():
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         info = ref.info
     seeds = generated_seeds() + load_corpus(default_corpus_dir())
     first = [CaseGenerator(SEED, seeds, info).case(i) for i in range(300)]
@@ -105,7 +105,7 @@ def test_same_seed_same_cases():
 
 
 def test_no_writes_unless_allowed_and_then_inside_the_window():
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         info = ref.info
     seeds = generated_seeds()
     for i in range(2000):

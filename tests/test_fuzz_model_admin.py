@@ -11,7 +11,7 @@ import pytest
 from aoeconform.fuzz.admin_requests import AdminRequests, admin_script
 from aoeconform.fuzz.context import WritePolicy, second_mac
 from aoeconform.session import TargetFacts
-from aoeconform.fuzz.local import HOST_MAC, TARGET_MAC, ReferenceTarget
+from aoeconform.target.host import HOST_MAC, TARGET_MAC, ThreadHost
 from aoeconform.fuzz.model_admin import AdminModel, changes_state
 from aoeconform.fuzz.mutate import CaseGenerator
 from aoeconform.fuzz.oracle import KINDS
@@ -174,7 +174,7 @@ def test_fuzz_cases_find_quirk(quirk):
 def test_reference_target_in_memory_answers_the_second_mac():
     """The in-memory host endpoint also receives the replies to the second
     MAC (promiscuous, as a raw socket on a veth is), so the fuzzer can speak from it."""
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         info = ref.info
         assert info.second_mac and info.second_mac != info.host_mac
         frame = AdminRequests(info).config_read(src=info.second_mac)

@@ -256,21 +256,14 @@ def test_load_step():
 def test_second_interface_carries_second_mac():
     """With a second transport, frames from the second MAC leave through it
     and its replies are collected there."""
-    import threading
-
-    from aoeconform.scenario.endpoint import BUNDLED_SHELF, BUNDLED_SLOT, BUNDLED_TARGET_MAC, TargetEndpoint, _make_target
+    from aoeconform.scenario.endpoint import BUNDLED_SHELF, BUNDLED_SLOT, BUNDLED_TARGET_MAC, TargetEndpoint
     from aoeconform.scenario.engine import Engine, RunOptions
-    from aoeconform.target.image import MemoryImage
-    from aoeconform.target.server import TargetServer
-    from aoeconform.transport.memory import MemoryLink
+    from aoeconform.target.host import ThreadHost
     from test_scenario_helpers import load_text
 
-    link = MemoryLink()
-    first = link.endpoint("02:00:00:00:00:01")
-    second = link.endpoint("02:00:00:00:00:02")
-    server = TargetServer(_make_target(MemoryImage(1 << 20), 1500, (), False), link.endpoint(BUNDLED_TARGET_MAC))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    host = ThreadHost(shelf=BUNDLED_SHELF, slot=BUNDLED_SLOT, target_mac=BUNDLED_TARGET_MAC, image_bytes=1 << 20)
+    first = host.link.endpoint("02:00:00:00:00:01", name="memory:0")
+    second = host.link.endpoint("02:00:00:00:00:02", name="memory:1")
     suite = load_text("""
         suite: t
         cases:
@@ -288,6 +281,4 @@ def test_second_interface_carries_second_mac():
         assert r.outcome == "passed", r.message
         assert [f.iface for f in r.frames if f.direction == "out"][0] == "memory:1"
     finally:
-        server.stop()
-        thread.join(5)
-        link.close()
+        host.close()

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from aoeconform.errors import UsageError
-from aoeconform.fuzz.local import ReferenceTarget
+from aoeconform.target.host import ThreadHost
 from aoeconform.session import AdaptiveTimeout, RestartFailed, Session, TargetFacts, TargetState, restart_command, requests
 from aoeconform.session.link import TransportLink
 from aoeconform.transport.base import Transport
@@ -32,7 +32,7 @@ def _change_everything(session: Session, facts: TargetFacts) -> None:
 
 
 def test_restore_puts_back_config_mask_and_reservation_on_the_reference_target():
-    with ReferenceTarget(config=b"as it was") as ref:
+    with ThreadHost(config=b"as it was") as ref:
         session = Session(ref.host, ref.info)
         before = session.snapshot()
         assert before == TargetState(b"as it was", (), ())
@@ -45,7 +45,7 @@ def test_restore_puts_back_config_mask_and_reservation_on_the_reference_target()
 
 
 def test_restore_puts_back_only_the_parts_asked_for():
-    with ReferenceTarget(config=b"as it was") as ref:
+    with ThreadHost(config=b"as it was") as ref:
         session = Session(ref.host, ref.info)
         before = session.snapshot()
         _change_everything(session, ref.info)
@@ -57,11 +57,11 @@ def test_restore_puts_back_only_the_parts_asked_for():
 
 def test_restore_reports_a_part_the_target_does_not_take_back():
     # config-nul-truncate stores the string only up to its first NUL
-    with ReferenceTarget(["config-nul-truncate"]) as ref:
+    with ThreadHost(["config-nul-truncate"]) as ref:
         session = Session(ref.host, ref.info)
         problems = session.restore(TargetState(config=b"a\x00b"))
         assert problems and "config string could not be restored" in problems[0]
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         assert Session(ref.host, ref.info).restore(TargetState(config=b"a\x00b")) == []
 
 
@@ -87,20 +87,20 @@ def test_restore_puts_back_config_and_reservation_on_vblade(vblade_lab):
 
 
 def test_probe_and_restart_wait_until_the_target_answers_again():
-    with ReferenceTarget(["crash-on-truncated"]) as ref:
+    with ThreadHost(["crash-on-truncated"]) as ref:
         session = Session(ref.host, ref.info, restart=ref.restart)
         assert session.probe()
         # a truncated ATA argument crashes this target
         session.exchange(Header(dst=ref.info.mac, src=ref.info.host_mac, shelf=ref.info.shelf, slot=ref.info.slot).encode() + b"\x40", 0.05)
         assert not session.probe(attempts=2, timeout=0.05)
         assert session.restart() and session.restarts == 1 and session.probe()
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         session = Session(ref.host, ref.info)
         assert not session.restart() and "no restart hook" in session.restart_error
 
 
 def test_a_failed_restart_command_is_reported_not_waited_for():
-    with ReferenceTarget() as ref:
+    with ThreadHost() as ref:
         session = Session(ref.host, ref.info, restart=restart_command(f"{sys.executable} -c 'import sys; print(\"boom\", file=sys.stderr); sys.exit(3)'"))
         began = time.monotonic()
         assert not session.restart()
@@ -127,6 +127,32 @@ def test_run_fuzz_and_replay_build_the_same_restart_hook():
 
     assert cli_fuzz.restart_command is restart_mod.restart_command
     assert scenario_endpoint.restart_command is restart_mod.restart_command
+
+
+def test_run_and_fuzz_report_a_failed_restart_alike():
+    """The same failing --restart-cmd reads the same in the scenario engine's
+    notes and in the fuzzer's reason for stopping."""
+    from aoeconform.fuzz import Fuzzer
+    from aoeconform.scenario import results as R
+    from aoeconform.scenario.endpoint import bundled_loopback
+    from aoeconform.scenario.engine import Engine, RunOptions
+
+    hook = restart_command("echo nope >&2; exit 4")
+    expected = "--restart-cmd exited with status 4: nope"
+    endpoint = bundled_loopback()
+    endpoint.restart = hook
+    try:
+        engine = Engine(endpoint, RunOptions(timeout_floor=0.05))
+        engine.probe()
+        result = R.CaseResult("t/x", "r", "1", "MUST", R.PASSED)
+        assert not engine._restart(result)
+        assert f"restart failed: {expected}" in result.notes
+    finally:
+        endpoint.close()
+    with ThreadHost() as ref:
+        fuzzer = Fuzzer(ref.host, ref.info, restart=hook)
+        assert not fuzzer.session.restart()
+        assert fuzzer._not_back() == f"target did not come back after a restart ({expected})"
 
 
 # -- adaptive timeouts ---------------------------------------------------------------------

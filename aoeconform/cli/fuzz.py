@@ -127,10 +127,10 @@ def run(args) -> int:
     reference = None
     restart: Optional[Callable[[], None]]
     if args.in_memory:
-        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.host import ThreadHost
         from aoeconform.target.quirks import check_quirks
 
-        reference = ReferenceTarget(check_quirks(_quirk_names(args)))
+        reference = ThreadHost(check_quirks(_quirk_names(args)))
         transport, info, restart = reference.host, reference.info, reference.restart
     else:
         transport, info = _open_interface(args.target)
@@ -183,10 +183,10 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
         transport, info = _open_interface(target)
         restart = restart_command(restart_cmd) if restart_cmd else None
     else:
-        from aoeconform.fuzz.local import ReferenceTarget
+        from aoeconform.target.host import ThreadHost
         from aoeconform.target.quirks import check_quirks
 
-        reference = ReferenceTarget(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
+        reference = ThreadHost(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
         transport, info, restart = reference.host, reference.info, reference.restart
     try:
         fired = replay_finding(transport, info, finding, restart=restart)
@@ -269,10 +269,10 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
 
     def open_target(k):
         if args.in_memory:
-            from aoeconform.fuzz.local import ReferenceTarget
+            from aoeconform.target.host import ThreadHost
             from aoeconform.target.quirks import check_quirks
 
-            reference = ReferenceTarget(check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip()))
+            reference = ThreadHost(check_quirks(q.strip() for item in args.quirk for q in item.split(",") if q.strip()))
             return reference.host, reference.info, reference.restart, reference.close
         transport, info = _open_interface(targets[k])
         command = restarts[k] if len(restarts) > 1 else (restarts[0] if restarts else None)

@@ -7,17 +7,15 @@ health checks, a restart hook and shrinking of whatever they find.
 - ``engine``: the pipelined loop, health checks, restarts, findings
 - ``shrink``: replay, ddmin over sequences, minimising one frame
 - ``findings``: finding files (JSON with hex frames, pcaps)
-- ``local``: the reference target in a thread, for tests
 """
 
-from .context import TargetInfo, WritePolicy  # TargetInfo: the old name of session.TargetFacts, until the session layer has landed
+from .context import WritePolicy
 from .engine import Fuzzer, FuzzResult, replay_finding
 from .findings import Finding, load, save
 from .mutate import Case, CaseGenerator
 from .seeds import COMMAND_CHOICES, Seed, generated_seeds, load_corpus
 
 __all__ = [
-    "TargetInfo",
     "WritePolicy",
     "Fuzzer",
     "FuzzResult",

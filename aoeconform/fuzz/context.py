@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from aoeconform.errors import UsageError
-from aoeconform.session.facts import TargetFacts
+from aoeconform.session.facts import spoofed_mac
 
 #: sectors in the default write window when --allow-write names none
 DEFAULT_WINDOW_SECTORS = 64
@@ -20,14 +20,8 @@ DEFAULT_WINDOW_SECTORS = 64
 
 def second_mac(host_mac: bytes) -> bytes:
     """The second initiator's MAC: a spoofed source on the host's own link,
-    the same one the suites use (scenario.endpoint.spoofed_mac)."""
-    from aoeconform.scenario.endpoint import spoofed_mac
-
+    the same one the suites use (session.facts.spoofed_mac)."""
     return spoofed_mac(host_mac)
-
-
-#: for code written against the old name while the session layer lands; use TargetFacts
-TargetInfo = TargetFacts
 
 
 @dataclass(frozen=True)

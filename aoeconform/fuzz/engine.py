@@ -290,7 +290,7 @@ class Fuzzer:
         result = self.result
         self._baseline()
         self._say(f"seed {self.seed} (rerun with --seed {self.seed}); target {self.info.address} at {self.info.mac.hex(':')} "
-                  f"on {getattr(self.transport, 'name', '?')}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
+                  f"on {self.transport.name}, window {self.window}, deadline {self.deadline * 1000:.0f} ms"
                   + (f", findings to {self.out_dir}" if self.out_dir else ""))
         started = self._started = time.monotonic()
         if self.restart_hook is not None:
@@ -305,7 +305,7 @@ class Fuzzer:
         outstanding = self._outstanding
         inflight = self._inflight
         transport = self.transport
-        recv_many = getattr(transport, "recv_many", None)
+        recv_many = transport.recv_many
         monotonic = time.monotonic
         generate = self.generator.case
         serialise = self.serialise
@@ -380,11 +380,7 @@ class Fuzzer:
                         wait = min(wait, last_sent + grace - now)
                     elif sent:
                         wait = 0.0  # room for more: take what has arrived and go on
-                if recv_many is not None:
-                    frames = recv_many(64, wait)
-                else:
-                    frame = transport.recv(wait)
-                    frames = [frame] if frame is not None else []
+                frames = recv_many(64, wait)
                 now = monotonic()
                 for frame in frames:
                     self._on_frame(frame, now)
@@ -684,7 +680,7 @@ class Fuzzer:
     def _target_dict(self) -> dict:
         info = self.info
         return {
-            "iface": getattr(self.transport, "name", ""),
+            "iface": self.transport.name,
             "mac": info.mac.hex(":"),
             "host_mac": info.host_mac.hex(":"),
             "second_mac": info.second_mac.hex(":"),

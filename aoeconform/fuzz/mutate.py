@@ -64,7 +64,7 @@ from .seeds import HOST_MAC_PLACEHOLDER, Seed
 
 #: first tag of a run's own numbering; health probes use their own range
 CASE_TAG_BASE = 0x00010000
-#: the share of cases sent from the second initiator's MAC (TargetInfo.second_mac):
+#: the share of cases sent from the second initiator's MAC (TargetFacts.second_mac):
 #: what the Mac Mask list and a reservation must keep out (rules 51, 57)
 SECOND_SOURCE_SHARE = 0.1
 TAG_MASK_31 = 0x7FFFFFFF

@@ -147,7 +147,7 @@ def collect_configs(
             continue
         found[key] = TargetFacts.from_config(frame, transport.mac, transport.mtu)
     targets = sorted(found.values(), key=lambda r: (r.shelf, r.slot, r.mac))
-    return DiscoveryResult(targets, list(ignored.values()), getattr(transport, "name", ""), timeout)
+    return DiscoveryResult(targets, list(ignored.values()), transport.name, timeout)
 
 
 def identify_all(

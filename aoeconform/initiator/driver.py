@@ -342,19 +342,10 @@ class Initiator:
         self._raise_if_dead(requests)
 
     def _receiver(self) -> Callable[[float], List[bytes]]:
-        """recv(timeout) -> frames: every frame already queued, in one call where
-        the transport can (``recv_many``), so bursts of replies cost one wake-up."""
-        recv_many = getattr(self.transport, "recv_many", None)
-        if recv_many is not None:
-            batch = RECV_BATCH
-            return lambda timeout: recv_many(batch, timeout)
-        recv = self.transport.recv
-
-        def receive(timeout: float) -> List[bytes]:
-            raw = recv(timeout)
-            return [] if raw is None else [raw]
-
-        return receive
+        """recv(timeout) -> frames: every frame already queued, in one call
+        (``recv_many``), so bursts of replies cost one wake-up."""
+        recv_many, batch = self.transport.recv_many, RECV_BATCH
+        return lambda timeout: recv_many(batch, timeout)
 
     def _raise_if_dead(self, requests: List[IoRequest]) -> None:
         engine = self.engine

@@ -20,10 +20,12 @@ from aoeconform.wire.constants import (
     CMD_MAC_MASK,
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
+    COMMAND_BYTE,
     ETH_MIN_FRAME,
     FLAG_ERROR,
     FLAG_RESPONSE,
     LBA28_MAX_SECTORS,
+    frame_tag,
 )
 from aoeconform.wire.frame import Arg
 
@@ -80,8 +82,7 @@ def build(spec: Mapping, env: Env, defaults: Mapping, new_tag: Callable[[], int]
     v = env.variables
     if "raw" in spec:
         raw = byte_value(spec["raw"], v, seed=env.seed, what="raw")
-        tag = int.from_bytes(raw[20:24], "big") if len(raw) >= 24 else 0
-        return Built(raw, tag)
+        return Built(raw, frame_tag(raw))
     command = command_of(spec, env)
     hspec = spec.get("header") or {}
     header = Header(
@@ -152,9 +153,9 @@ def build(spec: Mapping, env: Env, defaults: Mapping, new_tag: Callable[[], int]
 
 def changes_state(raw: bytes) -> set[str]:
     """Which parts of target state this request may change (restored afterwards)."""
-    if len(raw) < 20:
+    if len(raw) <= COMMAND_BYTE:
         return set()
-    command = raw[19]
+    command = raw[COMMAND_BYTE]
     if command == CMD_QUERY_CONFIG and (len(raw) < 30 or raw[29] & 0xF not in (0, 1, 2)):
         return {"config"}
     if command == CMD_MAC_MASK and (len(raw) < 26 or raw[25] != 0):

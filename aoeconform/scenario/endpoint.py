@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from aoeconform.errors import UsageError
+from aoeconform.session.facts import spoofed_mac
 from aoeconform.session.restart import restart_command
 from aoeconform.transport.base import Transport
 
@@ -26,12 +26,6 @@ BUNDLED_IMAGE_BYTES = 16 << 20
 #: in a lab the image is a sparse file, so it can be large enough for the cases
 #: that address sectors above 2^28 (only written sectors take disk space)
 LAB_IMAGE_BYTES = ((1 << 28) + (1 << 16)) * 512
-
-
-def spoofed_mac(mac: bytes) -> bytes:
-    """A locally administered unicast MAC that differs from ``mac`` (the second initiator)."""
-    candidate = bytes([0x02, 0xAE, 0xC0]) + mac[3:5] + bytes([mac[5] ^ 0x5A])
-    return candidate if candidate != mac else candidate[:5] + bytes([candidate[5] ^ 0xFF])
 
 
 @dataclass
@@ -78,131 +72,31 @@ class TargetEndpoint:
         self.closers.clear()
 
 
-class SparseImage:
-    """A memory image that stores only the sectors written, so a disk of
-    more than 2^28 sectors costs nothing (the same calls as MemoryImage)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.name = f"sparse:{size}"
-        self.readonly = False
-        self._sectors: dict[int, bytes] = {}
-
-    def readinto(self, view, offset: int) -> int:
-        count = len(view)
-        done = 0
-        while done < count:
-            pos = offset + done
-            sector, within = divmod(pos, 512)
-            n = min(512 - within, count - done)
-            if pos >= self.size:
-                view[done:] = bytes(count - done)
-                return done
-            data = self._sectors.get(sector)
-            view[done:done + n] = data[within:within + n] if data is not None else bytes(n)
-            done += n
-        return count
-
-    def write(self, data, offset: int) -> int:
-        data = bytes(data)
-        count = max(0, min(len(data), self.size - offset))
-        done = 0
-        while done < count:
-            pos = offset + done
-            sector, within = divmod(pos, 512)
-            n = min(512 - within, count - done)
-            old = bytearray(self._sectors.get(sector, bytes(512)))
-            old[within:within + n] = data[done:done + n]
-            self._sectors[sector] = bytes(old)
-            done += n
-        return count
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _make_target(image, mtu: int, quirks, readonly: bool, mac: bytes = BUNDLED_TARGET_MAC):
-    from aoeconform.target.logic import Target
-
-    return Target(image, shelf=BUNDLED_SHELF, slot=BUNDLED_SLOT, mac=mac, mtu=mtu, readonly=readonly, quirks=quirks)
-
-
 def bundled_loopback(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES) -> TargetEndpoint:
     """The reference target's logic answering inside send(): deterministic and fast.
     Images above 64 MiB are sparse (only written sectors are stored)."""
-    from aoeconform.target.image import MemoryImage
+    from aoeconform.target.host import LoopbackHost
 
-    from .loopback import LoopbackTransport
-
-    image = MemoryImage(image_bytes) if image_bytes <= 64 << 20 else SparseImage(image_bytes)
-    holder = {"target": _make_target(image, mtu, quirks, readonly)}
-
-    def handler(frame, burst):
-        return holder["target"].handle(frame, burst)
-
-    def idle():
-        holder["target"].complete_pending()
-
-    transport = LoopbackTransport(handler, HARNESS_MAC, mtu, name="memory", on_idle=idle)
-    for frame in holder["target"].announce():
-        transport.inject(frame)
-
-    def restart():
-        holder["target"].close()
-        holder["target"] = _make_target(image, mtu, quirks, readonly)  # same image: the disk survives
-        for frame in holder["target"].announce():
-            transport.inject(frame)
-
-    desc = "bundled reference target (in memory, synchronous)"
-    if quirks:
-        desc += f", quirks: {', '.join(sorted(quirks))}"
-    return TargetEndpoint(transport, BUNDLED_TARGET_MAC, BUNDLED_SHELF, BUNDLED_SLOT, restart=restart, readonly=readonly,
-                          bundled=True, description=desc, iface="memory")
+    host = LoopbackHost(quirks, readonly=readonly, mtu=mtu, image_bytes=image_bytes, shelf=BUNDLED_SHELF, slot=BUNDLED_SLOT,
+                        target_mac=BUNDLED_TARGET_MAC, host_mac=HARNESS_MAC)
+    return _bundled_endpoint(host, "bundled reference target (in memory, synchronous)")
 
 
 def bundled_thread(quirks=(), readonly: bool = False, mtu: int = 1500, image_bytes: int = BUNDLED_IMAGE_BYTES) -> TargetEndpoint:
     """The reference target served in a thread on an in-memory Ethernet segment."""
-    from aoeconform.target.image import MemoryImage
-    from aoeconform.target.server import TargetServer
-    from aoeconform.transport.memory import MemoryLink
+    from aoeconform.target.host import ThreadHost
 
-    import threading
+    host = ThreadHost(quirks, readonly=readonly, mtu=mtu, image_bytes=image_bytes, shelf=BUNDLED_SHELF, slot=BUNDLED_SLOT,
+                      target_mac=BUNDLED_TARGET_MAC, host_mac=HARNESS_MAC, promiscuous=True, host_name="memory:harness")
+    return _bundled_endpoint(host, "bundled reference target (in-memory link, server thread)")
 
-    link = MemoryLink("aoeconform")
-    ours = link.endpoint(HARNESS_MAC, mtu, promiscuous=True, name="memory:harness")
-    image = MemoryImage(image_bytes)
-    state: dict = {}
 
-    def start():
-        target_port = link.endpoint(BUNDLED_TARGET_MAC, mtu, name="memory:target")
-        server = TargetServer(_make_target(image, mtu, quirks, readonly), target_port, log=sys.stderr)
-        thread = threading.Thread(target=server.serve_forever, name="aoeconform-target", daemon=True)
-        server.announce()
-        thread.start()
-        state.update(server=server, thread=thread, port=target_port)
-
-    def stop():
-        if state:
-            state["server"].stop()
-            state["thread"].join(timeout=5)
-            state["server"].close()
-            state["port"].close()
-            state.clear()
-
-    def restart():
-        stop()
-        start()
-
-    start()
-    desc = "bundled reference target (in-memory link, server thread)"
-    if quirks:
-        desc += f", quirks: {', '.join(sorted(quirks))}"
-    ep = TargetEndpoint(ours, BUNDLED_TARGET_MAC, BUNDLED_SHELF, BUNDLED_SLOT, restart=restart, readonly=readonly,
+def _bundled_endpoint(host, desc: str) -> TargetEndpoint:
+    if host.quirks:
+        desc += f", quirks: {', '.join(sorted(host.quirks))}"
+    ep = TargetEndpoint(host.host, host.target_mac, host.shelf, host.slot, restart=host.restart, readonly=host.readonly,
                         bundled=True, description=desc, iface="memory")
-    ep.closers += [link.close, stop]
+    ep.closers.append(host.close)
     return ep
 
 

@@ -23,6 +23,7 @@ from aoeconform.wire.constants import (
     AFLAG_A,
     AFLAG_E,
     AFLAG_W,
+    AOE_HEADER_LEN,
     ATA_CHECK_POWER_MODE,
     ATA_ERROR_ABRT,
     ATA_FLUSH_CACHE,
@@ -35,8 +36,12 @@ from aoeconform.wire.constants import (
     ATA_WRITE_SECTORS_EXT,
     BROADCAST_MAC,
     CMD_ATA,
+    COMMAND_BYTE,
     LBA28_MAX_SECTORS,
     SECTOR_SIZE,
+    SHELF_BYTES,
+    SLOT_BYTE,
+    frame_tag,
 )
 
 from . import results as R
@@ -290,16 +295,16 @@ class Engine:
         replies, all run long, that carried a tag the harness never sent."""
         ep = self.endpoint
         probes = self.probe_replies
-        wrong_address = [r for r in probes if len(r) >= 24 and (int.from_bytes(r[16:18], "big"), r[18]) != (ep.shelf, ep.slot)]
+        wrong_address = [r for r in probes if len(r) >= AOE_HEADER_LEN and (_shelf(r), r[SLOT_BYTE]) != (ep.shelf, ep.slot)]
         runts = [r for r in probes if len(r) < 60]
         strangers = self.wire.strangers
         checks = [
             ("observed/probe/real-address", 11, "The replies to the start-up probes (Query Config, IDENTIFY, Mac Mask and Reserve reads, CHECK POWER, FLUSH) carry the target's real shelf and slot.",
-             wrong_address, lambda r: f"shelf {int.from_bytes(r[16:18], 'big')} slot {r[18]} instead of {ep.shelf}.{ep.slot}"),
+             wrong_address, lambda r: f"shelf {_shelf(r)} slot {r[SLOT_BYTE]} instead of {ep.shelf}.{ep.slot}"),
             ("observed/probe/padded", 16, "The replies to the start-up probes are padded to at least 60 bytes.",
-             runts, lambda r: f"a {len(r)}-byte reply to command {r[19]}"),
+             runts, lambda r: f"a {len(r)}-byte reply to command {r[COMMAND_BYTE]}"),
             ("observed/run/tags-returned", 4, "No reply to the harness, all run long, carries a tag the harness never sent.",
-             strangers, lambda r: f"tag 0x{int.from_bytes(r[20:24], 'big'):08x} in a reply to command {r[19]}"),
+             strangers, lambda r: f"tag 0x{frame_tag(r):08x} in a reply to command {r[COMMAND_BYTE]}"),
         ]
         out = []
         for case_id, rule, requirement, bad, describe in checks:
@@ -882,6 +887,10 @@ def _decisive_checks(verdict: Verdict) -> Optional[list]:
     fewest = min(len(a.failures()) for a in answered)
     best = [a for a in answered if len(a.failures()) == fewest]
     return best[0].failures() if len(best) == 1 else None
+
+
+def _shelf(frame: bytes) -> int:
+    return int.from_bytes(frame[SHELF_BYTES], "big")
 
 
 def _stable_number(text: str) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Union
 
 from aoeconform.session.facts import TargetFacts
 from aoeconform.wire import Frame, Header
+from aoeconform.wire.constants import frame_tag
 
 from .endpoint import TargetEndpoint
 from .engine import Engine, RunOptions
@@ -93,9 +94,8 @@ class TargetHandle:
 
     def send(self, frame: Union[Frame, bytes]) -> Request:
         raw = frame.encode(pad=True) if isinstance(frame, Frame) else bytes(frame)
-        tag = int.from_bytes(raw[20:24], "big") if len(raw) >= 24 else 0
         self.engine.wire.send(raw)
-        return Request(raw, tag)
+        return Request(raw, frame_tag(raw))
 
     def exchange(self, frame: Union[Frame, bytes], timeout: Optional[float] = None, *, wait_all: bool = False) -> Exchange:
         """Send ``frame`` and collect the replies with its tag: the first one ends

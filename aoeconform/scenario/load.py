@@ -8,7 +8,7 @@ import time
 from typing import Mapping, Optional
 
 from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import SECTOR_SIZE
+from aoeconform.wire.constants import AOE_HEADER_LEN, SECTOR_SIZE, frame_tag
 
 from .values import pattern_bytes
 
@@ -23,8 +23,8 @@ class _TagNoting(Transport):
         self.mac, self.mtu, self.name = inner.mac, inner.mtu, inner.name
 
     def send(self, frame: bytes) -> None:
-        if len(frame) >= 24:
-            self.tags.add(int.from_bytes(frame[20:24], "big"))
+        if len(frame) >= AOE_HEADER_LEN:
+            self.tags.add(frame_tag(frame))
         self.inner.send(frame)
 
     def recv(self, timeout: Optional[float]) -> Optional[bytes]:

@@ -20,7 +20,7 @@ from typing import Callable, Collection, List, Optional, Tuple
 
 from aoeconform.session.link import Link
 from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import ETH_P_AOE, FLAG_RESPONSE
+from aoeconform.wire.constants import ETH_P_AOE, FLAG_RESPONSE, frame_tag
 
 from .results import FrameRecord
 
@@ -80,7 +80,7 @@ class Wire:
         self.primary = primary
         self.second = second
         self.transports = [primary] + ([second] if second is not None else [])
-        self.synchronous = all(getattr(t, "synchronous", False) for t in self.transports)
+        self.synchronous = all(t.synchronous for t in self.transports)
         self.timing = timing or Timing()
         self.clock = clock
         self.inbox: dict[int, list[bytes]] = defaultdict(list)
@@ -127,7 +127,7 @@ class Wire:
         self._record("out", transport, raw)
         self._recent_sent.append(bytes(raw))
         if len(raw) >= 24:
-            tag = int.from_bytes(raw[20:24], "big")
+            tag = frame_tag(raw)
             self._sent_at[tag] = self.clock()
             self.sent_tags.add(tag)
         self.exchanges += 1
@@ -166,7 +166,7 @@ class Wire:
         assert transport is not None  # set wherever raw was
         self._record("in", transport, raw)
         if len(raw) >= 24 and int.from_bytes(raw[12:14], "big") == ETH_P_AOE:
-            tag = int.from_bytes(raw[20:24], "big")
+            tag = frame_tag(raw)
             sent = self._sent_at.pop(tag, None)
             if sent is not None:
                 self.timing.add(self.clock() - sent)

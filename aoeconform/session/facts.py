@@ -37,6 +37,13 @@ def frame_sectors(mtu: int, sector_count: int) -> int:
     return n if n > 0 else LEGACY_SECTOR_COUNT
 
 
+def spoofed_mac(mac: bytes) -> bytes:
+    """A locally administered unicast MAC that differs from ``mac``: the second
+    initiator, a spoofed source on the same link."""
+    candidate = bytes([0x02, 0xAE, 0xC0]) + mac[3:5] + bytes([mac[5] ^ 0x5A])
+    return candidate if candidate != mac else candidate[:5] + bytes([candidate[5] ^ 0xFF])
+
+
 @dataclass
 class TargetFacts:
     """One target (MAC, shelf, slot) as seen from this host's MAC on a link of ``mtu``."""

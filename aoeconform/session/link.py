@@ -13,7 +13,7 @@ import time
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 from aoeconform.transport.base import Transport
-from aoeconform.wire.constants import ETH_P_AOE, FLAG_RESPONSE
+from aoeconform.wire.constants import AOE_HEADER_LEN, ETH_P_AOE, ETHERTYPE_BYTES, FLAG_RESPONSE, SRC_BYTES, VER_FLAGS_BYTE, frame_tag
 
 from .rtt import USEC_PER_SEC, RttEstimator
 
@@ -71,16 +71,17 @@ class TransportLink(Link):
         self.target_mac = target_mac
         self.timing = timing or AdaptiveTimeout()
         self.clock = clock
-        self.synchronous = bool(getattr(transport, "synchronous", False))
+        self.synchronous = transport.synchronous
         self._sent_at: Dict[int, float] = {}
 
     def _from_target(self, frame: bytes) -> bool:
         """An AoE reply, or a frame from the target's MAC (a reply without R is still its answer)."""
-        return len(frame) >= 24 and frame[12:14] == _AOE and (bool(frame[14] & FLAG_RESPONSE) or frame[6:12] == self.target_mac)
+        return (len(frame) >= AOE_HEADER_LEN and frame[ETHERTYPE_BYTES] == _AOE
+                and (bool(frame[VER_FLAGS_BYTE] & FLAG_RESPONSE) or frame[SRC_BYTES] == self.target_mac))
 
     def send(self, raw: bytes) -> None:
-        if len(raw) >= 24:
-            self._sent_at[int.from_bytes(raw[20:24], "big")] = self.clock()
+        if len(raw) >= AOE_HEADER_LEN:
+            self._sent_at[frame_tag(raw)] = self.clock()
         self.transport.send(raw)
 
     def wait(self, tags: Collection[int], timeout: float, first_only: bool = True) -> Tuple[List[bytes], List[bytes]]:
@@ -97,7 +98,7 @@ class TransportLink(Link):
                 break
             if not self._from_target(reply):
                 continue
-            tag = int.from_bytes(reply[20:24], "big")
+            tag = frame_tag(reply)
             if tag in tags:
                 matched.append(reply)
                 sent = self._sent_at.pop(tag, None)

@@ -17,7 +17,7 @@ from typing import Callable, Collection, Iterable, List, Optional, Sequence, Tup
 
 from aoeconform.transport.base import Transport
 from aoeconform.wire import ConfigArg, DecodeError, Frame, MacMaskArg, ReserveArg
-from aoeconform.wire.constants import TAG_TOOL_BIT
+from aoeconform.wire.constants import AOE_HEADER_LEN, TAG_TOOL_BIT, frame_tag
 
 from . import requests
 from .facts import TargetFacts
@@ -91,8 +91,8 @@ class Session:
         other frames from the target) seen within ``wait`` seconds (default: the
         adaptive timeout), or until the first reply with ``first_only``."""
         wanted = set(tags)
-        if len(raw) >= 24:
-            wanted.add(int.from_bytes(raw[20:24], "big"))
+        if len(raw) >= AOE_HEADER_LEN:
+            wanted.add(frame_tag(raw))
         try:
             self.link.send(raw)
         except OSError:

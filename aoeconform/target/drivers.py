@@ -15,6 +15,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from aoeconform.wire.constants import (
+    AOE_HEADER_LEN,
+    CMD_QUERY_CONFIG,
+    COMMAND_BYTE,
+    FLAG_RESPONSE,
+    SRC_BYTES,
+    TAG_BYTES,
+    VER_FLAGS_BYTE,
+)
+
 from .image import FileImage, MemoryImage
 
 if TYPE_CHECKING:
@@ -27,6 +37,12 @@ HOST_MAC = bytes.fromhex("020000000001")
 OTHER_MACS = [bytes.fromhex(f"0200000000{i:02x}") for i in range(0x10, 0x20)]
 BROADCAST = b"\xff" * 6
 ETH_AOE = b"\x88\xa2"
+
+
+def _is_announcement(frame: bytes) -> bool:
+    """The unsolicited config reply a target sends at start-up: tag 0 (rule 46)."""
+    return (len(frame) >= AOE_HEADER_LEN and frame[COMMAND_BYTE] == CMD_QUERY_CONFIG
+            and bool(frame[VER_FLAGS_BYTE] & FLAG_RESPONSE) and frame[TAG_BYTES] == bytes(4))
 
 
 class FrameBuilder:
@@ -218,7 +234,7 @@ class VethDriver(Driver):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             frame = self.transport.recv(0.05)
-            if frame is not None and frame[19] == 1 and frame[14] & 0x08 and frame[20:24] == b"\x00\x00\x00\x00":
+            if frame is not None and _is_announcement(frame):
                 self.announcements.append(frame)
                 break
             if not process.alive():
@@ -235,7 +251,7 @@ class VethDriver(Driver):
         end = time.monotonic() + 0.02
         while time.monotonic() < end:
             frame = self.transport.recv(0.01)
-            if frame is not None and frame[19] == 1 and frame[20:24] == b"\x00\x00\x00\x00":
+            if frame is not None and _is_announcement(frame):
                 self.announcements.append(frame)
         return self
 
@@ -255,14 +271,14 @@ class VethDriver(Driver):
             frame = transport.recv(remaining)
             if frame is None:
                 return replies
-            if len(frame) >= 24 and frame[14] & 0x08 and frame[20:24] in tags and frame[6:12] != transport.mac:
+            if len(frame) >= AOE_HEADER_LEN and frame[VER_FLAGS_BYTE] & FLAG_RESPONSE and frame[TAG_BYTES] in tags and frame[SRC_BYTES] != transport.mac:
                 replies.append(frame)
                 if len(replies) >= want:
                     deadline = min(deadline, time.monotonic() + grace)
 
     def exchange(self, frame: bytes, expect: bool = True) -> list[bytes]:
         self._started().send(frame)
-        tag = frame[20:24] if len(frame) >= 24 else b""
+        tag = frame[TAG_BYTES] if len(frame) >= AOE_HEADER_LEN else b""
         # tag-bit31-cleared and friends: accept the tag with bit 31 flipped off too
         tags = {tag, bytes([tag[0] & 0x7F]) + tag[1:]} if tag else set()
         if expect:
@@ -270,7 +286,7 @@ class VethDriver(Driver):
         return self._collect(tags, 1, self.silence_wait, 0.0)
 
     def burst(self, frames: Sequence[bytes]) -> list[bytes]:
-        tags = {f[20:24] for f in frames}
+        tags = {f[TAG_BYTES] for f in frames}
         transport = self._started()
         for f in frames:
             transport.send(f)

@@ -143,3 +143,49 @@ def open_image(spec: str, readonly: bool = False, sync: bool = False):
         image.readonly = readonly
         return image
     return FileImage(spec, readonly=readonly, sync=sync)
+
+
+class SparseImage:
+    """A memory image that stores only the sectors written, so a disk of
+    more than 2^28 sectors costs nothing (the same calls as MemoryImage)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.name = f"sparse:{size}"
+        self.readonly = False
+        self._sectors: dict[int, bytes] = {}
+
+    def readinto(self, view, offset: int) -> int:
+        count = len(view)
+        done = 0
+        while done < count:
+            pos = offset + done
+            sector, within = divmod(pos, 512)
+            n = min(512 - within, count - done)
+            if pos >= self.size:
+                view[done:] = bytes(count - done)
+                return done
+            data = self._sectors.get(sector)
+            view[done:done + n] = data[within:within + n] if data is not None else bytes(n)
+            done += n
+        return count
+
+    def write(self, data, offset: int) -> int:
+        data = bytes(data)
+        count = max(0, min(len(data), self.size - offset))
+        done = 0
+        while done < count:
+            pos = offset + done
+            sector, within = divmod(pos, 512)
+            n = min(512 - within, count - done)
+            old = bytearray(self._sectors.get(sector, bytes(512)))
+            old[within:within + n] = data[done:done + n]
+            self._sectors[sector] = bytes(old)
+            done += n
+        return count
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

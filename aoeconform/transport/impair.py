@@ -362,9 +362,8 @@ class ImpairedTransport(Transport):
         if first is None:
             return []
         frames = [first]
-        inner_many = getattr(self.inner, "recv_many", None)
-        if inner_many is not None and len(frames) < max_frames:
-            burst = inner_many(max_frames - 1, 0.0)
+        if len(frames) < max_frames:
+            burst = self.inner.recv_many(max_frames - 1, 0.0)
             if burst:
                 now = self._clock()
                 admit = self._lanes[RECV].admit

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import queue
 import threading
-from typing import Iterable, List, Optional
+from typing import List, Optional
 
 from aoeconform.transport.base import Transport
 
@@ -62,13 +62,6 @@ class MemoryEndpoint(Transport):
             raise OSError(errno.EMSGSIZE, f"frame of {len(frame)} bytes exceeds MTU {self.mtu}")
         self.sent_count += 1
         self._link._deliver(self, frame)
-
-    def send_many(self, frames: Iterable[bytes]) -> int:
-        count = 0
-        for frame in frames:
-            self.send(frame)
-            count += 1
-        return count
 
     def _enqueue(self, frame: bytes) -> None:
         self._queue.put(frame)

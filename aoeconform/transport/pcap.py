@@ -206,13 +206,6 @@ class RecordingTransport(Transport):
         self.writer.write(frame)
         self.inner.send(frame)
 
-    def send_many(self, frames) -> int:
-        count = 0
-        for frame in frames:
-            self.send(frame)
-            count += 1
-        return count
-
     def recv(self, timeout: Optional[float]) -> Optional[bytes]:
         frame = self.inner.recv(timeout)
         if frame is not None:
@@ -220,11 +213,7 @@ class RecordingTransport(Transport):
         return frame
 
     def recv_many(self, max_frames: int, timeout: Optional[float]) -> List[bytes]:
-        inner_many = getattr(self.inner, "recv_many", None)
-        if inner_many is None:
-            frame = self.recv(timeout)
-            return [] if frame is None else [frame]
-        frames = inner_many(max_frames, timeout)
+        frames = self.inner.recv_many(max_frames, timeout)
         for frame in frames:
             self.writer.write(frame)
         return frames

@@ -22,6 +22,24 @@ SLOT_BROADCAST = 0xFF  # Minor wildcard
 
 TAG_TOOL_BIT = 1 << 31  # left to user tools; the Linux driver never sets it
 
+# Where each header field sits in a whole frame (Ethernet header first), for
+# code that reads one field without decoding the frame. Byte fields are
+# indexes, multi-byte fields slices; shelf and tag are big-endian.
+DST_BYTES = slice(0, 6)
+SRC_BYTES = slice(6, 12)
+ETHERTYPE_BYTES = slice(12, 14)
+VER_FLAGS_BYTE = 14  # Ver in the high nibble, flags in the low one
+ERROR_BYTE = 15
+SHELF_BYTES = slice(16, 18)
+SLOT_BYTE = 18
+COMMAND_BYTE = 19
+TAG_BYTES = slice(20, 24)
+
+
+def frame_tag(frame: bytes) -> int:
+    """The tag of a frame long enough to hold one; 0 for a shorter one."""
+    return int.from_bytes(frame[TAG_BYTES], "big") if len(frame) >= AOE_HEADER_LEN else 0
+
 # Error codes (§2.4)
 ERR_UNRECOGNIZED_COMMAND = 1
 ERR_BAD_ARGUMENT = 2

@@ -6,17 +6,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .constants import AOE_HEADER_LEN, DCMD_NO_DIRECTIVE, FLAG_RESPONSE, MASK_ARG_LEN, MASK_DIRECTIVE_LEN
+from .constants import AOE_HEADER_LEN, DCMD_NO_DIRECTIVE, FLAG_RESPONSE, MASK_ARG_LEN, MASK_DIRECTIVE_LEN, VER_FLAGS_BYTE
 from .errors import DecodeError, truncated
 
 MASK_ARG = struct.Struct("!BBBB")
 DIRECTIVE = struct.Struct("!BB6s")
 _FIELDS = [(24, "reserved"), (25, "mcmd"), (26, "merror"), (27, "dir_count")]
-VER_FLAGS_OFFSET = 14
 
 
 def is_response(frame: bytes) -> bool:
-    return bool(frame[VER_FLAGS_OFFSET] & FLAG_RESPONSE)
+    return bool(frame[VER_FLAGS_BYTE] & FLAG_RESPONSE)
 
 
 @dataclass
