@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--allow-write", action="store_true", help="let WRITE SECTORS (EXT) through, inside --lba-window only")
     p.add_argument("--lba-window", metavar="START:COUNT", help="sectors writes may touch (default: 64 in the middle of the disk)")
     p.add_argument("--health-every", type=integer(1), default=100, metavar="N", help="health check every N cases (default 100)")
-    p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once (default min(8, Buffer Count))")
+    p.add_argument("--window", type=integer(1), metavar="N", help="requests outstanding at once, a fence among them (default min(16, Buffer Count))")
     p.add_argument("--no-shrink", action="store_true", help="save findings without shrinking them")
     p.add_argument("--expectations", metavar="FILE",
                    help="the target's expectations file (as for `run`, e.g. suites/expectations/vblade-25.yaml): findings whose "

@@ -59,6 +59,8 @@ from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, he
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
 RECENT_CASES = 4096
+#: how long after a replay a reply with its tag is taken for the replay's
+REPLAY_ECHO_SECONDS = 5.0
 #: tags of the loop's fences and in-line canary reads (cases whose tag falls
 #: in a reserved range go out only when nothing else is outstanding)
 FENCE_TAG_BASE = 0x7D000000
@@ -443,22 +445,21 @@ class Fuzzer:
         if deadline < self._earliest:
             self._earliest = deadline
 
-    def _settle_before(self, seq: int, now: float, answered: bool = False) -> None:
-        """Something sent as ``seq`` was answered (``answered``) or given up:
-        what went out before it and is still unanswered will not be answered
-        by an in-order target; it keeps a short grace for a late reply and
-        leaves the window."""
+    def _settle_before(self, seq: int, now: float) -> None:
+        """Something sent as ``seq`` was answered: what went out before it and
+        is still unanswered will not be answered by an in-order target; it
+        keeps a short grace for a late reply and leaves the window."""
         inflight = self._inflight
         cutoff = now + self.grace
         while inflight and inflight[0].seq <= seq:
             item = inflight.popleft()
             if isinstance(item, _Pending):
                 if item.case.tag in self._outstanding and not item.judged:
-                    # settled unanswered: the model judges it silent now, before
-                    # anything sent after it (a late reply is still checked)
+                    # settled unanswered: something sent after it was answered, so
+                    # the model judges it silent now, before anything sent after it
+                    # (a late reply is still checked by the header oracles)
                     item.judged = True
-                    # after a later answer, silence is the answer (rules 37, 38, 51, 57 judge it)
-                    self._judge(item.case, [], answered)
+                    self._judge(item.case, [], True)
                 if item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
@@ -489,7 +490,7 @@ class Fuzzer:
             self.result.replies += 1
             pending.replies += 1
             self._remember(tag, pending)
-            self._settle_before(pending.seq, now, answered=True)
+            self._settle_before(pending.seq, now)
             own = self._check(pending.case, frame)
             if not pending.judged:
                 pending.judged = True
@@ -510,7 +511,7 @@ class Fuzzer:
     def _on_fence(self, fence: _Fence, now: float) -> None:
         """The target answered a fence: the cases before it are settled. A
         health fence shows it alive: the cases after it are the new suspects."""
-        self._settle_before(fence.seq, now, answered=True)
+        self._settle_before(fence.seq, now)
         if not fence.since:
             return
         self.result.health_checks += 1
@@ -551,12 +552,15 @@ class Fuzzer:
         # an earlier case with the same tag.
         flipped = tag ^ TAG_TOOL_BIT
         pending = self._outstanding.pop(flipped, None)
-        if pending is None and tag not in self._recent:
-            pending = self._recent.get(flipped)
+        if pending is None:
+            if self.replayer.replayed and self.replayer.replayed_since(tag, time.monotonic() - REPLAY_ECHO_SECONDS):
+                return  # a late answer to a replay while shrinking (same tag as a case): neither a second reply nor the case's
+            if tag not in self._recent:
+                pending = self._recent.get(flipped)
         if pending is not None:
             pending.replies += 1
             self._remember(flipped, pending)
-            self._settle_before(pending.seq, time.monotonic(), answered=True)
+            self._settle_before(pending.seq, time.monotonic())
             self._anomaly(Anomaly("tag-not-echoed", f"request tag 0x{flipped:08x}, reply tag 0x{tag:08x}"), pending.case, frame)
             self._check(pending.case, frame)
             if not pending.judged:  # answered, but under another tag: what it did is uncertain
@@ -705,6 +709,8 @@ class Fuzzer:
         if alive and self._burst_due:
             self._burst_due = False
             self._burst()
+            if self.policy.allow_write:
+                self._write_over_async()
             if self.info.second_mac:
                 self._contend()
             alive = session.probe()  # a burst one beyond Buffer Count must not have hurt it
@@ -846,6 +852,21 @@ class Fuzzer:
             self._check(case, reply)
         self._judge(case, matched, True)
         return matched
+
+    def _write_over_async(self) -> None:
+        """An A=1 write, at once a write of other data to the same sector, FLUSH,
+        a READ: the later write must be what stays (rule 33: an acknowledged
+        write lands before what follows it, not over it)."""
+        info, policy = self.info, self.policy
+        tag = BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xD0
+        rng = self.generator.rng((1 << 62) + self._bursts)
+        lba = policy.start + (self._bursts % policy.count)
+        first, second = (rng.getrandbits(4096).to_bytes(512, "little") for _ in range(2))
+        for i, (frame, name) in enumerate(((ata_request(info, tag, 0x43, 1, 0x34, lba, first), "async-write"),
+                                           (ata_request(info, tag + 1, 0x41, 1, 0x34, lba, second), "write-over"),
+                                           (ata_request(info, tag + 2, 0, 0, 0xE7, 0), "flush"),
+                                           (ata_request(info, tag + 3, 0x40, 1, 0x24, lba), "read-back"))):
+            self._serial(frame, name)
 
     def _contend(self) -> None:
         """What two initiators do at once. Two config sets of different strings
@@ -1114,6 +1135,7 @@ class Fuzzer:
             return []
         replies: List[bytes] = []
         for frame in frames:
+            self.replayer.note(frame)
             matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:

@@ -825,7 +825,8 @@ class TargetModel:
                 else:
                     self._set(at, sector, "write")
                     if late is not None and late != sector:
-                        self._forbid(at, late, "async-write-lost", "an A=1 write applied after a later write to the sector")
+                        # found there later: the A=1 write landed after this one, or this one was lost
+                        self._forbid(at, late, "read-data", "an A=1 write acknowledged before the last write (applied late, or the last write lost)")
         return found
 
     def _identify(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:

@@ -462,6 +462,12 @@ def ata_request(info: TargetFacts, tag: int, aflags: int, scnt: int, opcode: int
     return (head + aoe + arg + data).ljust(ETH_MIN_FRAME, b"\0")
 
 
+#: every SEQUENCE_EVERY cases, SEQUENCE's steps on one window sector in a row: an
+#: A=1 write, a write over it, FLUSH and two READs (what lands late or not at all shows)
+SEQUENCE_EVERY = 16
+SEQUENCE = ("async-write", "write", "flush", "read", "read")
+
+
 class SemanticCases:
     """Well-formed requests at the places the model's oracles look: a few
     sectors of the write window (written, read back, written asynchronously
@@ -522,6 +528,20 @@ class SemanticCases:
             aoe = bytes((0x10, 0)) + info.shelf.to_bytes(2, "big") + bytes((info.slot, 1)) + tag.to_bytes(4, "big")
             return "semantic-config-read", (head + aoe + bytes(8)).ljust(ETH_MIN_FRAME, b"\0")
         return "semantic-flush", ata_request(info, tag, 0, 0, 0xE7, 0)
+
+    def sequence(self, rng: random.Random, tag: int, index: int) -> Tuple[str, bytes]:
+        """Step ``index % SEQUENCE_EVERY`` of SEQUENCE, on the pool sector of ``index // SEQUENCE_EVERY``."""
+        info = self.info
+        step = SEQUENCE[index % SEQUENCE_EVERY]
+        lba = self.pool[(index // SEQUENCE_EVERY) % len(self.pool)]
+        data = rng.getrandbits(4096).to_bytes(512, "little")
+        if step == "async-write":
+            return "sequence-write-async", ata_request(info, tag, 0x43, 1, 0x34, lba, data)
+        if step == "write":
+            return "sequence-write", ata_request(info, tag, 0x41, 1, 0x34, lba, data)
+        if step == "flush":
+            return "sequence-flush", ata_request(info, tag, 0, 0, 0xE7, 0)
+        return "sequence-read", ata_request(info, tag, 0x40, 1, 0x24, lba)
 
     def _write(self, rng: random.Random, tag: int) -> Tuple[str, bytes]:
         info, m, policy = self.info, self.info.max_sectors, self.policy
@@ -600,6 +620,9 @@ class CaseGenerator:
     def case(self, index: int) -> Case:
         rng = self._rng
         _reseed(rng, self._key(index))
+        if self.semantic is not None and self.semantic.pool and index % SEQUENCE_EVERY < len(SEQUENCE):
+            name, frame_raw = self.semantic.sequence(rng, case_tag(index), index)
+            return Case(index, frame_raw, (), name, expects_reply(frame_raw, self.info))
         if self.semantic is not None and rng.random() < SEMANTIC_SHARE:
             name, frame_raw = self.semantic.case(rng, case_tag(index))
             return Case(index, frame_raw, (), name, expects_reply(frame_raw, self.info))

@@ -71,6 +71,9 @@ class Replayer:
         self.deadline = deadline
         #: how long a fenced replay waits once its fence is answered
         self.fence_grace = 0.002
+        #: tag -> when a frame with it was last replayed: a reply to it that comes
+        #: late answers the replay, not the fuzz case that had the tag first
+        self.replayed: dict = {}
         self.evaluations = 0
         #: sectors outside the write window, as they were before fuzzing (lba -> data)
         self.canaries: dict = {}
@@ -135,6 +138,14 @@ class Replayer:
         flipped = [int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT] if len(last) >= 24 else []
         return self.fenced(last, self.deadline, all_replies=all_replies, tags=flipped)
 
+    def note(self, raw: bytes) -> None:
+        if len(raw) >= 24:
+            self.replayed[int.from_bytes(raw[20:24], "big")] = self.session.clock()
+
+    def replayed_since(self, tag: int, since: float) -> bool:
+        """Was a frame with this tag (or with its bit 31 changed) replayed after ``since``?"""
+        return max(self.replayed.get(tag, -1.0), self.replayed.get(tag ^ TAG_TOOL_BIT, -1.0)) >= since
+
     def fenced(self, raw: bytes, wait: float, *, all_replies: bool = False, tags: Sequence[int] = ()) -> List[bytes]:
         """Send ``raw`` and a Query Config read after it; return the replies
         with its tag (or one of ``tags``). Once the read is answered only
@@ -148,6 +159,7 @@ class Replayer:
             want.add(int.from_bytes(raw[20:24], "big"))
         fence = session.new_tag()
         want.add(fence)
+        self.note(raw)
         try:
             link.send(raw)
             link.send(requests.config_read(self.info, fence).encode(pad=True))
@@ -180,6 +192,7 @@ class Replayer:
         gap = self.deadline / 4 if gap is None else gap
         if kind == "unresponsive":
             for frame in frames:
+                self.note(frame)
                 session.exchange(frame, gap)
             return not session.probe(attempts=2)
         if kind == "write-outside-window":
