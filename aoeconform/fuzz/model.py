@@ -444,31 +444,6 @@ class TargetModel:
             return 15
         return 0
 
-    # the admin state lives in ``admin``; these names keep reading and forgetting it simple
-    @property
-    def config(self) -> Optional[bytes]:
-        return self.admin.config
-
-    @config.setter
-    def config(self, value: Optional[bytes]) -> None:
-        self.admin.config = value
-
-    @property
-    def mask(self) -> Optional[List[bytes]]:
-        return self.admin.mask
-
-    @mask.setter
-    def mask(self, value: Optional[Sequence[bytes]]) -> None:
-        self.admin.mask = None if value is None else list(value)
-
-    @property
-    def reservation(self) -> Optional[List[bytes]]:
-        return self.admin.reservation
-
-    @reservation.setter
-    def reservation(self, value: Optional[Sequence[bytes]]) -> None:
-        self.admin.reservation = None if value is None else list(value)
-
     def _reserved_against_us(self, request: bytes) -> bool:
         """Whether a reservation may shut the requester out (unknown counts)."""
         return self.admin.may_refuse_reserved(request)
