@@ -51,6 +51,7 @@ FIRES = {
     "reserve-locks-out-holder": "reserve-holder-refused",
     "reserve-silent-to-others": "reserve-silent",
     "reserve-nmacs-unchecked": "reserve-nmacs-unchecked",
+    "reserve-forgotten-on-config-set": "reserve-list",
 }
 
 
@@ -182,3 +183,29 @@ def test_reference_target_in_memory_answers_the_second_mac():
         while reply is not None and reply[20:24] != frame[20:24]:
             reply = ref.host.recv(2.0)  # the start-up advertisement comes first
         assert reply is not None and reply[0:6] == info.second_mac
+
+
+@pytest.mark.parametrize("quirk", ["config-test-mismatch", "config-set-overwrites", "mask-not-enforced", "mask-wrong-index",
+                                   "reserve-locks-out-holder", "reserve-not-enforced", "reserve-silent-to-others"])
+def test_fuzzer_finds_quirk_in_memory(quirk):
+    """The whole fuzzer (engine, fence, model) against the in-memory target:
+    the oracle named for the quirk's rule is the one that reports it."""
+    from aoeconform.fuzz.selftest import fuzz_quirk
+
+    result = fuzz_quirk(quirk, seconds=20)
+    assert result.found, result.as_dict()
+    assert result.kind == FIRES[quirk] and result.rule in QUIRKS[quirk].rules, result.as_dict()
+
+
+@pytest.mark.parametrize("quirk", [None, "config-torn-set"])
+def test_two_force_sets_back_to_back_are_never_mixed(quirk):
+    """Rule 44: two sets in one burst (from two MACs) leave one string whole."""
+    target, info = _target([quirk] if quirk else [])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    burst = [r.config(CCMD_FORCE_SET, b"first, the longer"), r.config(CCMD_FORCE_SET, b"second", src=info.second_mac)]
+    found = []
+    for index, frame in enumerate(burst):
+        found += model.step(frame, [x for x in target.handle(frame, index) if x[20:24] == frame[20:24]])
+    assert [a.kind for a in found] == (["config-sets-mixed"] if quirk else [])
+    assert KINDS["config-sets-mixed"][0] in QUIRKS["config-torn-set"].rules

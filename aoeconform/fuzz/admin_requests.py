@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 from typing import Iterable, List, Optional, Sequence
 
-from aoeconform.session.facts import TargetFacts
-from aoeconform.wire import AtaArg, ConfigArg, Directive, Frame, Header, MacMaskArg, ReserveArg
+from aoeconform.session import TargetFacts, requests
+from aoeconform.wire import AtaArg, ConfigArg, Directive, Frame, MacMaskArg, ReserveArg
 from aoeconform.wire.constants import (
     AFLAG_E,
     AFLAG_W,
@@ -55,18 +55,17 @@ class AdminRequests:
     def second(self) -> bytes:
         return self.info.second_mac
 
-    def _frame(self, command: int, arg, src: Optional[bytes], ver: int = 1) -> bytes:
-        info = self.info
-        header = Header(dst=info.mac, src=src or info.host_mac, shelf=info.shelf, slot=info.slot, command=command,
-                        tag=next(self._tags) & 0x7FFFFFFF, ver=ver)
-        return Frame(header, arg).encode(pad=True)
+    def _frame(self, command: int, arg, src: Optional[bytes], ver: int = 1, tag: Optional[int] = None) -> bytes:
+        head = requests.header(self.info, command, next(self._tags) & 0x7FFFFFFF if tag is None else tag, src)
+        head.ver = ver
+        return Frame(head, arg).encode(pad=True)
 
     # -- Query Config (§3.2) -------------------------------------------------------
 
     def config(self, ccmd: int, string: bytes = b"", *, src: Optional[bytes] = None, length: Optional[int] = None,
-               version: int = 1, ver: int = 1) -> bytes:
+               version: int = 1, ver: int = 1, tag: Optional[int] = None) -> bytes:
         """CCmd ``ccmd`` with ``string``; ``length`` lies about it when given."""
-        return self._frame(CMD_QUERY_CONFIG, ConfigArg(ccmd=ccmd, config=string, config_length=length, version=version), src, ver)
+        return self._frame(CMD_QUERY_CONFIG, ConfigArg(ccmd=ccmd, config=string, config_length=length, version=version), src, ver, tag)
 
     def config_read(self, string: bytes = b"", **kw) -> bytes:
         return self.config(CCMD_READ, string, **kw)
@@ -123,7 +122,8 @@ def admin_script(info: TargetFacts, lba: int = 0) -> List[bytes]:
         r.mask_edit([(DCMD_ADD, host)], dir_count=9), r.mask_edit([(DCMD_DELETE, host)], ver=3),
         r.mask_edit([(DCMD_DELETE, host)]), r.mask_read(), r.mask_read(src=second),
         # Reserve/Release: set, refused to the second MAC, forced by it, released
-        r.reserve(RCMD_READ), r.reserve(RCMD_SET, [host]), r.reserve(RCMD_READ), r.read(lba, src=second),
+        r.reserve(RCMD_READ), r.reserve(RCMD_SET, [host]), r.reserve(RCMD_READ),
+        r.config(CCMD_FORCE_SET, b"set while reserved"), r.reserve(RCMD_READ), r.config(CCMD_FORCE_SET, b""), r.read(lba, src=second),
         r.write(lba, b"second", src=second), r.read(lba), r.write(lba, b"host"), r.reserve(RCMD_SET, [host, second], src=second),
         r.reserve(RCMD_SET, [host]), r.reserve(RCMD_FORCE_SET, [host, second], src=second), r.read(lba, src=second),
         r.reserve(RCMD_SET, [host], src=second), r.reserve(RCMD_SET, [], src=host), r.reserve(RCMD_READ),

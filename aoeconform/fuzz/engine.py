@@ -272,13 +272,7 @@ class Fuzzer:
 
     def _prime_admin(self, snapshot) -> None:
         """What the snapshot read is what the admin oracles start from."""
-        admin = self.model.admin
-        if snapshot.config is not None:
-            admin.config = snapshot.config
-        if snapshot.mask is not None:
-            admin.mask = list(snapshot.mask)
-        if snapshot.reservation is not None:
-            admin.reservation = list(snapshot.reservation)
+        self.model.admin.prime(snapshot.config, snapshot.mask, snapshot.reservation)
 
     def _canary_lbas(self) -> List[int]:
         if not self.policy.allow_write:
@@ -488,8 +482,11 @@ class Fuzzer:
             self._advertisements += 1
             return
         tag = int.from_bytes(frame[20:24], "big")
-        pending = self._outstanding.pop(tag, None)
+        pending = self._outstanding.get(tag)
+        if pending is not None and not self._for_case(frame, pending.case):
+            pending = None  # a late answer to an earlier case of the other MAC that had this tag
         if pending is not None:
+            del self._outstanding[tag]
             self.result.replies += 1
             pending.replies += 1
             self._remember(tag, pending)
@@ -532,6 +529,14 @@ class Fuzzer:
             # the serial checkpoint reads it again and makes the finding
             self._need_checkpoint = True
 
+    def _for_case(self, frame: bytes, case: Case) -> bool:
+        """Whether ``frame`` may answer ``case``: not when it goes to the one of
+        our two MACs (the host's, the second initiator's) that did not send it.
+        Tags repeat (the tag mutations), so a late reply to one MAC's case may
+        meet the other MAC's case with the same tag in flight."""
+        dst = frame[0:6]
+        return dst == case.frame[6:12] or dst not in (self.info.host_mac, self.info.second_mac)
+
     def _on_stray_frame(self, frame: bytes) -> None:
         """A frame received outside the main loop (during a probe or a replay)."""
         self._on_frame(frame, time.monotonic())
@@ -563,6 +568,8 @@ class Fuzzer:
                 self._judge(pending.case, [], False)
             return
         pending = self._recent.get(tag)
+        if pending is not None and not self._for_case(frame, pending.case):
+            return  # the tag's latest case came from our other MAC: whose reply this is cannot be told
         if pending is not None:
             pending.replies += 1
             if pending.replies > 1:

@@ -331,12 +331,15 @@ class TargetModel:
         reply = next((_Reply(r) for r in replies if len(r) >= AOE_HEADER_LEN and r[19] == request[19]), None)
         # the admin oracles first: they see every command (enforcement of the mask and the reservation)
         admin = self.admin
+        masked = admin.masked_out(request)
         before = (admin.config, admin.mask, admin.reservation)
         found = admin.step(request, replies, answered_in_time)
         if found:
             # a replay must first bring the target to what the admin oracles knew of it
             setup = self._setup(*before)
             found = [a if a.evidence else Anomaly(a.kind, a.detail, setup) for a in found]
+        if masked:
+            return found  # the mask list keeps its sender out: silence is the answer (rule 51)
         handler = self._handlers.get(request[19])
         if handler is not None:
             found += handler(request, reply, answered_in_time, self.ignored_rule(request))

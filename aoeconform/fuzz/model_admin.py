@@ -160,9 +160,27 @@ class AdminModel:
     def __init__(self, info: TargetFacts, *, config: Optional[bytes] = None, mask: Optional[Sequence[bytes]] = None,
                  reservation: Optional[Sequence[bytes]] = None):
         self.info = info
-        self.config: Optional[bytes] = config
-        self.mask: Optional[List[bytes]] = None if mask is None else list(mask)
-        self.reservation: Optional[List[bytes]] = None if reservation is None else list(reservation)
+        self.config: Optional[bytes] = None
+        self.mask: Optional[List[bytes]] = None
+        self.reservation: Optional[List[bytes]] = None
+        #: the reservation was read from a reply, not set by a request the target
+        #: acknowledged: a reply that counts padding as MACs would mislead the
+        #: enforcement oracles, so they wait for a set to teach it
+        self.reservation_learnt = False
+        self.prime(config, mask, reservation)
+
+    def prime(self, config: Optional[bytes], mask: Optional[Sequence[bytes]], reservation: Optional[Sequence[bytes]]) -> None:
+        """Start from what was read before the first case (the session's
+        snapshot); None leaves a part as it is. A list read may count padding
+        as entries: no initiator has the all-zero MAC, and a non-empty
+        reservation waits for an acknowledged set to confirm it."""
+        if config is not None:
+            self.config = bytes(config)
+        if mask is not None:
+            self.mask = _unique([bytes(m) for m in mask if bytes(m) != ZERO_MAC])
+        if reservation is not None:
+            self.reservation = [bytes(m) for m in reservation]
+            self.reservation_learnt = bool(self.reservation)
 
     def forget(self) -> None:
         """Something outside the stepped requests may have changed the state
@@ -189,9 +207,14 @@ class AdminModel:
     def may_refuse_reserved(self, frame: bytes) -> bool:
         """Whether an E=1 Error 6 is a conforming answer to ``frame`` (an ATA
         request) as far as the model knows: the ATA oracles then stay silent."""
-        if self.reservation is None:
+        held = self._held()
+        if held is None:
             return True
-        return bool(self.reservation) and bytes(frame[6:12]) not in self.reservation
+        return bool(held) and bytes(frame[6:12]) not in held
+
+    def _held(self) -> Optional[List[bytes]]:
+        """The reservation, when an acknowledged request taught it."""
+        return None if self.reservation_learnt else self.reservation
 
     # -- the step -------------------------------------------------------------------
 
@@ -256,6 +279,16 @@ class AdminModel:
             return Anomaly("trailing-bytes-refused", f"config length {length}, {len(request) - CONFIG_HEADER_END} bytes present: Error {reply.code}")
         return Anomaly(kind, f"{detail}: Error {reply.code}")
 
+    @staticmethod
+    def _stored_wrong(what: str, string: bytes, got: bytes, current: Optional[bytes]) -> Anomaly:
+        """A successful set whose reply holds other bytes than were sent: a mix
+        of the string before and the one sent (two sets that were not atomic,
+        rule 44), or the bytes mangled (rule 43)."""
+        if current is not None and got != current and len(got) in (len(string), len(current)) and all(
+                (i < len(string) and b == string[i]) or (i < len(current) and b == current[i]) for i, b in enumerate(got)):
+            return Anomaly("config-sets-mixed", f"{what} {string[:64]!r} over {current[:64]!r}: the reply holds {got[:64]!r}, a mix of the two")
+        return Anomaly("config-string-mangled", f"{what} {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)")
+
     def _config(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         n = len(request)
         if n < CONFIG_HEADER_END:
@@ -316,10 +349,10 @@ class AdminModel:
                 if current is not None and (current == b"" or current == string):
                     found.append(self._refusal(request, reply, "config-set-refused", f"CCmd 3 with the string {'empty' if not current else 'equal'}"))
                 return
-            if current is not None and current != b"" and current != string:
+            if got is not None and got != string:
+                found.append(self._stored_wrong("set", string, got, current))
+            elif current is not None and current != b"" and current != string:
                 found.append(Anomaly("config-set-overwrote", f"{current[:64]!r} replaced by {string[:64]!r}"))
-            elif got is not None and got != string:
-                found.append(Anomaly("config-string-mangled", f"set {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)"))
             self.config = got
         elif ccmd == CCMD_FORCE_SET:
             if reply is None:
@@ -329,7 +362,7 @@ class AdminModel:
                 found.append(self._refusal(request, reply, "config-force-refused", "CCmd 4"))
                 return
             if got is not None and got != string:
-                found.append(Anomaly("config-string-mangled", f"force set {string[:64]!r} ({len(string)} bytes), reply holds {got[:64]!r} ({len(got)} bytes)"))
+                found.append(self._stored_wrong("force set", string, got, current))
             self.config = got
         else:
             if reply is not None and not reply.error:
@@ -373,7 +406,7 @@ class AdminModel:
         if request[14] >> 4 != AOE_VERSION:
             if reply is not None and not reply.error and mcmd == MCMD_EDIT:
                 before = None if self.mask is None else list(self.mask)
-                self._judge_list(reply, None, [], "")
+                self._judge_list(reply, None, found, f"Ver {request[14] >> 4} MCmd 1")
                 if before is not None and self.mask is not None and set(before) != set(self.mask):
                     found.append(Anomaly("side-effect-under-ver", f"Ver {request[14] >> 4} Mac Mask edit: list {_macs(before)} became {_macs(self.mask)}"))
             return
@@ -440,7 +473,11 @@ class AdminModel:
     # -- Reserve/Release (§3.4) ------------------------------------------------------------
 
     def _judge_reservation(self, reply: _Reply, expected: Optional[List[bytes]], found: List[Anomaly], what: str,
-                           release: bool = False) -> None:
+                           release: bool = False, taught: bool = False) -> None:
+        """A successful Reserve/Release reply: NMacs and MACs against ``expected``
+        (rule 54); learn the list as the target lists it. ``taught``: ``expected``
+        is the MAC list a set the target just acknowledged sent, which the target
+        may keep as sent or without its repeats (vblade keeps them)."""
         parsed = reply.reservation()
         if parsed is None:
             self.reservation = None
@@ -448,15 +485,17 @@ class AdminModel:
         count, macs = parsed
         if count != len(macs):
             self.reservation = None  # a count the frame does not hold: nothing to learn
-        # a target may keep a MAC given twice as given (vblade lists the set's duplicates)
-        elif expected is not None and (set(macs) != set(expected) or (count != len(expected) and len(set(macs)) == len(macs))):
+        elif expected is not None and (count not in ({len(expected), len(_unique(expected))} if taught else {len(expected)})
+                                       or set(macs) != set(expected)):
             kind = "reserve-release-ignored" if release and any(mac != ZERO_MAC for mac in macs) else "reserve-list"
             found.append(Anomaly(kind, f"{what}: NMacs {count} {_macs(macs)}, expected {len(expected)} {_macs(expected)}"))
             # Take the target's word, but not for the all-zero MAC: a reply that
             # contradicts the model and lists it has most likely counted padding.
-            self.reservation = _unique([mac for mac in macs if mac != ZERO_MAC])
+            self.reservation = [mac for mac in macs if mac != ZERO_MAC]
+            self.reservation_learnt = True
         else:
-            self.reservation = _unique(macs)
+            self.reservation = list(macs)
+            self.reservation_learnt = expected is None or (self.reservation_learnt and not taught)
 
     def _reserve(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         n = len(request)
@@ -485,8 +524,8 @@ class AdminModel:
                 found.append(Anomaly("reserve-nmacs-unchecked", f"NMacs {count} in a {n}-byte frame succeeded"))
                 self.reservation = None
             return
-        wanted = _unique([bytes(request[RESERVE_HEAD + 6 * i:RESERVE_HEAD + 6 * i + 6]) for i in range(count)])
-        held = self.reservation
+        wanted = [bytes(request[RESERVE_HEAD + 6 * i:RESERVE_HEAD + 6 * i + 6]) for i in range(count)]
+        held = self._held()
         if reply is None:
             self.reservation = None
             return
@@ -504,7 +543,7 @@ class AdminModel:
             found.append(Anomaly("reserve-force-refused", f"RCmd 2 from {_hex(src)} for {_macs(wanted)}: Error {reply.code}"))
             return
         if not found:
-            self._judge_reservation(reply, wanted, found, f"RCmd {rcmd}", release=not wanted)
+            self._judge_reservation(reply, wanted, found, f"RCmd {rcmd}", release=not wanted, taught=True)
         else:
             self._judge_reservation(reply, None, [], "")
 
@@ -513,7 +552,7 @@ class AdminModel:
     def _ata(self, request: bytes, reply: Optional[_Reply], found: List[Anomaly]) -> None:
         if len(request) < ATA_HEADER_END or request[14] >> 4 != AOE_VERSION:
             return
-        held = self.reservation
+        held = self._held()
         if held is None or not held:
             return
         src = bytes(request[6:12])
