@@ -164,3 +164,24 @@ def test_clean_target_with_writes_gives_no_findings(tmp_path):
 def test_clean_target_100000_cases_give_no_findings(tmp_path):
     status, run = _clean_run(tmp_path, 100_000)
     assert (status, run["findings"], run["cases"]) == (0, [], 100_000)
+
+
+@pytest.mark.parametrize("quirk, kind", [("duplicate-request-dropped", "duplicate-dropped"),
+                                         ("bufcnt-overstated", "bufcnt-not-honoured")])
+def test_burst_findings_replay_back_to_back(tmp_path, quirk, kind):
+    """A finding of the buffer-count burst keeps the requests sent back to back
+    and replays them so: it fires again against the quirk, not against the
+    clean target (one at a time, every request would be answered)."""
+    policy = None
+    with ThreadHost([quirk]) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, policy=policy, restart=ref.restart, out_dir=str(tmp_path), health_every=20)
+        result = fuzzer.run(cases=400)
+        found = [f for f in result.findings if f.kind == kind]
+        assert found, result.summary()
+        saved = load(str(tmp_path / f"{found[0].name}.json"))
+        assert len(saved.frames) >= 2
+        ref.restart()
+        assert replay_finding(ref.host, ref.info, saved, restart=ref.restart)
+    with ThreadHost() as clean:
+        assert not replay_finding(clean.host, clean.info, saved, restart=clean.restart)

@@ -54,7 +54,7 @@ from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
 from .mutate import Case, CaseGenerator, ata_request, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
-from .shrink import HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
+from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -829,10 +829,13 @@ class Fuzzer:
         if len(missing) == count:
             pass  # nothing answered: the health check that follows says whether it still lives
         elif missing == [1]:
-            self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply"), cases[1], None)
+            # the finding keeps what its replay must send back to back: the request and its repeat
+            self._anomaly(Anomaly("duplicate-dropped", "a request repeated in a burst with a new tag got no reply",
+                                  (frames[0],)), cases[1], None)
         elif missing:
             self._anomaly(Anomaly("bufcnt-not-honoured", f"{len(missing)} of {count} requests sent back to back "
-                                                         f"(Buffer Count {info.bufcnt}) got no reply"), cases[missing[0]], None)
+                                                         f"(Buffer Count {info.bufcnt}) got no reply",
+                                  tuple(frames[:count])), cases[missing[0]], None)
         if overlap:
             for i in overlap:
                 model.overlapped(frames[i], replies[i])
@@ -1079,6 +1082,14 @@ class Fuzzer:
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
             self.session.restart()
+        elif kind in BURST_KINDS:
+            # requests sent back to back: replayed so, and kept whole (each owes a reply)
+            if not replayer.fires(kind, frames):
+                finding.reproduced = False
+                finding.note = "did not reproduce when its requests were sent back to back again"
+                return
+            finding.reproduced = True
+            finding.note = "replayed back to back as the burst sent them; not minimised"
         elif kind in MODEL_KINDS:
             # a semantic finding replays its frames through a fresh model; from a
             # restarted target when the state before them matters (it starts with

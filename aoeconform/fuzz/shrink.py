@@ -108,6 +108,40 @@ class Replayer:
 
     # -- the predicate -------------------------------------------------------------
 
+    def _burst_fires(self, kind: str, frames: Sequence[bytes]) -> bool:
+        """A finding of the engine's buffer-count burst: the frames go out back
+        to back, as the burst sent them, since one at a time they would all be
+        answered. It fires when the target, still alive, leaves some of them
+        unanswered: the last one alone for a dropped duplicate (rule 18), any
+        but not all of them for a Buffer Count not honoured (rule 19)."""
+        session = self.session
+        link, clock = session.link, session.clock
+        tags = [int.from_bytes(f[20:24], "big") for f in frames if len(f) >= 24]
+        if len(tags) != len(frames) or len(frames) < 2:
+            return False
+        try:
+            for frame in frames:
+                self.note(frame)
+                link.send(frame)
+        except OSError:
+            return False
+        answered: set = set()
+        end = clock() + max(self.deadline, 0.25)
+        while len(answered) < len(tags):
+            remaining = end - clock()
+            if remaining <= 0:
+                break
+            got, _ = link.wait([t for t in tags if t not in answered], remaining)
+            if not got:
+                break
+            answered.update(int.from_bytes(g[20:24], "big") for g in got)
+        missing = [i for i, tag in enumerate(tags) if tag not in answered]
+        if not missing or len(missing) == len(tags) or not session.probe(attempts=2):
+            return False  # all answered, or none: a dead target is another finding's
+        if kind == "duplicate-dropped":
+            return missing == [len(tags) - 1]
+        return True
+
     def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
         """A semantic finding: the frames, one at a time, judged by a fresh model
         of the target (the sequence carries what the verdict rests on)."""
@@ -201,6 +235,8 @@ class Replayer:
             return bool(self.changed_canaries())
         if not frames:
             return False
+        if kind in BURST_KINDS:
+            return self._burst_fires(kind, frames)
         if kind in MODEL_KINDS and kind != "answered-other-ethertype":
             return self._model_fires(kind, frames, gap)
         last = frames[-1]
@@ -217,6 +253,10 @@ class Replayer:
         if kind == "tag-not-echoed":
             return any(r[20:24] != last[20:24] for r in replies)
         return any(a.kind == kind for r in replies for a in check_reply(last, r, self.info))
+
+
+#: findings of requests sent back to back, replayed back to back
+BURST_KINDS = ("duplicate-dropped", "bufcnt-not-honoured")
 
 
 # -- delta debugging over a sequence ------------------------------------------------------
