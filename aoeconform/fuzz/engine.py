@@ -48,13 +48,13 @@ from aoeconform.wire.constants import (
 
 from . import findings as findings_mod
 from .context import WritePolicy
-from .findings import Finding, command_class
+from .findings import TAG_KINDS, Finding, command_class, group_of
 from .admin_requests import AdminRequests
 from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
-from .mutate import Case, CaseGenerator, ata_request, changes_state
-from .oracle import Anomaly, check_reply
+from .mutate import Case, CaseGenerator, ata_request, case_tag, changes_state
+from .oracle import Anomaly, check_reply, is_advertisement
 from .seeds import Seed, generated_seeds
-from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
+from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, REPLAY_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -67,7 +67,8 @@ FENCE_TAG_BASE = 0x7D000000
 CANARY_TAG_BASE = 0x7E000000
 #: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
 BURST_TAG_BASE = 0x7B000000
-RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
+RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE,
+                                 REPLAY_TAG_BASE))
 #: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
 #: header anomalies after which a reply may answer another request: the model does not read it
@@ -78,11 +79,6 @@ NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-re
 def is_setup(frame: bytes) -> bool:
     """A request a semantic finding starts its replay with (``TargetModel._setup``)."""
     return len(frame) >= 24 and frame[20] == SETUP_TAG_BASE >> 24
-
-
-def is_advertisement(frame: bytes) -> bool:
-    """The unsolicited config reply a target broadcasts when it starts (rule 46)."""
-    return frame[0] == 0xFF and frame[19] == CMD_QUERY_CONFIG and frame[20:24] == b"\0\0\0\0"
 
 
 @dataclass
@@ -597,8 +593,12 @@ class Fuzzer:
             stale = self.model.stale_reply(case.frame, reply)
             if stale is not None:
                 anomalies = [stale]
+        # whatever it is judged, a cache keyed on the tag would give it out again
+        self.model.remember_reply(case.frame, reply)
         for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+        if self.replayer.fresh_tags and self._tag_reused(case):
+            return False  # the target answers from a cache keyed on the tag: this may be an old reply
         return not any(a.kind in NOT_ITS_OWN for a in anomalies)
 
     def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
@@ -661,8 +661,17 @@ class Fuzzer:
 
     def _anomaly(self, anomaly: Anomaly, case: Optional[Case], reply: Optional[bytes]) -> None:
         command = case.frame[19] if case is not None and len(case.frame) >= 20 else None
-        signature = (anomaly.kind, command_class(command))
+        signature = group_of(anomaly.kind, command)
         known = self.by_group.get(signature)
+        if known is None and case is not None and anomaly.kind not in TAG_KINDS:
+            # Once the target is known to answer from a cache keyed on the tag,
+            # whatever goes wrong with a request whose tag an earlier one had
+            # may be that cache (an old reply, or one sent to the old requester):
+            # the same defect, counted, not a finding of another rule.
+            stale = self.by_group.get(group_of("stale-reply", None))
+            # (a second reply to a request sent once more under its tag may be the cache's too)
+            if stale is not None and self._tag_reused(case, anomaly.kind == "duplicate-reply"):
+                known = stale
         if known is not None:
             known.count += 1
             return
@@ -684,9 +693,26 @@ class Fuzzer:
             mutations=() if case is None else case.mutations,
             target=self._target_dict(),
         )
+        if anomaly.kind in TAG_KINDS:
+            finding.trigger_command, finding.trigger_field = "any", "tag"
+            self.replayer.fresh_tags = True  # replays with the cases' tags would be answered from the cache
         self.by_group[signature] = finding
         self._queued.append(finding)
         self._need_checkpoint = True
+
+    def _tag_reused(self, case: Case, same_too: bool = False) -> bool:
+        """Whether another request with ``case``'s tag (``same_too``: or this one)
+        may have been answered before: a case the model remembers, a replay
+        (whose replies the model never saw), or any earlier case when the tag
+        is not the case's own number (a tag mutation) and outside the ranges
+        the harness keeps for itself."""
+        frame = case.frame
+        if self.model.tag_reused(frame, same_too):
+            return True
+        tag = case.tag
+        if tag < 0:
+            return False
+        return tag in self.replayer.replayed or (tag != case_tag(case.index) and (tag & 0xFF000000) not in RESERVED_TAG_RANGES)
 
     def _target_dict(self) -> dict:
         info = self.info

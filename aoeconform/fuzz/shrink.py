@@ -32,12 +32,16 @@ from aoeconform.wire.constants import ETH_HEADER_LEN, RCMD_READ, SECTOR_SIZE, TA
 from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .model import MODEL_KINDS, TargetModel
-from .oracle import check_reply, expects_reply
+from .oracle import check_reply, expects_reply, is_advertisement
 
 #: the tags of the session's own requests (probes, canary reads, restores): the case generator leaves them alone
 HEALTH_TAG_BASE = 0x7F000000
 #: the reads that prime a fresh model before a semantic finding is replayed
 PRIME_TAG_BASE = 0x7C000000
+#: replayed frames' tags once the target is known to answer from a cache keyed on the tag
+REPLAY_TAG_BASE = 0x79000000
+#: findings whose trigger is the tag's value itself: replayed with the tags they carry
+TAG_VALUE_KINDS = frozenset({"tag-not-echoed", "unmatched-reply"})
 
 #: frame offsets of each field, by command, for zeroing and for cutting
 _HEADER_FIELDS = [(14, 15), (15, 16), (16, 18), (18, 19), (19, 20), (20, 24)]
@@ -77,6 +81,11 @@ class Replayer:
         self.evaluations = 0
         #: sectors outside the write window, as they were before fuzzing (lba -> data)
         self.canaries: dict = {}
+        #: give replayed frames fresh tags: set once the target is known to answer
+        #: from a cache keyed on the tag, which would otherwise answer a replay
+        #: with what the case got (it would fire in this run and nowhere else)
+        self.fresh_tags = False
+        self._retagged = 0
 
     @property
     def info(self) -> TargetFacts:
@@ -132,6 +141,19 @@ class Replayer:
         replies, _ = self.session.burst(frames, max(self.deadline, 0.25))
         return replies
 
+    def _silent_start(self) -> bool:
+        """Restarted, the target comes back without its unsolicited config reply (rule 46)."""
+        session = self.session
+        seen: List[bytes] = []
+        passed_on = session.on_frame
+        session.on_frame = seen.append
+        try:
+            back = session.restart()
+            session.drain(0.25)
+        finally:
+            session.on_frame = passed_on
+        return back and not any(is_advertisement(frame) for frame in seen)
+
     def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
         """A semantic finding: the frames, one at a time, judged by a fresh model
         of the target (the sequence carries what the verdict rests on)."""
@@ -161,6 +183,22 @@ class Replayer:
         # a reply whose tag differs only in bit 31 is the answer with a changed tag
         flipped = [int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT] if len(last) >= 24 else []
         return self.fenced(last, self.deadline, all_replies=all_replies, tags=flipped)
+
+    def _retag(self, frames: Sequence[bytes]) -> List[bytes]:
+        """``frames`` with tags never sent before; frames that shared a tag
+        still share one (a duplicate stays a duplicate), and bit 31 is kept."""
+        fresh: dict = {}
+        out = []
+        for frame in frames:
+            if len(frame) < 24:
+                out.append(frame)
+                continue
+            tag = int.from_bytes(frame[20:24], "big")
+            if tag not in fresh:
+                self._retagged = (self._retagged + 1) & 0xFFFFFF
+                fresh[tag] = REPLAY_TAG_BASE | self._retagged | (tag & TAG_TOOL_BIT)
+            out.append(frame[:20] + fresh[tag].to_bytes(4, "big") + frame[24:])
+        return out
 
     def note(self, raw: bytes) -> None:
         if len(raw) >= 24:
@@ -213,12 +251,16 @@ class Replayer:
         session = self.session
         if restart and not session.restart():
             return False
+        if self.fresh_tags and kind not in TAG_VALUE_KINDS:
+            frames = self._retag(frames)
         gap = self.deadline / 4 if gap is None else gap
         if kind == "unresponsive":
             for frame in frames:
                 self.note(frame)
                 session.exchange(frame, gap)
             return not session.probe(attempts=2)
+        if kind == "no-advertisement":
+            return self._silent_start()
         if kind == "write-outside-window":
             self.restore_canaries()
             self.replay(frames, gap)
