@@ -772,13 +772,16 @@ class Fuzzer:
                 ))
         if not alive:
             suspects = list(self._since_health)
+            # a burst among them goes out back to back again when it is replayed (a queue overrun needs it)
+            frames, steps = self._steps([c.frame for c in suspects])
             finding = Finding(
                 kind="unresponsive",
                 detail=f"no answer to a Query Config read after {len(suspects)} case(s) since the last good health check",
                 seed=self.seed,
-                frames=[c.frame for c in suspects],
+                frames=frames,
                 case_index=suspects[-1].index if suspects else None,
                 target=self._target_dict(),
+                steps=steps,
             )
             self._unanswered.clear()
             self._queued = [f for f in self._queued if f.kind != "no-reply"]
@@ -1113,7 +1116,17 @@ class Fuzzer:
         stateful = kind in ("unresponsive", "write-outside-window")
         can_restart = self.restart_hook is not None
         frames = list(finding.frames)
-        if kind == "unresponsive":
+        if kind == "unresponsive" and together(finding.steps):
+            # some of the frames went out back to back: replayed so, and kept whole
+            if not replayer.fires(kind, frames, restart=True, steps=finding.steps):
+                finding.reproduced = False
+                finding.note = "replaying the frames after a restart, back to back where they went so, did not make the target stop answering"
+                self.session.restart()
+                return
+            finding.reproduced = True
+            finding.note = "replayed after a restart with the frames sent back to back where they went so; not minimised"
+            self.session.restart()
+        elif kind == "unresponsive":
             def test_sequence(candidate):
                 budget.spend()
                 return bool(candidate) and replayer.fires(kind, candidate, restart=True)

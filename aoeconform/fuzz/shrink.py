@@ -290,9 +290,13 @@ class Replayer:
             frames = self._retag(frames)
         gap = self.deadline / 4 if gap is None else gap
         if kind == "unresponsive":
-            for frame in frames:
-                self.note(frame)
-                session.exchange(frame, gap)
+            for group in step_groups(frames, steps):
+                for frame in group:
+                    self.note(frame)
+                if len(group) > 1:
+                    session.burst(group, gap)
+                else:
+                    session.exchange(group[0], gap)
             return not session.probe(attempts=2)
         if kind == "no-advertisement":
             return self._silent_start()
