@@ -71,6 +71,8 @@ RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BAS
                                  REPLAY_TAG_BASE))
 #: how many frames sent back to back are remembered, to keep a finding's together (a few bursts' worth)
 SENT_TOGETHER_KEPT = 512
+#: the commands whose replies tell the config string, the Mac Mask list and the reservation
+ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
 #: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
 #: header anomalies after which a reply may answer another request: the model does not read it
@@ -600,6 +602,11 @@ class Fuzzer:
             stale = self.model.stale_reply(case.frame, reply)
             if stale is not None:
                 anomalies = [stale]
+            elif len(case.frame) >= 20 and case.frame[19] in ADMIN_COMMANDS:
+                # a reply about the config string, the mask or the reservation depends
+                # on them: its replay starts by setting them as they are now
+                setup = self.model.setup()
+                anomalies = [Anomaly(a.kind, a.detail, setup) if setup and not a.evidence else a for a in anomalies]
         # whatever it is judged, a cache keyed on the tag would give it out again
         self.model.remember_reply(case.frame, reply)
         for anomaly in anomalies:
@@ -1182,7 +1189,9 @@ class Fuzzer:
         else:
             culprit = frames[-1]
             context = frames[:-1]
-            if replayer.fires(kind, [culprit]):
+            # a reply that depends on the target's state is replayed from a restarted target set to it
+            set_first = can_restart and bool(context) and is_setup(context[0])
+            if not set_first and replayer.fires(kind, [culprit]):
                 finding.reproduced = True
                 frames = [shrink_frame(culprit, lambda c: replayer.fires(kind, [c]), budget)]
             elif can_restart and context and replayer.fires(kind, frames, restart=True):
@@ -1196,6 +1205,9 @@ class Fuzzer:
                 shrunk = shrink_frame(culprit, lambda c: replayer.fires(kind, context + [c], restart=True), budget)
                 frames = context + [shrunk]
                 self.session.restart()
+                if set_first:
+                    stateful = True  # its replies are recorded from a restarted target too
+                    self._fresh.add(id(finding))
             else:
                 finding.reproduced = False
                 finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")

@@ -450,6 +450,12 @@ class TargetModel:
         """Whether a reservation may shut the requester out (unknown counts)."""
         return self.admin.may_refuse_reserved(request)
 
+    def setup(self) -> Tuple[bytes, ...]:
+        """Requests that bring a freshly started target to the config string,
+        Mac Mask list and reservation the model knows now."""
+        admin = self.admin
+        return self._setup(admin.config, admin.mask, admin.reservation)
+
     def _setup(self, config: Optional[bytes], mask: Optional[List[bytes]], reservation: Optional[List[bytes]]) -> Tuple[bytes, ...]:
         """Requests that bring a freshly started target to this config string,
         Mac Mask list and reservation (a fresh target's list is empty: adds suffice)."""
