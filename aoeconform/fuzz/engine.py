@@ -1003,10 +1003,16 @@ class Fuzzer:
         """Frames the model did not see (replays while shrinking or confirming)
         or a restart leave what it knew uncertain."""
         replayer = self.replayer
+        uncertain = True
         if replayer.evaluations != self._model_evaluations:
             self.model.forget()
         elif self.session.restarts != self._model_restarts:
             self.model.restarted()
+        else:
+            uncertain = False
+        if uncertain:
+            # read back what the admin oracles compare with, so that they go on judging at once
+            self._prime_admin(self.session.snapshot(attempts=1))
         self._model_evaluations, self._model_restarts = replayer.evaluations, self.session.restarts
 
     def _settle(self, alive: bool) -> None:
@@ -1067,9 +1073,12 @@ class Fuzzer:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
+            state, restarts = self.model.setup(), self.session.restarts
             self._shrink(finding)
             if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
+            if self.session.restarts != restarts:
+                self._reinstate(state)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.session.drain(self.grace, discard=True)
             spent = time.monotonic() - began
@@ -1082,6 +1091,13 @@ class Fuzzer:
             result.stopped_early = self._not_back()
         if len(result.findings) >= self.max_findings:
             result.stopped_early = f"reached {self.max_findings} findings"
+
+    def _reinstate(self, setup: Sequence[bytes]) -> None:
+        """Shrinking restarted the target: set the config string, the mask and
+        the reservation as they were, so that the run goes on from the state
+        it had reached (a fresh target's empty ones hide what edits do)."""
+        for frame in setup:
+            self.session.exchange(frame, self.confirm_wait)
 
     def _classify(self, finding: Finding) -> None:
         """Name the field the shrunk trigger changes (see ``signature``)."""
@@ -1190,10 +1206,14 @@ class Fuzzer:
             culprit = frames[-1]
             context = frames[:-1]
             # a reply that depends on the target's state is replayed from a restarted target set to it
+            # (tried alone from a restarted target first: most such findings need no state,
+            # and shrinking one on the target as it is costs no restarts)
             set_first = can_restart and bool(context) and is_setup(context[0])
-            if not set_first and replayer.fires(kind, [culprit]):
+            if replayer.fires(kind, [culprit], restart=set_first):
                 finding.reproduced = True
                 frames = [shrink_frame(culprit, lambda c: replayer.fires(kind, [c]), budget)]
+                if set_first and frames[0] != culprit and not replayer.fires(kind, frames, restart=True):
+                    frames = [culprit]  # what was cut needed the state the target had
             elif can_restart and context and replayer.fires(kind, frames, restart=True):
                 finding.reproduced = True
 
