@@ -22,6 +22,8 @@ FAST = [
     "lengths-from-frame",        # 16, was 49: directives read past Dir Count
     "mbz-crash",                 # 9, was 15: a stop charged to the frame that caused it
     "reserve-rcmd-crash",        # 58, was 15
+    "overflow-crash",            # 19, was 15: a stop after a burst
+    "stale-read-buffer",         # 21, was 22: a READ of several sectors wrong, a READ of one right
     "ver-unchecked",
     "config-set-overwrites",
 ]

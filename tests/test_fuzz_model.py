@@ -174,8 +174,9 @@ def test_async_write_found_over_a_later_write_is_rule_33():
     bench.write(1030, fill(9))
     # nothing yet shows that this target keeps synchronous writes: the later one may be lost (22)
     assert bench.read(1030) == ["read-data"]
+    bench.read(1031)
     bench.write(1031, fill(7))
-    assert bench.read(1031) == []  # it does keep them
+    assert bench.read(1031) == []  # it does keep them (the write changed what the sector held)
     bench.write(1030, fill(8), aflags=0x43)
     bench.write(1030, fill(9))
     assert bench.read(1030) == ["async-write-late"]
@@ -302,3 +303,25 @@ def test_a_semantic_finding_is_shrunk_saved_and_replays(quirk, kind, tmp_path):
         assert replay_finding(ref.host, ref.info, saved)
     with ReferenceTarget() as clean:
         assert not replay_finding(clean.host, clean.info, saved)
+
+
+def test_a_read_of_several_that_disagrees_with_a_write_is_settled_by_a_read_of_one():
+    """One READ of several sectors cannot tell a lost write (rule 22) from a READ that
+    returned the wrong data for one of its sectors (21): a READ of that sector alone can."""
+    stale = Bench(["stale-read-buffer"])
+    stale.write(1030, fill(5, 2))
+    stale.read(1040, 2)  # the reply buffer now holds other data
+    assert stale.read(1030, 2) == []  # sector 1031 disagrees: in doubt, no finding yet
+    assert stale.read(1031) == ["read-wrong-data"]
+    assert KINDS["read-wrong-data"][0] in QUIRKS["stale-read-buffer"].rules
+    lost = Bench(["write-ignored"])
+    lost.write(1030, fill(5, 2))
+    assert lost.read(1030, 2) == []
+    assert lost.read(1030) == ["read-data"]
+    assert KINDS["read-data"][0] in QUIRKS["write-ignored"].rules
+    # written again before the doubt is settled: the old write no longer shows
+    again = Bench(["write-ignored"])
+    again.write(1030, fill(5, 2))
+    again.read(1030, 2)
+    again.write(1030, fill(6))
+    assert 1030 not in again.model.doubts

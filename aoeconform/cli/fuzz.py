@@ -113,6 +113,7 @@ def _write_policy(args, info):
 
 def run(args) -> int:
     from aoeconform.fuzz import Fuzzer
+    from aoeconform.fuzz.engine import IN_PROCESS_PATIENCE
 
     if args.lba_window and not args.allow_write:
         raise UsageError("--lba-window only matters with --allow-write")
@@ -155,6 +156,7 @@ def run(args) -> int:
             transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=args.out, restart=restart,
             health_every=args.health_every, window=args.window, shrink=not args.no_shrink,
             log=None if args.quiet else sys.stdout, target_extra=_target_extra(args), expectations=args.known,
+            patience=IN_PROCESS_PATIENCE if args.in_memory else 0.0,
         )
         result = fuzzer.run(cases=args.cases, seconds=args.seconds, start_index=args.start_index)
         print(result.summary())
@@ -348,6 +350,7 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
     import time
 
     from aoeconform.fuzz import Fuzzer, FuzzResult
+    from aoeconform.fuzz.engine import IN_PROCESS_PATIENCE
     from aoeconform.fuzz import findings as findings_mod
     from aoeconform.fuzz.parallel import merge_findings, next_index, run_parallel
 
@@ -380,7 +383,8 @@ def _run_parallel(args, targets: list, restarts: list) -> int:
         policy = _write_policy(args, info)
         return Fuzzer(transport, info, seed=seed, seeds=seeds, policy=policy, out_dir=None, restart=restart,
                       health_every=args.health_every, window=args.window, shrink=not args.no_shrink, log=None,
-                      target_extra=_target_extra(args), expectations=args.known)
+                      target_extra=_target_extra(args), expectations=args.known,
+                      patience=IN_PROCESS_PATIENCE if args.in_memory else 0.0)
 
     where = "reference targets in memory" if args.in_memory else ", ".join(targets)
     print(f"aoeconform fuzz: seed {seed} (rerun with --seed {seed}); {workers} workers; {where}", flush=True)

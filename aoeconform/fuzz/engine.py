@@ -68,13 +68,17 @@ FENCE_TAG_BASE = 0x7D000000
 CANARY_TAG_BASE = 0x7E000000
 #: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
 BURST_TAG_BASE = 0x7B000000
+#: tags of the one-sector READs that settle a sector the model is in doubt about (``TargetModel.doubts``)
+DOUBT_TAG_BASE = 0x78000000
 RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE,
-                                 REPLAY_TAG_BASE))
+                                 REPLAY_TAG_BASE, DOUBT_TAG_BASE))
 #: how many frames sent back to back are remembered, to keep a finding's together (a few bursts' worth)
 SENT_TOGETHER_KEPT = 512
 #: the commands whose replies tell the config string, the Mac Mask list and the reservation
 ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
-#: a burst at the second health fence, then at every BURST_EVERY-th
+#: how long an in-process target (``--in-memory``, selftest) is waited for at least (``Fuzzer.patience``)
+IN_PROCESS_PATIENCE = 1.0
+#: a burst after the second health fence sent, then after every BURST_EVERY-th
 BURST_EVERY = 8
 #: header anomalies after which a reply may answer another request: the model does not read it
 NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-reply", "wrong-address", "wrong-reply-dst",
@@ -163,6 +167,7 @@ class Fuzzer:
         health_every: int = 100,
         window: Optional[int] = None,
         deadline: Optional[float] = None,
+        patience: float = 0.0,
         shrink: bool = True,
         shrink_kinds: Optional[Collection[str]] = None,
         shrink_budget: int = 300,
@@ -182,6 +187,11 @@ class Fuzzer:
         self.health_every = max(1, health_every)
         self.window = window if window is not None else max(1, min(16, info.bufcnt))
         self.fixed_deadline = deadline
+        #: how long at least a case waits for its reply, and the health check's last try for
+        #: the target: a target in this process answers in order whatever the machine's load,
+        #: only later, so a silence judged by the clock would change with the load (the
+        #: in-memory target gets a second; a case sent before an answered one is settled at once)
+        self.patience = patience
         self.shrink_enabled = shrink
         #: only findings of these kinds are shrunk (None: every kind)
         self.shrink_kinds = None if shrink_kinds is None else frozenset(shrink_kinds)
@@ -204,6 +214,8 @@ class Fuzzer:
         self._groups = 0
         #: the requests a periodic check sent before the one now judged: its findings keep them
         self._context: Tuple[bytes, ...] = ()
+        self._doubt_reads = 0
+        self._health_fences = 0
         self._burst_due = False
         self._advertisements = 0
         self._fresh: set = set()  # findings that reproduce only from a restarted target
@@ -275,13 +287,14 @@ class Fuzzer:
             t = time.monotonic()
             if session.probe(attempts=1):
                 rtt = min(rtt, time.monotonic() - t)
-        self.deadline = self.fixed_deadline or min(1.0, max(0.05, 50 * rtt))
-        self.grace = min(self.deadline, max(0.001, 5 * rtt))
-        self.quiet = min(self.deadline, max(0.001, 10 * rtt))
-        self.confirm_wait = max(0.25, 5 * self.deadline)
-        self.replayer.deadline = self.deadline
+        deadline = self.fixed_deadline or min(1.0, max(0.05, 50 * rtt))
+        self.deadline = max(self.patience, deadline)  # the loop's cases only: replays and probes keep the measured one
+        self.grace = min(deadline, max(0.001, 5 * rtt))
+        self.quiet = min(deadline, max(0.001, 10 * rtt))
+        self.confirm_wait = max(0.25, 5 * deadline)
+        self.replayer.deadline = deadline
         self.replayer.fence_grace = self.grace
-        session.probe_timeout = min(1.0, max(0.05, 20 * rtt, self.deadline))
+        session.probe_timeout = min(1.0, max(0.05, 20 * rtt, deadline))
         self._snapshot = session.snapshot(attempts=1)
         self.replayer.record_canaries(self._canary_lbas())
         self._prime_admin(self._snapshot)
@@ -390,6 +403,11 @@ class Fuzzer:
                         # boundary: the suspects of a hang are the cases since one)
                         self._since_probe = 0
                         self._send_fence(now, health=True)
+                        self._health_fences += 1
+                        if self._health_fences % BURST_EVERY == 2:
+                            # the burst follows this fence, before any case more: counted in
+                            # cases, not in checkpoints (how many a run stops for is timing)
+                            self._burst_due = self._need_checkpoint = True
                     elif blocked or (len(inflight) >= room and now - last_sent >= grace):
                         # nothing more can go out: settle what is in flight now
                         # rather than wait for each silent case's deadline
@@ -454,7 +472,7 @@ class Fuzzer:
             self._need_checkpoint = True
             return
         self._seq += 1
-        deadline = now + (self.session.probe_timeout or self.session.timeout())
+        deadline = now + max(self.patience, self.session.probe_timeout or self.session.timeout())
         fence = _Fence(tag, self._seq, deadline, len(self._since_health) if health else 0)
         self._fences[tag] = fence
         self._inflight.append(fence)
@@ -531,8 +549,6 @@ class Fuzzer:
         if not fence.since:
             return
         self.result.health_checks += 1
-        if self.result.health_checks % BURST_EVERY == 2:
-            self._burst_due = self._need_checkpoint = True
         self._previous_segment = self._since_health[:fence.since]
         del self._since_health[:fence.since]
         for later in self._fences.values():
@@ -623,6 +639,8 @@ class Fuzzer:
         """The semantic oracles: the replies against the model, which then learns from them."""
         for anomaly in self.model.step(case.frame, replies, answered_in_time=in_time):
             self._anomaly(anomaly, case, replies[0] if replies else None)
+        if self.model.doubts:
+            self._need_checkpoint = True  # a READ of the sector alone settles it
 
     def _give_up(self, tag: int, now: float) -> None:
         """No reply to this case: it was silent (confirmed at the checkpoint if it must be answered)."""
@@ -761,11 +779,16 @@ class Fuzzer:
         # a loaded machine can hold a live target up for longer than the usual
         # timeout: one slow last try before it is called unresponsive
         session = self.session
-        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, 2 * (session.probe_timeout or session.timeout())))
+        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, self.patience, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
+        if alive and self.model.doubts:
+            for lba in sorted(self.model.doubts):
+                self._doubt_reads += 1
+                self._serial(ata_request(self.info, DOUBT_TAG_BASE | (self._doubt_reads & 0xFFFFFF), 0x40, 1, 0x24, lba), "doubt-read")
+            self.model.doubts.clear()  # a READ that got no answer settles nothing: leave it
         crash_rule = None  # the rule a stop is charged to, when the checkpoint knows what caused it
-        if alive and self._burst_due:
-            self._burst_due = False
+        burst, self._burst_due = self._burst_due, False  # not kept for a later checkpoint: its place is fixed
+        if alive and burst:
             self._burst()
             # a burst one beyond Buffer Count must not have hurt it (rule 19): asked before anything else goes out
             alive = session.probe()
@@ -1092,7 +1115,8 @@ class Fuzzer:
             self._shrink(finding)
             if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
-            if finding.shrunk and finding.reproduced and finding.kind in ("no-reply", "unresponsive"):
+            # (a stop after a burst stays charged to the burst, rule 19: its frames went out together)
+            if finding.shrunk and finding.reproduced and (finding.kind == "no-reply" or (finding.kind == "unresponsive" and not finding.rule_number)):
                 # the shrunk trigger, and the one field of it that makes the difference
                 # when classifying found it, name the rule at stake (fuzz.charge)
                 # (a stop no one field explains: what its request asks for; shrinking zeroes the

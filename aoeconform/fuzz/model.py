@@ -291,6 +291,13 @@ class TargetModel:
         #: the first synchronous write a READ found landed, and that READ: the target keeps
         #: such writes, so one found overwritten by an earlier A=1 write was not lost (rule 33, not 22)
         self.sync_write_kept: Tuple[bytes, ...] = ()
+        #: sector -> what its last synchronous write put there, and the requests that show what it
+        #: held before and that write, when the write changed it (a READ that finds it shows it kept)
+        self._changed_by_write: Dict[int, Tuple[bytes, Tuple[bytes, ...]]] = {}
+        #: sector -> (what the last acknowledged write put, what a READ of several sectors found,
+        #: the requests that show it, why): a READ of the sector alone decides whether that write was
+        #: lost (rule 22) or the READ of several returned the wrong data for it (rule 21)
+        self.doubts: Dict[int, Tuple[bytes, bytes, Tuple[bytes, ...], str]] = {}
         self._request = b""  # the request being judged
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
@@ -343,6 +350,10 @@ class TargetModel:
             setup = self._setup(*before)
             found = [a if a.evidence else Anomaly(a.kind, a.detail, setup) for a in found]
         if masked:
+            if reply is not None:
+                # answered although the list keeps its sender out (rule 51, the admin oracles say so):
+                # whatever it asked may have been done, so what it could touch is no longer known
+                self._forget_footprint(request)
             return found  # the mask list keeps its sender out: silence is the answer (rule 51)
         handler = self._handlers.get(request[19])
         if handler is not None:
@@ -412,6 +423,14 @@ class TargetModel:
                     self._widen(lba + i, sector)
                     self.origin[lba + i] = "overlap"
 
+    def _forget_footprint(self, request: bytes) -> None:
+        footprint = self.footprint(request)
+        sectors = list(self.disk) if footprint.all_disk else footprint.sectors
+        for lba in sectors:
+            self.disk.pop(lba, None)
+            self.pending_async.pop(lba, None)
+            self.doubts.pop(lba, None)
+
     def restarted(self) -> None:
         """The target was restarted: what it kept only in memory is unknown."""
         for lba, data in self.pending_async.items():
@@ -424,6 +443,7 @@ class TargetModel:
         change (the capacity, the readable edge) is still known."""
         self.disk.clear()
         self.evidence.clear()
+        self.doubts.clear()
         self.origin.clear()
         self.forbidden.clear()
         self.pending_async.clear()
@@ -537,6 +557,8 @@ class TargetModel:
 
     def _widen(self, lba: int, data: bytes) -> None:
         """The sector may now hold ``data`` as well as what it held."""
+        self.doubts.pop(lba, None)
+        self._changed_by_write.pop(lba, None)
         known = self.disk.get(lba)
         if known is None:
             return
@@ -550,6 +572,9 @@ class TargetModel:
             self.disk[lba] = known | {data}
 
     def _set(self, lba: int, data: bytes, origin: str) -> None:
+        self._changed_by_write.pop(lba, None)
+        if origin != "read":
+            self.doubts.pop(lba, None)  # written again: what the old write did no longer shows
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
         self._note(lba, fresh=True)
@@ -674,6 +699,8 @@ class TargetModel:
         if len(data) < scnt * SECTOR_SIZE:
             return found  # the header oracle's short-read
         sectors = self._sectors(data, scnt)
+        if scnt == 1 and len(inside) == 1 and inside[0][0] in self.doubts:
+            found += self._decide(inside[0][0], sectors[0])
         matching = [(lba, ext) for lba, ext in inside if self._matches(lba, sectors)]
         if not matching:
             lba, _ = inside[0]
@@ -682,10 +709,10 @@ class TargetModel:
         if len(matching) == 1:
             lba, _ = matching[0]
             if not self.sync_write_kept:
-                at = next((lba + i for i in range(len(sectors)) if self.origin.get(lba + i) == "write"
-                           and len(self.disk.get(lba + i, ())) == 1), None)
-                if at is not None:
-                    self.sync_write_kept = self.evidence.get(at, ())[-1:] + (self._request,)
+                kept = next((self._changed_by_write[lba + i] for i, sector in enumerate(sectors)
+                             if self._changed_by_write.get(lba + i, (None,))[0] == sector), None)
+                if kept is not None:
+                    self.sync_write_kept = kept[1] + (self._request,)
             for i, sector in enumerate(sectors):
                 self._learn(lba + i, sector)
             self._learn_edge(ata, refused=False, lba=lba)
@@ -737,6 +764,16 @@ class TargetModel:
                         evidence = tuple(e for e in self.sync_write_kept if e not in evidence) + evidence
                     else:
                         kind = "read-data"  # no synchronous write was ever seen kept: the later one may simply be lost
+            elif origin == "write" and len(sectors) > 1 and len(known) == 1:
+                # one READ cannot tell a write that was lost from a READ of several sectors
+                # that returned the wrong data for one of them: a READ of it alone will
+                written = next(iter(known))
+                self.doubts[at] = (written, sector, evidence + (self._request,),
+                                   f"sector {at}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put")
+                for j, s in enumerate(sectors):
+                    self._set(lba + j, s, "read")
+                self.disk[at] = frozenset((written, sector))
+                return []
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
                 if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
@@ -752,6 +789,16 @@ class TargetModel:
                 self._set(lba + j, s, "read")
             return [Anomaly(kind, detail, evidence)]
         return []
+
+    def _decide(self, lba: int, sector: bytes) -> List[Anomaly]:
+        """A READ of a sector in doubt alone (see ``doubts``)."""
+        written, found_then, evidence, detail = self.doubts.pop(lba)
+        evidence = evidence + (self._request,)
+        if sector == written:
+            return [Anomaly("read-wrong-data", detail + "; a READ of that sector alone finds the write", evidence)]
+        if sector == found_then:
+            return [Anomaly("read-data", detail + "; a READ of that sector alone finds the same", evidence)]
+        return []  # neither: the sector changed once more, judged as any read (read-unstable)
 
     def _learn_edge(self, ata: _Ata, *, refused: bool, lba: Optional[int] = None) -> None:
         """The readable edge from an unambiguous I/O (one reading, clean)."""
@@ -853,7 +900,12 @@ class TargetModel:
                     self._note(at)  # a FLUSH will make it what the sector holds
                     self.pending_async[at] = sector
                 else:
+                    before, shown = self.disk.get(at), self.evidence.get(at, ())
                     self._set(at, sector, "write")
+                    # a read that finds this write shows the target keeps writes only if the
+                    # sector held something else before (else the write may have been ignored)
+                    if before is not None and len(before) == 1 and sector not in before:
+                        self._changed_by_write[at] = (sector, shown + (self._request,))
                     if late is not None and late != sector:
                         # found there later: the A=1 write landed after this one, or this one was lost.
                         # The wire cannot tell the two apart; the step that makes the difference is

@@ -72,6 +72,7 @@ KINDS = {
     "read-refused": (21, "a READ inside the disk and within the limits was refused"),
     "read-status": (21, "a successful READ reply without status 0x40 and error 0"),
     "read-unstable": (21, "two READs of a sector nothing wrote in between returned different data"),
+    "read-wrong-data": (21, "a READ of several sectors returned, for one of them, other data than a READ of it alone, which finds the last write"),
     "read-data": (22, "a READ returned other data than the last acknowledged write put there"),
     "write-refused": (22, "a WRITE inside the disk and within the limits was refused"),
     "write-status": (22, "an acknowledged WRITE reply without status 0x40 and error 0"),

@@ -23,7 +23,7 @@ from aoeconform.scenario.endpoint import LAB_IMAGE_BYTES
 from aoeconform.target.host import ThreadHost
 
 from .context import WritePolicy
-from .engine import Fuzzer, replay_finding
+from .engine import IN_PROCESS_PATIENCE, Fuzzer, replay_finding
 from .findings import Finding
 
 SEED = 1
@@ -98,7 +98,7 @@ def fuzz_quirk(quirk: str, seconds: float, seed: int = SEED, replay: bool = Fals
         # the default window sits in the middle of the disk; keep it below 2^28 on the big one
         policy = WritePolicy.for_target(True, "4096:64" if big else None, info.capacity)
         # a stop is shrunk to the frame that caused it: that frame names the rule (fuzz.charge)
-        fuzzer = Fuzzer(ref.host, info, seed=seed, policy=policy, restart=ref.restart, shrink=True,
+        fuzzer = Fuzzer(ref.host, info, seed=seed, policy=policy, restart=ref.restart, shrink=True, patience=IN_PROCESS_PATIENCE,
                         shrink_kinds=None if replay else ("unresponsive",),
                         max_findings=MAX_REPLAY_FINDINGS if replay else 1, target_extra={"quirks": [quirk]})
         try:
