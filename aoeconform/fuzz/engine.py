@@ -187,10 +187,11 @@ class Fuzzer:
         self.health_every = max(1, health_every)
         self.window = window if window is not None else max(1, min(16, info.bufcnt))
         self.fixed_deadline = deadline
-        #: how long at least a case waits for its reply, and the health check's last try for
-        #: the target: a target in this process answers in order whatever the machine's load,
-        #: only later, so a silence judged by the clock would change with the load (the
-        #: in-memory target gets a second; a case sent before an answered one is settled at once)
+        #: how long at least a case waits for its reply (a fence a quarter of it, the health
+        #: check's last try half): a target in this process answers in order whatever the
+        #: machine's load, only later, so a silence judged by the clock would change with the
+        #: load (the in-memory target gets a second; a case sent before an answered one is
+        #: settled at once, so only a stop pays for it)
         self.patience = patience
         self.shrink_enabled = shrink
         #: only findings of these kinds are shrunk (None: every kind)
@@ -472,7 +473,8 @@ class Fuzzer:
             self._need_checkpoint = True
             return
         self._seq += 1
-        deadline = now + max(self.patience, self.session.probe_timeout or self.session.timeout())
+        # (a quarter of the patience: an expired fence only calls the health check, which waits longer)
+        deadline = now + max(self.patience / 4, self.session.probe_timeout or self.session.timeout())
         fence = _Fence(tag, self._seq, deadline, len(self._since_health) if health else 0)
         self._fences[tag] = fence
         self._inflight.append(fence)
@@ -779,7 +781,7 @@ class Fuzzer:
         # a loaded machine can hold a live target up for longer than the usual
         # timeout: one slow last try before it is called unresponsive
         session = self.session
-        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, self.patience, 2 * (session.probe_timeout or session.timeout())))
+        alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, self.patience / 2, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
         if alive and self.model.doubts:
             for lba in sorted(self.model.doubts):
