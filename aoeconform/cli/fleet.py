@@ -21,7 +21,7 @@ from aoeconform.errors import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, EXIT_UNREAC
 
 
 def run_fleet(args) -> int:
-    from aoeconform.report.fleet import fleet_document, target_dir_name, write_fleet
+    from aoeconform.report.fleet import fleet_document, target_dirs, write_fleet
     from aoeconform.report.model import RunInfo
     from aoeconform.report.writer import ReportWriter, build_manifest
     from aoeconform.scenario.engine import RunOptions
@@ -42,19 +42,14 @@ def run_fleet(args) -> int:
     runs: list[RunInfo] = []
     writers: list[ReportWriter] = []
     columns: list[dict] = []  # one per target: label, report dir, facts, workers, error
-    names = set()
-    for t in targets:
-        name = target_dir_name(t.label)
-        while name in names:
-            name += "_"
-        names.add(name)
+    for t, where in zip(targets, target_dirs(t.label for t in targets)):
         run_info = RunInfo(strict=args.strict)
         run_info.manifest = build_manifest(suites=suites, endpoint=None, facts=None, options=None, start=run_info.start)
         run_info.manifest["target_description"] = t.label
         runs.append(run_info)
-        writers.append(ReportWriter(os.path.join(args.report_dir, "targets", name), run_info, by_id,
+        writers.append(ReportWriter(os.path.join(args.report_dir, where), run_info, by_id,
                                     context={"seed": seed, "lba_window": window}))
-        columns.append({"label": t.label, "report_dir": os.path.join("targets", name)})
+        columns.append({"label": t.label, "report_dir": where})
     suite_manifest = {k: v for k, v in runs[0].manifest.items() if k.startswith("suites") or k == "command_line"}
 
     def open_target(target):

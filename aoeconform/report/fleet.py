@@ -26,6 +26,19 @@ def target_dir_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "target"
 
 
+def target_dirs(labels) -> list[str]:
+    """``targets/<name>`` for each label, in order, no two the same."""
+    names: set = set()
+    dirs = []
+    for label in labels:
+        name = target_dir_name(label)
+        while name in names:
+            name += "_"
+        names.add(name)
+        dirs.append(os.path.join("targets", name))
+    return dirs
+
+
 def fleet_document(columns: list[dict], runs: list, cases: list, *, workers: int, elapsed: float) -> dict:
     """``columns``: per target {label, report_dir, description, facts, error}; ``runs``:
     the targets' RunInfo in the same order; ``cases``: the chosen cases in order."""
