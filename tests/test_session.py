@@ -208,3 +208,74 @@ def test_a_session_waits_longer_once_a_reply_was_slow():
     target.delay = 0.3
     assert session.probe(attempts=1, timeout=1.0)
     assert session.timeout() > quick and session.timeout() > 0.3
+
+
+# -- requests sent back to back ----------------------------------------------------------------
+
+
+class _ScriptedTarget(Transport):
+    """Answers each request as ``script(tag)`` says: a list of (delay, tag of
+    the reply) on a fake clock; replies go back to the request's source MAC."""
+
+    def __init__(self, facts: TargetFacts, clock: list, script) -> None:
+        self.facts, self.clock, self.script = facts, clock, script
+        self.queue: list = []
+
+    def send(self, frame: bytes) -> None:
+        h = Frame.decode(frame).header
+        for delay, tag in self.script(h.tag):
+            reply = Frame(Header(dst=h.src, src=self.facts.mac, shelf=h.shelf, slot=h.slot, command=CMD_QUERY_CONFIG, tag=tag,
+                                 flags=FLAG_RESPONSE), ConfigArg(bufcnt=16))
+            self.queue.append((self.clock[0] + delay, reply.encode(pad=True)))
+        self.queue.sort(key=lambda item: item[0])
+
+    def recv(self, timeout):
+        due = self.queue[0][0] if self.queue else None
+        if due is None or due > self.clock[0] + (timeout or 0):
+            self.clock[0] += timeout or 0
+            return None
+        self.clock[0] = max(self.clock[0], due)
+        return self.queue.pop(0)[1]
+
+
+def _burst_session(script):
+    now = [0.0]
+    facts = TargetFacts(mac=bytes.fromhex("020000000002"), shelf=1, slot=2, host_mac=bytes.fromhex("020000000001"))
+    session = Session(_ScriptedTarget(facts, now, script), facts, clock=lambda: now[0])
+    return session, facts, now
+
+
+def _tag(frame: bytes) -> int:
+    return int.from_bytes(frame[20:24], "big")
+
+
+def test_a_burst_keeps_a_duplicate_reply_with_its_request_and_hands_back_strays():
+    # tag 1 is answered twice, tag 2 once; tag 9 answers nothing sent (a late reply to something earlier)
+    script = {1: [(0.001, 1), (0.002, 1), (0.003, 9)], 2: [(0.004, 2)]}
+    session, facts, _ = _burst_session(lambda tag: script.get(tag, []))
+    frames = [requests.config_read(facts, tag).encode(pad=True) for tag in (1, 2)]
+    replies, others = session.burst(frames, wait=1.0)
+    assert [[_tag(r) for r in got] for got in replies] == [[1, 1], [2]]
+    assert [_tag(r) for r in others] == [9]
+
+
+def test_a_burst_gives_a_reply_to_the_requester_it_is_addressed_to():
+    # the same tag from our MAC and a second one, answered in reverse order
+    session, facts, _ = _burst_session(lambda tag: [(0.001, tag)])
+    second = requests.config_read(facts, 5, OTHER).encode(pad=True)
+    ours = requests.config_read(facts, 5).encode(pad=True)
+    replies, others = session.burst([ours, second], wait=1.0)
+    assert [got[0][0:6] for got in replies] == [facts.host_mac, OTHER]
+    assert others == []
+
+
+def test_a_burst_waits_at_most_its_timeout_for_a_silent_request():
+    session, facts, now = _burst_session(lambda tag: [] if tag == 2 else [(0.001, tag)])
+    frames = [requests.config_read(facts, tag).encode(pad=True) for tag in (1, 2, 3)]
+    replies, others = session.burst(frames, wait=0.5)
+    assert [len(got) for got in replies] == [1, 0, 1] and others == []
+    assert 0.5 <= now[0] < 0.6
+    # all answered: it returns at the last reply, not at the timeout
+    started = now[0]
+    replies, _ = session.burst([frames[0], frames[2]], wait=0.5)
+    assert [len(got) for got in replies] == [1, 1] and now[0] - started < 0.01

@@ -797,30 +797,10 @@ class Fuzzer:
                 data = rng.getrandbits(4096 * m).to_bytes(512 * m, "little")
                 frames[i] = ata_request(info, tag(i), 0x41, m, 0x34, policy.start, data)
         cases = [Case(self.result.cases, frame, ("burst",), "burst", True) for frame in frames]
-        position = {frame[20:24]: i for i, frame in enumerate(frames)}
-        replies: List[List[bytes]] = [[] for _ in frames]
-        transport = self.transport
-        try:
-            for frame in frames:
-                transport.send(frame)
-        except OSError:
-            return
         for case in cases:
             self._history.append(case)
             self._since_health.append(case)
-        end = time.monotonic() + self.confirm_wait
-        answered = 0
-        while answered < len(frames):
-            left = end - time.monotonic()
-            received = transport.recv(left) if left > 0 else None
-            if received is None:
-                break
-            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
-            if at is None:
-                self._on_stray_frame(received)
-                continue
-            answered += not replies[at]
-            replies[at].append(received)
+        replies = self._together(frames)
         for case, got in zip(cases, replies):
             for reply in got[:1]:
                 self._check(case, reply)
@@ -848,6 +828,14 @@ class Fuzzer:
             for reply in matched[:1]:
                 self._check(check, reply)
             self._judge(check, matched, bool(matched))
+
+    def _together(self, frames: Sequence[bytes]) -> List[List[bytes]]:
+        """Send ``frames`` back to back; the replies to each (a duplicate stays
+        with its request). What else the target sent may answer earlier cases."""
+        replies, others = self.session.burst(frames, self.confirm_wait)
+        for other in others:
+            self._on_stray_frame(other)
+        return replies
 
     def _serial(self, frame: bytes, name: str) -> List[bytes]:
         """One request outside the case sequence, checked and judged like a case."""
@@ -889,24 +877,7 @@ class Fuzzer:
         if not self._serial(reads.config(CCMD_FORCE_SET, b""), "contend-clear"):
             return
         sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
-        position = {frame[20:24]: i for i, frame in enumerate(sets)}
-        replies: List[Optional[bytes]] = [None, None]
-        try:
-            for frame in sets:
-                self.transport.send(frame)
-        except OSError:
-            return
-        end = time.monotonic() + self.confirm_wait
-        while None in replies:
-            left = end - time.monotonic()
-            received = self.transport.recv(left) if left > 0 else None
-            if received is None:
-                break
-            at = position.get(bytes(received[20:24])) if len(received) >= 24 and received[14] & FLAG_RESPONSE else None
-            if at is None:
-                self._on_stray_frame(received)
-            elif replies[at] is None:
-                replies[at] = received
+        replies = [got[0] if got else None for got in self._together(sets)]
         self._commands_sent.add(CMD_QUERY_CONFIG)
         cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
         for case, reply in zip(cases, replies):

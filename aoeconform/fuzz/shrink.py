@@ -114,33 +114,23 @@ class Replayer:
         answered. It fires when the target, still alive, leaves some of them
         unanswered: the last one alone for a dropped duplicate (rule 18), any
         but not all of them for a Buffer Count not honoured (rule 19)."""
-        session = self.session
-        link, clock = session.link, session.clock
-        tags = [int.from_bytes(f[20:24], "big") for f in frames if len(f) >= 24]
-        if len(tags) != len(frames) or len(frames) < 2:
+        if len(frames) < 2 or any(len(f) < 24 for f in frames):
             return False
-        try:
-            for frame in frames:
-                self.note(frame)
-                link.send(frame)
-        except OSError:
-            return False
-        answered: set = set()
-        end = clock() + max(self.deadline, 0.25)
-        while len(answered) < len(tags):
-            remaining = end - clock()
-            if remaining <= 0:
-                break
-            got, _ = link.wait([t for t in tags if t not in answered], remaining)
-            if not got:
-                break
-            answered.update(int.from_bytes(g[20:24], "big") for g in got)
-        missing = [i for i, tag in enumerate(tags) if tag not in answered]
-        if not missing or len(missing) == len(tags) or not session.probe(attempts=2):
+        replies = self.together(frames)
+        missing = [i for i, got in enumerate(replies) if not got]
+        if not missing or len(missing) == len(frames) or not self.session.probe(attempts=2):
             return False  # all answered, or none: a dead target is another finding's
         if kind == "duplicate-dropped":
-            return missing == [len(tags) - 1]
+            return missing == [len(frames) - 1]
         return True
+
+    def together(self, frames: Sequence[bytes]) -> List[List[bytes]]:
+        """Send ``frames`` back to back, as a burst or two initiators at once
+        sent them; the replies to each."""
+        for frame in frames:
+            self.note(frame)
+        replies, _ = self.session.burst(frames, max(self.deadline, 0.25))
+        return replies
 
     def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
         """A semantic finding: the frames, one at a time, judged by a fresh model

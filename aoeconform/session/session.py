@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Collection, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from aoeconform.transport.base import Transport
 from aoeconform.wire import ConfigArg, DecodeError, Frame, MacMaskArg, ReserveArg
-from aoeconform.wire.constants import AOE_HEADER_LEN, TAG_TOOL_BIT, frame_tag
+from aoeconform.wire.constants import AOE_HEADER_LEN, DST_BYTES, SRC_BYTES, TAG_TOOL_BIT, frame_tag
 
 from . import requests
 from .facts import TargetFacts
@@ -98,6 +98,52 @@ class Session:
         except OSError:
             return [], []
         return self.link.wait(wanted, self.timeout() if wait is None else wait, first_only)
+
+    def burst(self, frames: Sequence[bytes], wait: Optional[float] = None) -> Tuple[List[List[bytes]], List[bytes]]:
+        """Send ``frames`` back to back, each as it is (no wait between them:
+        what two initiators, or one with several requests outstanding, do at
+        once); return (the replies to each frame, in the order of ``frames``;
+        other frames from the target) seen within ``wait`` seconds (default:
+        the adaptive timeout), or until every frame has a reply.
+
+        A reply goes to the request with its tag (rule 20: by tag, never by
+        order); of requests sharing a tag, to the first one it is addressed to
+        that has none yet. A second reply to a request stays with it (the
+        caller judges duplicates), never among the others."""
+        replies: List[List[bytes]] = [[] for _ in frames]
+        by_tag: Dict[int, List[int]] = {}
+        for i, frame in enumerate(frames):
+            if len(frame) >= AOE_HEADER_LEN:
+                by_tag.setdefault(frame_tag(frame), []).append(i)
+        others: List[bytes] = []
+        try:
+            for frame in frames:
+                self.link.send(frame)
+        except OSError:
+            return replies, others
+        clock = self.clock
+        end = clock() + (self.timeout() if wait is None else wait)
+        owed = [i for indices in by_tag.values() for i in indices]
+        while any(not replies[i] for i in owed):
+            remaining = end - clock()
+            if remaining <= 0:
+                break
+            # every tag of the burst, answered or not: a duplicate is matched, not handed back as another's
+            matched, other = self.link.wait(by_tag, remaining)
+            others += other
+            if not matched:
+                break
+            for reply in matched:
+                replies[self._requester(reply, frames, by_tag[frame_tag(reply)], replies)].append(reply)
+        return replies, others
+
+    @staticmethod
+    def _requester(reply: bytes, frames: Sequence[bytes], candidates: List[int], replies: List[List[bytes]]) -> int:
+        """Which of the requests with ``reply``'s tag it answers: of those whose
+        source MAC it goes to (all of them, if none), the first without a reply
+        yet, else the last."""
+        addressed = [i for i in candidates if frames[i][SRC_BYTES] == reply[DST_BYTES]] or candidates
+        return next((i for i in addressed if not replies[i]), addressed[-1])
 
     def request(self, frame: Frame, attempts: int = 1, wait: Optional[float] = None) -> Optional[Frame]:
         """Send ``frame`` (a fresh tag each try, padded) and return its decoded
