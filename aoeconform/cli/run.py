@@ -70,12 +70,14 @@ def register(subparsers) -> None:
                    help="run the cases with `linux` steps: the kernel's AoE driver boots in user-mode Linux on a link "
                    "bridged to the target (root, `apt-get install user-mode-linux`; a few seconds per case)")
     g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
-    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT, 2 x the slowest recent RTT) (default 0.25 s; 0.05 s for the bundled target "
-                        "and for a target behind an `aoeconform lab` veth pair)")
+    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s; 0.05 s for the bundled target "
+                        "and for a target behind an `aoeconform lab` veth pair); on a loaded machine the floor is multiplied "
+                        "by the load average per CPU")
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
     g.add_argument("--maxfail", type=integer(1), metavar="N",
-                   help="stop after N failing cases (failed, timeout, error); the reports say the run was cut short and the exit status is 1")
+                   help="stop after N failing cases (failed, timeout, error; over all targets and workers of a fleet); "
+                        "the reports say the run was cut short and what did not run, and the exit status is 1")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="on a terminal, print every case, not only failures (without a terminal every case is printed anyway)")
     b = p.add_argument_group("bundled target (without --target)")

@@ -13,6 +13,7 @@ silence checks cost no waiting.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import defaultdict, deque
@@ -31,16 +32,21 @@ class Watchdog(Exception):
 
 #: the shortest silence window (see ``Timing.silence``)
 SILENCE_FLOOR = 0.05
+#: reply timeouts between two readings of the machine's load
+LOAD_READ_EVERY = 64
+
+
+def machine_load() -> float:
+    """Runnable processes per CPU this process may use, over the last minute."""
+    try:
+        cpus = len(os.sched_getaffinity(0)) or 1
+        return os.getloadavg()[0] / cpus
+    except (OSError, AttributeError):  # no load average here: as if idle
+        return 0.0
 
 
 class Timing:
-    """Adaptive timeout: max(floor, factor × median RTT, 2 × the slowest recent
-    RTT), at most ``ceiling``.
-
-    The slowest recent RTT counts because the median does not see a loaded
-    machine: there most replies come at once and a few wait tens of
-    milliseconds for a CPU (the target's and the harness's), and a reply late
-    for that is no reply missing. On an idle link the floor is what counts.
+    """Adaptive timeout: max(floor, factor × median RTT), at most ``ceiling``.
 
     ``silence()`` is the window for judging that no reply comes. A reply that
     does come returns early, so the reply timeout can afford a generous floor;
@@ -48,10 +54,21 @@ class Timing:
     max(min(floor, SILENCE_FLOOR), factor × median RTT, 2 × the slowest recent
     RTT), never longer than the reply timeout. The engine still catches a
     reply that arrives after the window (``Engine._late_replies``).
+
+    On a machine with more runnable processes than CPUs the reply timeout's
+    floor is multiplied by that ratio (``load``, read every
+    ``LOAD_READ_EVERY`` timeouts): there the target and the harness wait
+    their turn for a CPU, each for tens of milliseconds, and a reply late for
+    that is no reply missing. The wait only lasts longer when a reply does not
+    come; the silence window stays as it is.
     """
 
-    def __init__(self, floor: float = 0.25, factor: float = 8.0, ceiling: float = 5.0, window: int = 256):
+    def __init__(self, floor: float = 0.25, factor: float = 8.0, ceiling: float = 5.0, window: int = 256,
+                 load: Callable[[], float] = machine_load):
         self.floor = floor
+        self.load = load
+        self._load_factor = 1.0
+        self._until_load_read = 0
         self.silence_floor = min(floor, SILENCE_FLOOR)
         self.factor = factor
         self.ceiling = max(ceiling, floor)
@@ -67,11 +84,20 @@ class Timing:
     def median(self) -> Optional[float]:
         return statistics.median(self.samples) if self.samples else None
 
+    def load_factor(self) -> float:
+        """How much longer a reply may take here than on an idle machine (at least 1)."""
+        if self._until_load_read <= 0:
+            self._load_factor = max(1.0, self.load())
+            self._until_load_read = LOAD_READ_EVERY
+        self._until_load_read -= 1
+        return self._load_factor
+
     def timeout(self) -> float:
         median = self.median
+        floor = self.floor * self.load_factor()
         if median is None:
-            return self.ceiling if self.floor >= self.ceiling else max(self.floor, min(1.0, self.ceiling))
-        return min(self.ceiling, max(self.floor, self.factor * median, 2 * max(self.samples)))
+            return self.ceiling if floor >= self.ceiling else max(floor, min(1.0, self.ceiling))
+        return min(self.ceiling, max(floor, self.factor * median))
 
     def silence(self) -> float:
         if not self.samples:
