@@ -256,25 +256,3 @@ def test_the_initiators_own_late_replies_are_not_strangers():
     wire.drain()
     assert [int.from_bytes(r[20:24], "big") for r in wire.strangers] == [0x0101BBBB]
     link.close()
-
-
-def test_a_reply_late_because_the_machine_is_loaded_is_not_missing():
-    """The reply timeout's floor grows with the runnable processes per CPU (a
-    target and a harness waiting for a CPU answer late, not never); the
-    silence window, once RTTs are known, does not."""
-    from aoeconform.scenario.wire import LOAD_READ_EVERY, Timing
-
-    load = [0.5]
-    timing = Timing(floor=0.05, ceiling=5.0, load=lambda: load[0])
-    for _ in range(10):
-        timing.add(0.0002)
-    assert timing.timeout() == 0.05  # idle: the floor as given
-    load[0] = 6.0
-    for _ in range(LOAD_READ_EVERY):  # read again after a while, not on every exchange
-        timing.timeout()
-    assert timing.timeout() == pytest.approx(0.3)
-    assert timing.silence() == 0.05
-    load[0] = 1000.0
-    for _ in range(LOAD_READ_EVERY):
-        timing.timeout()
-    assert timing.timeout() == 5.0  # never past the ceiling

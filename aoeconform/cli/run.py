@@ -71,8 +71,7 @@ def register(subparsers) -> None:
                    "bridged to the target (root, `apt-get install user-mode-linux`; a few seconds per case)")
     g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
     g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s; 0.05 s for the bundled target "
-                        "and for a target behind an `aoeconform lab` veth pair); on a loaded machine the floor is multiplied "
-                        "by the load average per CPU")
+                        "and for a target behind an `aoeconform lab` veth pair)")
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
     g.add_argument("--maxfail", type=integer(1), metavar="N",

@@ -13,7 +13,6 @@ silence checks cost no waiting.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections import defaultdict, deque
@@ -32,17 +31,6 @@ class Watchdog(Exception):
 
 #: the shortest silence window (see ``Timing.silence``)
 SILENCE_FLOOR = 0.05
-#: reply timeouts between two readings of the machine's load
-LOAD_READ_EVERY = 64
-
-
-def machine_load() -> float:
-    """Runnable processes per CPU this process may use, over the last minute."""
-    try:
-        cpus = len(os.sched_getaffinity(0)) or 1
-        return os.getloadavg()[0] / cpus
-    except (OSError, AttributeError):  # no load average here: as if idle
-        return 0.0
 
 
 class Timing:
@@ -54,21 +42,10 @@ class Timing:
     max(min(floor, SILENCE_FLOOR), factor × median RTT, 2 × the slowest recent
     RTT), never longer than the reply timeout. The engine still catches a
     reply that arrives after the window (``Engine._late_replies``).
-
-    On a machine with more runnable processes than CPUs the reply timeout's
-    floor is multiplied by that ratio (``load``, read every
-    ``LOAD_READ_EVERY`` timeouts): there the target and the harness wait
-    their turn for a CPU, each for tens of milliseconds, and a reply late for
-    that is no reply missing. The wait only lasts longer when a reply does not
-    come; the silence window stays as it is.
     """
 
-    def __init__(self, floor: float = 0.25, factor: float = 8.0, ceiling: float = 5.0, window: int = 256,
-                 load: Callable[[], float] = machine_load):
+    def __init__(self, floor: float = 0.25, factor: float = 8.0, ceiling: float = 5.0, window: int = 256):
         self.floor = floor
-        self.load = load
-        self._load_factor = 1.0
-        self._until_load_read = 0
         self.silence_floor = min(floor, SILENCE_FLOOR)
         self.factor = factor
         self.ceiling = max(ceiling, floor)
@@ -84,20 +61,11 @@ class Timing:
     def median(self) -> Optional[float]:
         return statistics.median(self.samples) if self.samples else None
 
-    def load_factor(self) -> float:
-        """How much longer a reply may take here than on an idle machine (at least 1)."""
-        if self._until_load_read <= 0:
-            self._load_factor = max(1.0, self.load())
-            self._until_load_read = LOAD_READ_EVERY
-        self._until_load_read -= 1
-        return self._load_factor
-
     def timeout(self) -> float:
         median = self.median
-        floor = self.floor * self.load_factor()
         if median is None:
-            return self.ceiling if floor >= self.ceiling else max(floor, min(1.0, self.ceiling))
-        return min(self.ceiling, max(floor, self.factor * median))
+            return self.ceiling if self.floor >= self.ceiling else max(self.floor, min(1.0, self.ceiling))
+        return min(self.ceiling, max(self.floor, self.factor * median))
 
     def silence(self) -> float:
         if not self.samples:
