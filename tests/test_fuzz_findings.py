@@ -76,6 +76,7 @@ def test_same_seed_same_findings_and_every_finding_replays(tmp_path, capsys):
     for f in one["findings"]:
         assert main(["replay", f["file"]]) == 1, f["signature"]  # with the quirks it was found with
         assert main(["replay", f["file"], "--quirk", "unpadded"]) == 0  # a target without the defect
+        assert main(["replay", f["file"], "--clean"]) == 0  # nor without any
     out = capsys.readouterr().out
     assert "reproduced" in out and "did not reproduce" in out
 
@@ -97,6 +98,22 @@ def test_selftest_fuzz_names_the_rule_and_says_how_many_quirks_it_found(capsys):
     assert lines["readonly-writes"].startswith("MISS")  # no oracle knows the export is read-only
     assert out.rstrip().splitlines()[-1].startswith("found 4 of 5 quirks")
     assert main(["selftest", "--seconds", "1"]) == 2  # --seconds goes with --fuzz
+    assert main(["selftest", "--replay"]) == 2  # and so does --replay
+
+
+def test_selftest_fuzz_replay_replays_each_finding_against_the_quirk_and_the_clean_target(capsys, monkeypatch):
+    from aoeconform.fuzz import selftest as fuzz_selftest
+
+    args = ["selftest", "--fuzz", "--replay", "--seconds", "1", "--quirk", "unpadded"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rule 16 runt-reply" in out and "; 1 of 1 findings replay" in out
+    assert out.rstrip().endswith("1 of 1 findings replay, 0 fire on the clean target too")
+    # a finding that does not fire again, or fires against the clean target too, fails the selftest
+    for fires, said in ((lambda quirks: False, "does not replay"), (lambda quirks: True, "fires on the clean target too")):
+        monkeypatch.setattr(fuzz_selftest, "_replays_on", lambda quirks, image, finding, fires=fires: fires(quirks))
+        assert main(args) == 1
+        assert said in capsys.readouterr().out
 
 
 def test_expectations_file_makes_known_deviations_counted_not_failures(tmp_path, capsys):

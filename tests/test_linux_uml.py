@@ -58,8 +58,9 @@ def test_your_interface_found_by_discovery(uml, vblade_lab_jumbo, capsys):
 
 
 def test_a_hung_guest_is_killed_and_said_so(uml, make_lab, tmp_path):
+    # the guest must boot and reach the sleep first: 6 s was too short on a loaded 2-core machine
     steps = [{"kind": "sleep", "seconds": 60}]
-    guest = LinuxGuest(make_lab().host_if, steps, shelf=1, slot=2, timeout=6, workdir=str(tmp_path / "g")).start()
+    guest = LinuxGuest(make_lab().host_if, steps, shelf=1, slot=2, timeout=20, workdir=str(tmp_path / "g")).start()
     pgid = guest.popen.pid
     result = guest.wait()
     assert result.killed and not result.ok

@@ -132,7 +132,7 @@ def run(args) -> int:
     if bool(args.target) == bool(args.in_memory):
         raise UsageError("name the target with --target IF[:SHELF.SLOT] (e.g. --target aoec0h:1.2), or use --in-memory")
     if args.replay:
-        return replay_file(args.replay, target=args.target, quirks=_quirk_names(args) if args.in_memory else None,
+        return replay_file(args.replay, target=args.target, quirks=(_quirk_names(args) or None) if args.in_memory else None,
                            restart_cmd=args.restart_cmd, second_iface=args.second_iface)
     seeds = _seeds(args)
     reference = None
@@ -183,8 +183,8 @@ def is_finding_file(path: str) -> bool:
 def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], restart_cmd: Optional[str],
                 second_iface: Optional[str] = None) -> int:
     """Send a saved finding's (shrunk) frames again: to ``target``, or with no
-    target to the in-memory reference target with ``quirks`` (default: those
-    the finding was found with). Exit 1 if its oracle still fires."""
+    target to the in-memory reference target with ``quirks`` (None: those
+    the finding was found with; empty: none). Exit 1 if its oracle still fires."""
     from aoeconform.fuzz.engine import replay_finding
     from aoeconform.fuzz.findings import load
 
@@ -200,7 +200,7 @@ def replay_file(path: str, *, target: Optional[str], quirks: Optional[list], res
         from aoeconform.target.host import ThreadHost
         from aoeconform.target.quirks import check_quirks
 
-        reference = ThreadHost(check_quirks(quirks if quirks else finding.target.get("quirks", [])))
+        reference = ThreadHost(check_quirks(finding.target.get("quirks", []) if quirks is None else quirks))
         transport, info, restart = reference.host, reference.info, reference.restart
     try:
         fired = replay_finding(transport, info, finding, restart=restart)
@@ -291,7 +291,7 @@ def _replay_stateful(path: str, finding, *, target: Optional[str], quirks: Optio
                      second_iface: Optional[str]) -> int:
     """A stateful finding: its steps from a known target (in memory: a fresh one with the finding's quirks)."""
     stateful = _stateful_module()
-    setup, _ = _stateful_setup(stateful, target=target, quirks=quirks if quirks else finding.target.get("quirks", []),
+    setup, _ = _stateful_setup(stateful, target=target, quirks=finding.target.get("quirks", []) if quirks is None else quirks,
                                restart_cmd=restart_cmd, second_iface=second_iface)
     fired = stateful.replay_stateful(setup, finding)
     print(f"{os.path.basename(path)}: {finding.signature} {'reproduced' if fired else 'did not reproduce'} "

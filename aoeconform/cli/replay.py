@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--readonly-target", action="store_true")
     p.add_argument("--bundled", default="auto", choices=["auto", "lab", "memory", "loopback"])
     p.add_argument("--quirk", action="append", default=[], metavar="NAME", help="give the bundled target a quirk")
+    p.add_argument("--clean", action="store_true",
+                   help="a fuzz finding: replay it against the clean reference target (default: with the quirks it was found with)")
     p.add_argument("--mtu", type=int, default=1500)
     p.set_defaults(func=run)
 
@@ -64,8 +66,12 @@ def run(args) -> int:
     from .run import open_endpoint
 
     if is_finding_file(args.file):  # a fuzz finding: its frames go to --target, or to the reference target with its quirks
-        return replay_file(args.file, target=args.target, quirks=args.quirk, restart_cmd=args.restart_cmd,
+        if args.clean and (args.quirk or args.target):
+            raise UsageError("--clean replays against the clean reference target: it takes no --quirk or --target")
+        return replay_file(args.file, target=args.target, quirks=[] if args.clean else (args.quirk or None), restart_cmd=args.restart_cmd,
                            second_iface=args.second_iface)
+    if args.clean:
+        raise UsageError("--clean goes with a fuzz finding's file")
     doc = load_replay(args.file)
     case = None if args.frames else case_from_replay(doc, args.file)
     endpoint = open_endpoint(args)

@@ -3,6 +3,9 @@ and every accepted reading.
 
 With ``--fuzz``: the fuzzer instead, against each quirk for ``--seconds``;
 exit 0 whatever it finds (the last line says how many quirks it found).
+``--fuzz --replay`` also shrinks each finding and replays it against a
+fresh target with the quirk and a clean one: exit 1 when a finding does not
+fire again, or fires against the clean target too.
 
 Exit status 1 when the clean target fails a case, a quirk is caught by no
 case, a case catches no quirk and says no `uncatchable` reason, or a case
@@ -29,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--fuzz", action="store_true",
                    help="instead of the suites, fuzz the reference target with each quirk: which are found, by which rule, how soon")
     p.add_argument("--seconds", type=seconds, default=None, metavar="S", help="with --fuzz: seconds per quirk (default 20)")
+    p.add_argument("--replay", action="store_true",
+                   help="with --fuzz: shrink every finding and replay it against the quirk (must fire) and the clean target (must not)")
     p.set_defaults(func=run)
 
 
@@ -50,26 +55,45 @@ def run_fuzz(args) -> int:
         if r.error:
             print(f"ERR  {r.quirk:<{width}}  {r.error}", flush=True)
         elif r.found:
-            print(f"ok   {r.quirk:<{width}}  rule {r.rule} {r.kind} after {r.found_after:.2f} s (case {r.case_index})", flush=True)
+            replayed = ""
+            if args.replay:
+                replayed = f"; {len(r.replays) - len(r.not_replayed)} of {len(r.replays)} findings replay"
+                replayed += f", {len(r.false_findings)} also on the clean target" if r.false_findings else ""
+            print(f"ok   {r.quirk:<{width}}  rule {r.rule} {r.kind} after {r.found_after:.2f} s (case {r.case_index}){replayed}",
+                  flush=True)
+            for check in r.replays:
+                if not check.fires or check.fires_clean:
+                    what = "fires on the clean target too" if check.fires_clean else "does not replay"
+                    print(f"       {check.signature} ({'shrunk' if check.shrunk else 'as found'}, {check.frames} frames): {what}",
+                          flush=True)
         else:
             print(f"MISS {r.quirk:<{width}}  nothing in {r.cases} cases, {r.seconds:.1f} s", flush=True)
 
-    results = fuzz_quirks(quirks, limit, line)
+    if args.replay and args.seconds is None:
+        limit = 10.0  # each quirk runs for all of it when its findings are replayed
+    results = fuzz_quirks(quirks, limit, line, replay=args.replay)
     found = sum(1 for r in results if r.found)
     summary = f"found {found} of {len(results)} quirks ({limit:g} s each at most, {time.monotonic() - started:.0f} s in all)"
+    checks = [c for r in results for c in r.replays]
+    bad = [c for c in checks if not c.fires or c.fires_clean]
+    if args.replay:
+        summary += (f"; {sum(c.fires for c in checks)} of {len(checks)} findings replay, "
+                    f"{sum(c.fires_clean for c in checks)} fire on the clean target too")
     if args.json:
-        print(json.dumps({"seconds_per_quirk": limit, "found": found, "quirks": len(results),
-                          "results": [r.as_dict() for r in results]}, indent=1))
+        doc = {"seconds_per_quirk": limit, "found": found, "quirks": len(results), "results": [r.as_dict() for r in results]}
+        if args.replay:
+            doc.update(findings=len(checks), replayed=sum(c.fires for c in checks), fire_on_clean=sum(c.fires_clean for c in checks))
+        print(json.dumps(doc, indent=1))
     else:
         print(summary)
-    return EXIT_OK
+    return EXIT_FAILURES if bad else EXIT_OK
 
 
 def run(args) -> int:
     if args.fuzz:
         return run_fuzz(args)
-    if args.seconds is not None:
-        raise UsageError("--seconds goes with --fuzz")
+    if args.seconds is not None or args.replay:
+        raise UsageError(f"{'--seconds' if args.seconds is not None else '--replay'} goes with --fuzz")
     from aoeconform.scenario.loader import load_suites, shipped_suite_paths
     from aoeconform.scenario.selftest import selftest
     from aoeconform.target.quirks import QUIRKS, check_quirks
