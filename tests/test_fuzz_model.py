@@ -294,3 +294,21 @@ def test_a_semantic_finding_is_shrunk_saved_and_replays(quirk, kind, tmp_path):
         assert replay_finding(ref.host, ref.info, saved)
     with ReferenceTarget() as clean:
         assert not replay_finding(clean.host, clean.info, saved)
+
+
+@pytest.mark.parametrize("quirk,flags,slot,kind", [
+    ("wrong-slot", 0, SLOT + 1, "other-address-had-effect"),
+    ("answers-responses", 0x08, SLOT, "response-had-effect"),
+])
+def test_write_it_had_to_ignore_answered_and_applied(quirk, flags, slot, kind):
+    """A write the target had to ignore, answered (the header oracles' finding)
+    and applied: a read of its sector names the rule, as when the answer is
+    not read as its own, so a replay that reads the answer finds it too."""
+    bench = Bench([quirk])
+    assert bench.write(1024, fill(1)) == [] and bench.read(1024) == []
+    frame = bytearray(bench.frame(AtaArg(aflags=0x41, sector_count=1, cmd_status=0x34, lba=1024, data=fill(2)), flags=flags))
+    frame[18] = slot
+    assert bench.send(bytes(frame)) == []
+    assert bench.read(1024) == [kind]
+    clean = Bench()
+    assert clean.write(1024, fill(1)) == [] and clean.send(bytes(frame)) == [] and clean.read(1024) == []

@@ -209,3 +209,43 @@ def test_two_force_sets_back_to_back_are_never_mixed(quirk):
         found += model.step(frame, [x for x in target.handle(frame, index) if x[20:24] == frame[20:24]])
     assert [a.kind for a in found] == (["config-sets-mixed"] if quirk else [])
     assert KINDS["config-sets-mixed"][0] in QUIRKS["config-torn-set"].rules
+
+
+def _responded(frame: bytes) -> bytes:
+    """``frame`` with the R flag set: a response, which a target must ignore (rule 2)."""
+    return frame[:14] + bytes((frame[14] | 0x08,)) + frame[15:]
+
+
+@pytest.mark.parametrize("quirk,ignored", [
+    ("answers-responses", _responded),
+    ("any-ethertype", lambda f: f[:12] + b"\x08\x00" + f[14:]),
+    ("wrong-slot", lambda f: f[:18] + b"\x03" + f[19:]),
+])
+@pytest.mark.parametrize("attributed", [True, False])
+def test_an_ignored_request_answered_anyway_is_forgotten(quirk, ignored, attributed):
+    """A request a target must ignore (R set, another EtherType, another slot)
+    that the target acted on: what it may have changed is unknown, whether
+    its reply was read as its own or not (a reply with a tag another case
+    shares), so the read after it is no second, wrongly charged finding."""
+    target, info = _target([quirk])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.config(CCMD_SET, b"before"), r.reserve(RCMD_SET, [info.host_mac])]) == []
+    for frame in (ignored(r.config(CCMD_FORCE_SET, b"after")), ignored(r.reserve(RCMD_FORCE_SET, []))):
+        replies = target.handle(frame)
+        assert replies  # the quirk acts on it
+        model.step(frame, replies if attributed else [], answered_in_time=attributed)
+    assert model.config is None and model.reservation is None
+    assert _drive(target, model, [r.config_read(), r.reserve(RCMD_SET, [], src=info.second_mac)]) == []
+
+
+def test_failing_edit_under_another_ver_teaches_no_list():
+    """A Mac Mask edit under Ver 2 whose directive fails: the reply's Dir Count
+    is the failing directive's index, not the list's size."""
+    target, info = _target(["ver-unchecked"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.mask_edit([(DCMD_ADD, info.host_mac)])]) == [] and model.mask == [info.host_mac]
+    assert _drive(target, model, [r.mask_edit([(0xFF, info.second_mac)], ver=2)]) == []
+    assert model.mask is None
+    assert _drive(target, model, [r.read(0, src=info.second_mac), r.mask_read()]) == []

@@ -762,8 +762,13 @@ class TargetModel:
         if must_not is not None:
             kind, why = must_not
             if ignored in (1, 2, 10):
-                kind = ""  # the header oracles report the reply itself
-            elif kind == "idnf-missing":
+                # the header oracles report the reply itself; whether it was acted on
+                # too, a read will tell (as when it goes unanswered)
+                for lba in lbas:
+                    for i, sector in enumerate(sectors[:max(count, 1)]):
+                        self._forbid(lba + i, sector, kind, why)
+                return found
+            if kind == "idnf-missing":
                 kind = self._edge_kind(ata, lbas[0], ata.readings[0][1], refused=False)
             if kind:
                 found.append(Anomaly(kind, f"{why} was acknowledged"))

@@ -92,6 +92,12 @@ def changes_state(frame: bytes) -> bool:
     than read. The engine lets such a request finish before the next goes."""
     if len(frame) < AOE_HEADER_LEN or frame[12:14] != _AOE:
         return False
+    return _may_change(frame)
+
+
+def _may_change(frame: bytes) -> bool:
+    """``changes_state`` by the AoE header and argument alone, whatever the
+    EtherType: what a target that acts on another EtherType may change."""
     command = frame[19]
     if command == CMD_QUERY_CONFIG:
         return len(frame) < CONFIG_HEADER_END or frame[29] & 0xF not in (CCMD_READ, CCMD_TEST, CCMD_TEST_PREFIX)
@@ -224,13 +230,15 @@ class AdminModel:
         reply may still come: silence is not judged, and what the request
         may have changed is forgotten."""
         found: List[Anomaly] = []
-        if len(request) < AOE_HEADER_LEN or request[12:14] != _AOE:
+        if len(request) < AOE_HEADER_LEN:
             return found
         reply = _Reply(bytes(replies[0])) if replies else None
         silent = reply is None and answered_in_time
         if not self._processed(request):
-            if reply is not None:
-                self._forget_for(request)  # acted on it anyway (another oracle says so): what changed is unknown
+            if reply is not None or not answered_in_time:
+                # answered anyway (another oracle says so), or answered by a reply
+                # not read as its own: it may have been acted on, what changed is unknown
+                self._forget_for(request)
             return found
         masked = self.masked_out(request)
         if masked:
@@ -258,7 +266,7 @@ class AdminModel:
         return found
 
     def _forget_for(self, request: bytes) -> None:
-        if not changes_state(request):
+        if not _may_change(request):
             return
         command = request[19]
         if command == CMD_QUERY_CONFIG:
@@ -405,6 +413,12 @@ class AdminModel:
         mcmd, count = request[25], request[27]
         if request[14] >> 4 != AOE_VERSION:
             if reply is not None and not reply.error and mcmd == MCMD_EDIT:
+                parsed = reply.mask()
+                if parsed is None or parsed[0] != MERROR_NONE:
+                    # a directive failed: Dir Count is its index, not the list's size,
+                    # and those before it may have been applied
+                    self.mask = None
+                    return
                 before = None if self.mask is None else list(self.mask)
                 self._judge_list(reply, None, found, f"Ver {request[14] >> 4} MCmd 1")
                 if before is not None and self.mask is not None and set(before) != set(self.mask):
