@@ -1,13 +1,17 @@
 """Labs: a veth pair and a namespace that come and go cleanly."""
 
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 
 from aoeconform.cli import main
 from aoeconform.errors import UsageError
-from aoeconform.lab import Lab, make_sparse_image, parse_size
+from aoeconform.lab import BridgedLab, Lab, make_sparse_image, parse_size
+from aoeconform.lab import owners
+from aoeconform.lab.netns import _pid_alive
 from conftest import unique_lab_name
 
 
@@ -144,3 +148,75 @@ def test_cli_lab_up_down(require_root, capsys):
 def test_cli_refuses_foreign_names(capsys):
     assert main(["lab", "down", "--name", "eth0"]) == 2
     assert "not allowed" in capsys.readouterr().err
+
+
+#: a process that owns a lab with a target in it, as a run or an xdist worker does
+LAB_OWNER = """
+import sys, time
+from aoeconform.lab import BridgedLab
+lab = BridgedLab(sys.argv[1]).up()
+lab.start_in_netns(["sleep", "300"])
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def _lab_in_a_child(name):
+    child = subprocess.Popen([sys.executable, "-c", LAB_OWNER, name], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "up", f"the child did not bring lab {name} up"
+    return child
+
+
+def _netns_pids(lab):
+    out = subprocess.run(["ip", "netns", "pids", lab.netns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_owner_records_tell_a_recycled_pid_from_the_owner():
+    me = owners.this_process()
+    assert owners.alive(me)
+    assert not owners.alive(owners.Owner(me.pid, me.start + 1))  # same PID, a later process
+
+
+@pytest.mark.root
+def test_orphaned_labs_are_reaped_and_live_ones_left_alone(require_root, capsys):
+    killed_name, live_name, manual_name, recycled_name = (unique_lab_name() for _ in range(4))
+    killed, live = _lab_in_a_child(killed_name), _lab_in_a_child(live_name)
+    orphan, alive_lab = BridgedLab(killed_name), BridgedLab(live_name)
+    manual = Lab(manual_name).up(owned=False)  # as `aoeconform lab up` makes one: no owner
+    recycled = Lab(recycled_name).up()
+    me = owners.this_process()
+    with owners.locked():  # its owner's PID now belongs to another process (this one)
+        owners.claim(recycled_name, owners.Owner(me.pid, me.start + 1))
+    try:
+        target_pids = _netns_pids(orphan)
+        assert target_pids
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        assert orphan.exists() and orphan.link.exists()  # SIGKILL left it all behind
+
+        assert main(["lab", "clean"]) == 0
+        out = capsys.readouterr().out
+        assert len(out.strip().splitlines()) == 1 and out.startswith("lab clean: removed "), out
+        assert killed_name in out and recycled_name in out and manual_name in out, out
+        assert not orphan.exists() and not orphan.link.exists() and not Lab(recycled_name).exists()
+        assert owners.read(killed_name) is None and owners.read(recycled_name) is None
+        assert not any(_pid_alive(p) for p in target_pids), "the orphan's target still runs"
+        assert alive_lab.exists() and alive_lab.link.exists() and _netns_pids(alive_lab)
+        assert manual.exists()
+
+        # a lab start-up reaps as well, once the owner is gone
+        live.send_signal(signal.SIGKILL)
+        live.wait(10)
+        assert alive_lab.exists()
+        with Lab(unique_lab_name()):
+            assert not alive_lab.exists() and not alive_lab.link.exists()
+        assert manual.exists()
+    finally:
+        for child in (killed, live):
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for name in (killed_name, live_name, manual_name, recycled_name):
+            BridgedLab(name).down()
+    assert owners.read(live_name) is None and owners.read(manual_name) is None

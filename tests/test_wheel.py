@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tarfile
 import zipfile
 
 import pytest
 
 from conftest import need_root
-from wheelbuild import ROOT, build_wheel, ok, pip_install, run
+from wheelbuild import ROOT, build_sdist, build_wheel, ok, pip_install, run
 
 #: what setuptools says when the configuration uses something on its way out
 DEPRECATION_MARKS = ("SetuptoolsDeprecationWarning", "BuildBackendWarning", "is deprecated", "!!\n")
@@ -44,6 +45,23 @@ def test_wheel_ships_suites_corpus_and_types(wheel):
     assert not missing_files, f"not in the wheel: {missing_files}"
     assert "aoeconform/suites/expectations/vblade-25.yaml" in names
     assert "License-Expression: MIT" in metadata
+    # the MIT licence asks that its text go with every copy
+    assert "License-File: LICENSE" in metadata
+    (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read(licence) == open(os.path.join(ROOT, "LICENSE"), "rb").read()
+
+
+def test_sdist_ships_the_licence_suites_and_corpus():
+    sdist = build_sdist()
+    with tarfile.open(sdist) as t:
+        top = os.path.basename(sdist)[: -len(".tar.gz")]
+        names = {n.removeprefix(top + "/") for n in t.getnames()}
+        member = t.extractfile(f"{top}/LICENSE")
+        assert member is not None
+        assert member.read() == open(os.path.join(ROOT, "LICENSE"), "rb").read()
+    assert {"LICENSE", "pyproject.toml", "setup.py", "suites/expectations/vblade-25.yaml"} <= names, sorted(names)[:40]
+    assert any(n.startswith("corpora/") for n in names)
 
 
 def test_wheel_in_a_fresh_venv_runs_the_suites_and_the_fuzzer(wheel, tmp_path):

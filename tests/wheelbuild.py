@@ -1,4 +1,4 @@
-"""Build the wheel from a copy of the source tree and install it in a fresh venv
+"""Build the wheel (and the sdist) from a copy of the source tree and install it in a fresh venv
 (tests/test_wheel.py, tests/test_ci_recipes.py).
 
 The copy keeps build/ and egg-info out of the checkout; pip's cache makes the
@@ -78,6 +78,28 @@ def build_wheel() -> tuple[str, str]:
             built = list(cache.glob("aoeconform-*.whl"))
         (wheel,) = built
         return str(wheel), log.read_text()
+
+
+def build_sdist() -> str:
+    """The sdist's path, built by setuptools' own PEP 517 hook in a venv that has
+    the build requirement of pyproject.toml (the shared venv's setuptools may be older)."""
+    cache = Path(tempfile.gettempdir()) / "aoeconform-test-wheels" / _source_digest()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = list(cache.glob("aoeconform-*.tar.gz"))
+        if not built:
+            with tempfile.TemporaryDirectory(prefix="aoeconform-sdist-") as work:
+                source, venv = Path(work) / "src", Path(work) / "venv"
+                shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+                ok(run([sys.executable, "-m", "venv", str(venv)], work), "python -m venv")
+                python = str(venv / "bin" / "python")
+                pip_install(python, "setuptools>=77", work)
+                hook = f"from setuptools import build_meta; print(build_meta.build_sdist({str(cache)!r}))"
+                ok(run([python, "-c", hook], source), "build_meta.build_sdist")
+            built = list(cache.glob("aoeconform-*.tar.gz"))
+        (sdist,) = built
+        return str(sdist)
 
 
 def pip_install(python: str, requirement: str, cwd) -> None:

@@ -1,5 +1,6 @@
-"""`aoeconform lab up|down|status|vblade`: a veth pair and a namespace to test in,
-and vblade run in it as a restartable service (for `run --restart-cmd`)."""
+"""`aoeconform lab up|down|status|clean|vblade|bridge`: a veth pair and a namespace to test in,
+vblade run in it as a restartable service (for `run --restart-cmd`), and the
+removal of labs left behind by killed runs."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def register(subparsers) -> None:
     down = actions.add_parser("down", help="remove the lab and stop anything running in it")
     _add_name(down)
     down.set_defaults(func=_down)
+
+    clean = actions.add_parser(
+        "clean",
+        help="remove the labs left behind by runs and test workers that were killed",
+        description="Remove every lab whose owning process (a run, a test worker, a fleet worker) is gone "
+        "without taking it down: its namespace, what still runs in it, and its veth pairs. A lab whose "
+        "owner still runs, and one made with `lab up` (it has no owner), are left alone. Every lab "
+        "start-up does the same; prints one line saying what was removed and what was left.",
+    )
+    clean.set_defaults(func=_clean)
 
     status = actions.add_parser("status", help="say whether the lab exists (exit status 3 if not)")
     _add_name(status)
@@ -105,7 +116,8 @@ def _add_name(parser) -> None:
 def _up(args) -> int:
     from aoeconform.lab import BridgedLab, Lab
 
-    lab = (BridgedLab if args.bridge else Lab)(args.name, mtu=args.mtu).up()
+    # owned by nobody: it is meant to outlive this command
+    lab = (BridgedLab if args.bridge else Lab)(args.name, mtu=args.mtu).up(owned=False)
     ns, target_if = shlex.quote(lab.netns), shlex.quote(lab.target_if)
     python = shlex.quote(sys.executable)
     print(f"lab {lab.name} is up (MTU {lab.mtu})")
@@ -128,6 +140,15 @@ def _down(args) -> int:
 
     BridgedLab(args.name).down()  # with or without the initiator link
     print(f"lab {args.name} is down")
+    return EXIT_OK
+
+
+def _clean(args) -> int:
+    from aoeconform.lab.netns import reap_orphans, require_ip_command, require_root
+
+    require_ip_command()
+    require_root("removing labs")
+    print(f"lab clean: {reap_orphans(census=True).summary()}")
     return EXIT_OK
 
 

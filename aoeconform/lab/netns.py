@@ -12,7 +12,8 @@ nothing leaks onto a real network.
 
 Everything goes through iproute2's ``ip`` command. ``up`` and ``down`` are
 idempotent, and ``up`` first removes a stale lab of the same name (including
-processes left running in its namespace).
+processes left running in its namespace), and every lab whose owner died
+without removing it (``reap_orphans``; owners are recorded by ``owners``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from aoeconform.errors import PermissionDenied, TargetUnreachable, UsageError
@@ -37,6 +39,8 @@ from aoeconform.wire.constants import (
     SLOT_BROADCAST,
 )
 
+from . import owners
+
 # Lab names become interface names with one more character; Linux allows 15.
 MAX_NAME_LEN = 14
 # Every interface a lab creates starts with this, so `lab down` can never
@@ -46,7 +50,10 @@ _NAME_RE = re.compile(r"^aoec[A-Za-z0-9_]{0,10}$")
 
 DEFAULT_NAME = "aoec0"
 DEFAULT_MTU = 1500
-
+#: where `ip netns add` puts a namespace's handle
+NETNS_DIR = "/run/netns"
+#: what the lab's interfaces append to its name: host end, target end, guest link's two ends
+_IF_SUFFIXES = ("h", "t", "g", "b")
 
 
 def _check_name(name: str) -> None:
@@ -212,10 +219,17 @@ class Lab:
 
     # -- up and down -------------------------------------------------------
 
-    def up(self) -> "Lab":
+    def up(self, owned: bool = True) -> "Lab":
+        """Create the lab. ``owned``: it belongs to this process, and once this
+        process is gone without taking it down, the next lab start-up removes
+        it; otherwise (``aoeconform lab up``) it stays until taken down by name."""
         require_ip_command()
         require_root("creating a lab")
+        reap_orphans()
         self.down()  # a stale lab of the same name, from a crashed run
+        if owned:
+            with owners.locked():
+                owners.claim(self.name)
         try:
             _ip("netns", "add", self.netns)
         except UsageError:
@@ -263,6 +277,7 @@ class Lab:
         if self._host_link_exists():
             # deleting one end of a veth pair deletes the other
             _ip("link", "del", "dev", self.host_if, check=False)
+        _release_if_gone(self.name)
 
     def _kill_netns_processes(self) -> None:
         # A namespace with processes in it outlives `ip netns del`, and so
@@ -431,9 +446,12 @@ class GuestLink:
     def exists(self) -> bool:
         return _ip("link", "show", "dev", self.initiator_if, check=False).returncode == 0
 
-    def up(self) -> "GuestLink":
+    def up(self, owned: bool = True) -> "GuestLink":
         require_root("creating a guest link")
         self.down()
+        if owned:
+            with owners.locked():
+                owners.claim(self.name)
         try:
             _ip("link", "add", self.initiator_if, "mtu", str(self.mtu), "type", "veth",
                 "peer", "name", self.bridge_if, "mtu", str(self.mtu))
@@ -449,6 +467,7 @@ class GuestLink:
         if self.exists():
             # deleting one end of a veth pair deletes the other
             _ip("link", "del", "dev", self.initiator_if, check=False)
+        _release_if_gone(self.name)
 
     def __enter__(self) -> "GuestLink":
         return self.up()
@@ -475,10 +494,10 @@ class BridgedLab(Lab):
     def exists(self) -> bool:
         return super().exists() or self.link.exists()
 
-    def up(self) -> "BridgedLab":
-        super().up()
+    def up(self, owned: bool = True) -> "BridgedLab":
+        super().up(owned)
         try:
-            self.link.up()
+            self.link.up(owned)
         except BaseException:
             self.down()
             raise
@@ -487,6 +506,76 @@ class BridgedLab(Lab):
     def down(self) -> None:
         super().down()
         self.link.down()
+
+
+def _release_if_gone(name: str) -> None:
+    """Drop the owner record once nothing of the lab is left (a bridged lab
+    goes down in two steps; the record lasts until the second)."""
+    if os.path.exists(os.path.join(NETNS_DIR, f"{name}-ns")):
+        return
+    if any(os.path.exists(f"/sys/class/net/{name}{suffix}") for suffix in _IF_SUFFIXES):
+        return
+    owners.release(name)
+
+
+@dataclass
+class Reaped:
+    """What ``reap_orphans`` did: labs removed, and labs left alone."""
+
+    removed: List[str] = field(default_factory=list)
+    #: labs whose owner still runs
+    in_use: List[str] = field(default_factory=list)
+    #: labs with no (readable) owner record: made by `aoeconform lab up`, or
+    #: by an older aoeconform; only `lab down --name` removes them
+    unowned: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        removed = f"removed {len(self.removed)} orphaned lab{'s' if len(self.removed) != 1 else ''}"
+        if self.removed:
+            removed += f" ({', '.join(self.removed)})"
+        return (f"{removed}; left alone {len(self.in_use)} in use and {len(self.unowned)} without an owner record"
+                + (f" ({', '.join(self.unowned)}: remove with `aoeconform lab down --name NAME`)" if self.unowned else ""))
+
+
+def _present_lab_names() -> List[str]:
+    """Names of the labs with a namespace or an interface here (ours by their prefix)."""
+    names = set()
+    try:
+        for entry in os.listdir(NETNS_DIR):
+            if entry.endswith("-ns") and _NAME_RE.match(entry[:-3]):
+                names.add(entry[:-3])
+    except FileNotFoundError:
+        pass
+    try:
+        for iface in os.listdir("/sys/class/net"):
+            if iface[-1:] in _IF_SUFFIXES and _NAME_RE.match(iface[:-1]):
+                names.add(iface[:-1])
+    except FileNotFoundError:
+        pass
+    return sorted(names)
+
+
+def reap_orphans(census: bool = False) -> Reaped:
+    """Remove every lab whose recorded owner is no longer running (its
+    namespace, the processes in it and its veth pairs), and nothing else:
+    never a lab without a record (it is not known to be ours to remove), never
+    one whose owner runs. ``census`` also lists the labs present without a record."""
+    reaped = Reaped()
+    with owners.locked():
+        for name in owners.recorded():
+            owner = owners.read(name)
+            if owner is None:
+                reaped.unowned.append(name)
+            elif owners.alive(owner):
+                reaped.in_use.append(name)
+            else:
+                BridgedLab(name).down()  # whatever parts it had
+                owners.release(name)
+                reaped.removed.append(name)
+    if census:
+        recorded = set(owners.recorded())
+        reaped.unowned += [n for n in _present_lab_names() if n not in recorded]
+    return reaped
 
 
 def _pid_alive(pid: int) -> bool:
