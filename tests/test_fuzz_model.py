@@ -312,3 +312,17 @@ def test_write_it_had_to_ignore_answered_and_applied(quirk, flags, slot, kind):
     assert bench.read(1024) == [kind]
     clean = Bench()
     assert clean.write(1024, fill(1)) == [] and clean.send(bytes(frame)) == [] and clean.read(1024) == []
+
+
+def test_masked_out_write_answered_and_applied():
+    """A write from a MAC the Mac Mask list keeps out, answered (the admin
+    oracles' finding, rule 51) and applied: a read of its sector names rule
+    51, not the host's last write (rule 22)."""
+    bench = Bench(["mask-not-enforced"])
+    second = bytes.fromhex("02aec000005b")
+    bench.model.admin.prime(b"", [HOST_MAC], [])
+    assert bench.write(1024, fill(1)) == []
+    frame = bytearray(bench.frame(AtaArg(aflags=0x41, sector_count=1, cmd_status=0x34, lba=1024, data=fill(2))))
+    frame[6:12] = second
+    assert bench.send(bytes(frame)) == ["mask-not-enforced"]
+    assert bench.read(1024) == ["mask-not-enforced"]

@@ -249,3 +249,30 @@ def test_failing_edit_under_another_ver_teaches_no_list():
     assert _drive(target, model, [r.mask_edit([(0xFF, info.second_mac)], ver=2)]) == []
     assert model.mask is None
     assert _drive(target, model, [r.read(0, src=info.second_mac), r.mask_read()]) == []
+
+
+def test_a_read_that_echoed_teaches_no_string():
+    """A target whose config read answered with the request's own string
+    (rule 36): its reads that hold the request's string teach nothing, so the
+    string it really holds gives no second finding (an empty set refused, a
+    matching test unanswered)."""
+    target, info = _target(["config-read-echoes-request"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.config(CCMD_SET, b"held")]) == []
+    assert [a.kind for a in _drive(target, model, [r.config_read()])] == ["config-read-string"]
+    assert model.config is None
+    assert _drive(target, model, [r.config_read(), r.config(CCMD_SET, b"other"), r.config(CCMD_TEST, b""), r.config_read(b"x")]) == []
+    assert model.config is None
+
+
+def test_masked_out_sender_answered_late_is_forgotten():
+    """A masked-out sender's config set whose reply was not read as its own:
+    the target may have acted on it."""
+    target, info = _target(["mask-not-enforced"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[info.host_mac], reservation=[])
+    frame = r.config(CCMD_FORCE_SET, b"theirs", src=info.second_mac)
+    assert target.handle(frame) and model.step(frame, [], answered_in_time=False) == []
+    assert model.config is None
+    assert _drive(target, model, [r.config_read()]) == []

@@ -96,14 +96,18 @@ TAG_MEMORY = 1024
 
 #: the rule a request breaks by being the kind of frame a target must ignore,
 #: and the anomaly a side effect of it is (rule 1: another EtherType, 2: R set, 10: another address,
-#: 12: Ver other than 1, 15: truncated argument)
+#: 12: Ver other than 1, 15: truncated argument, 51: a sender the Mac Mask list keeps out)
 IGNORED_EFFECT = {
     1: "answered-other-ethertype",
     2: "response-had-effect",
     10: "other-address-had-effect",
     12: "side-effect-under-ver",
     15: "truncated-had-effect",
+    51: "mask-not-enforced",
 }
+#: the rules whose breach the reply itself shows (the header oracles report it, or the admin
+#: oracles for a masked-out sender): a write acknowledged under them is no finding by itself
+REPLY_REPORTED = (1, 2, 10, 51)
 
 # The expectation specs, in the suites' own words (suites/ata.yaml).
 SPEC_READ_OK = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40, "err_feature": 0}}}
@@ -338,11 +342,14 @@ class TargetModel:
             # a replay must first bring the target to what the admin oracles knew of it
             setup = self._setup(*before)
             found = [a if a.evidence else Anomaly(a.kind, a.detail, setup) for a in found]
+        ignored = self.ignored_rule(request)
         if masked:
-            return found  # the mask list keeps its sender out: silence is the answer (rule 51)
+            if reply is None and answered_in_time:
+                return found  # the mask list keeps its sender out: silence is the answer (rule 51)
+            ignored = ignored or 51  # answered anyway (the admin oracles' finding): what it did, a read will tell
         handler = self._handlers.get(request[19])
         if handler is not None:
-            found += handler(request, reply, answered_in_time, self.ignored_rule(request))
+            found += handler(request, reply, answered_in_time, ignored)
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
             self._remember_reply(request, reply.raw)
@@ -761,8 +768,8 @@ class TargetModel:
         # acknowledged
         if must_not is not None:
             kind, why = must_not
-            if ignored in (1, 2, 10):
-                # the header oracles report the reply itself; whether it was acted on
+            if ignored in REPLY_REPORTED:
+                # the reply itself is reported (REPLY_REPORTED); whether it was acted on
                 # too, a read will tell (as when it goes unanswered)
                 for lba in lbas:
                     for i, sector in enumerate(sectors[:max(count, 1)]):

@@ -173,6 +173,8 @@ class AdminModel:
         #: acknowledged: a reply that counts padding as MACs would mislead the
         #: enforcement oracles, so they wait for a set to teach it
         self.reservation_learnt = False
+        #: a config read contradicted the model with the request's own string: it may echo it
+        self.read_echoes = False
         self.prime(config, mask, reservation)
 
     def prime(self, config: Optional[bytes], mask: Optional[Sequence[bytes]], reservation: Optional[Sequence[bytes]]) -> None:
@@ -244,7 +246,8 @@ class AdminModel:
         if masked:
             if reply is not None:
                 found.append(Anomaly("mask-not-enforced", f"{_hex(request[6:12])} is not on the list {_macs(self.mask or [])}, and was answered"))
-                self._forget_for(request)
+            if not silent:
+                self._forget_for(request)  # answered, or a reply may still come: acted on, perhaps
             return found
         if reply is None and (not silent or (masked is None and bytes(request[6:12]) != self.info.host_mac)):
             # silence that may still end, or that an unknown list may explain (the host is never masked out)
@@ -327,7 +330,10 @@ class AdminModel:
             elif got is not None:
                 if current is not None and got != current:
                     found.append(Anomaly("config-read-string", f"read {got[:64]!r}, current {current[:64]!r}"))
-                self.config = got
+                    # the request's own string may be an echo, not the target's (rule 36)
+                    self.read_echoes = self.read_echoes or got == string
+                # once a read has echoed, a reply that holds the request's string tells nothing
+                self.config = None if self.read_echoes and got == string and got != current else got
         elif ccmd in (CCMD_TEST, CCMD_TEST_PREFIX):
             test = ccmd == CCMD_TEST
             if current is None:
