@@ -13,7 +13,7 @@ from aoeconform.fuzz.engine import replay_finding
 from aoeconform.fuzz.mutate import DESTRUCTIVE_OPCODES, CaseGenerator
 from aoeconform.fuzz.seeds import generated_seeds, load_corpus, default_corpus_dir
 from aoeconform.target.host import ThreadHost
-from aoeconform.wire.constants import ATA_HEADER_END
+from aoeconform.wire.constants import AFLAG_A, ATA_HEADER_END
 
 SEED = 7
 
@@ -181,6 +181,33 @@ def test_burst_findings_replay_back_to_back(tmp_path, quirk, kind):
         assert found, result.summary()
         saved = load(str(tmp_path / f"{found[0].name}.json"))
         assert len(saved.frames) >= 2
+        ref.restart()
+        assert replay_finding(ref.host, ref.info, saved, restart=ref.restart)
+    with ThreadHost() as clean:
+        assert not replay_finding(clean.host, clean.info, saved, restart=clean.restart)
+
+
+@pytest.mark.parametrize("quirk, rules, together", [("torn-overlapping-writes", (20,), 2),
+                                                    ("config-torn-set", (44,), 2),
+                                                    # charged to rule 22 while a late A=1 write and a lost write look alike
+                                                    ("async-write-applied-late", (22, 33), 1)])
+def test_concurrent_check_findings_replay(tmp_path, quirk, rules, together):
+    """The periodic checks of what is in flight together: two overlapping
+    writes in a burst (rule 20), two MACs' config sets back to back (44), an
+    A=1 write overwritten at once (33). Their findings keep every request the
+    verdict rests on, those that went out back to back as one step, and fire
+    again on replay against the quirk, not against the clean target."""
+    with ThreadHost([quirk]) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=SEED, policy=policy, restart=ref.restart, out_dir=str(tmp_path), health_every=20)
+        result = fuzzer.run(cases=400)
+        found = [f for f in result.findings if f.rule in rules]
+        assert found, result.summary()
+        assert found[0].reproduced is True, found[0].note
+        saved = load(str(tmp_path / f"{found[0].name}.json"))
+        assert max(saved.steps or [1]) == together
+        if quirk == "async-write-applied-late":
+            assert any(len(f) > ATA_HEADER_END and f[24] & AFLAG_A for f in saved.frames), "the A=1 write is kept"
         ref.restart()
         assert replay_finding(ref.host, ref.info, saved, restart=ref.restart)
     with ThreadHost() as clean:

@@ -40,7 +40,6 @@ from aoeconform.wire.constants import (
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
     ETH_P_AOE,
-    FLAG_ERROR,
     FLAG_RESPONSE,
     RCMD_SET,
     TAG_TOOL_BIT,
@@ -54,6 +53,7 @@ from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
 from .mutate import Case, CaseGenerator, ata_request, changes_state
 from .oracle import Anomaly, check_reply
 from .seeds import Seed, generated_seeds
+from .together import contended_sets, step_groups, step_together, together
 from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -68,6 +68,8 @@ CANARY_TAG_BASE = 0x7E000000
 #: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
 BURST_TAG_BASE = 0x7B000000
 RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
+#: how many frames sent back to back are remembered, to keep a finding's together (a few bursts' worth)
+SENT_TOGETHER_KEPT = 512
 #: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
 #: header anomalies after which a reply may answer another request: the model does not read it
@@ -195,6 +197,11 @@ class Fuzzer:
         self.model = TargetModel(info, policy)
         self._model_evaluations = self._model_restarts = 0
         self._bursts = 0
+        #: frames sent back to back (``_together``): frame -> (which send, place in it)
+        self._sent_together: "collections.OrderedDict[bytes, Tuple[int, int]]" = collections.OrderedDict()
+        self._groups = 0
+        #: the requests a periodic check sent before the one now judged: its findings keep them
+        self._context: Tuple[bytes, ...] = ()
         self._burst_due = False
         self._advertisements = 0
         self._fresh: set = set()  # findings that reproduce only from a restarted target
@@ -667,9 +674,13 @@ class Fuzzer:
             known.count += 1
             return
         frames: List[bytes] = []
-        if case is not None and anomaly.evidence:
-            # what the verdict rests on (the write the READ was compared with, ...), then the case
-            frames = [f for f in anomaly.evidence if f != case.frame] + [case.frame]
+        steps: Optional[List[int]] = None
+        context = self._context
+        if case is not None and (anomaly.evidence or context):
+            # what the verdict rests on (the write the READ was compared with, ...),
+            # what the check sent before the case, then the case
+            frames = [f for f in anomaly.evidence if f != case.frame and f not in context] + list(context) + [case.frame]
+            frames, steps = self._steps(frames)
         elif case is not None:
             history = list(self._history)
             position = next((i for i in range(len(history) - 1, -1, -1) if history[i] is case), len(history))
@@ -683,6 +694,7 @@ class Fuzzer:
             case_index=None if case is None else case.index,
             mutations=() if case is None else case.mutations,
             target=self._target_dict(),
+            steps=steps,
         )
         self.by_group[signature] = finding
         self._queued.append(finding)
@@ -776,7 +788,7 @@ class Fuzzer:
         tag, which must be answered like the first (rule 18), and, when writes
         are allowed, two writes to the same sectors, which may land in either
         order but never mixed (rule 20): a READ after the burst checks that."""
-        info, policy, model = self.info, self.policy, self.model
+        info, policy = self.info, self.policy
         count = max(1, min(info.bufcnt, 64))
         if info.capacity is not None and info.capacity <= count:
             return
@@ -804,7 +816,7 @@ class Fuzzer:
         for case, got in zip(cases, replies):
             for reply in got[:1]:
                 self._check(case, reply)
-            self._judge(case, got, bool(got))
+        self._judge_together(cases, replies)
         missing = [i for i in range(count) if not replies[i]]
         if len(missing) == count:
             pass  # nothing answered: the health check that follows says whether it still lives
@@ -817,8 +829,6 @@ class Fuzzer:
                                                          f"(Buffer Count {info.bufcnt}) got no reply",
                                   tuple(frames[:count])), cases[missing[0]], None)
         if overlap:
-            for i in overlap:
-                model.overlapped(frames[i], replies[i])
             check = Case(self.result.cases, ata_request(info, tag(0xFF), 0x40, m, 0x24, policy.start), ("burst-read-back",), "burst", True)
             matched, others = self.session.exchange(check.frame, self.confirm_wait)
             for frame in others:
@@ -832,13 +842,45 @@ class Fuzzer:
     def _together(self, frames: Sequence[bytes]) -> List[List[bytes]]:
         """Send ``frames`` back to back; the replies to each (a duplicate stays
         with its request). What else the target sent may answer earlier cases."""
+        self._groups += 1
+        sent_together = self._sent_together
+        for position, frame in enumerate(frames):
+            sent_together[bytes(frame)] = (self._groups, position)
+        while len(sent_together) > SENT_TOGETHER_KEPT:
+            sent_together.popitem(last=False)
         replies, others = self.session.burst(frames, self.confirm_wait)
         for other in others:
             self._on_stray_frame(other)
         return replies
 
-    def _serial(self, frame: bytes, name: str) -> List[bytes]:
-        """One request outside the case sequence, checked and judged like a case."""
+    def _judge_together(self, cases: Sequence[Case], replies: Sequence[List[bytes]]) -> None:
+        """The semantic oracles on cases sent back to back (``together.step_together``)."""
+        for case, got, found in zip(cases, replies, step_together(self.model, [c.frame for c in cases], replies)):
+            for anomaly in found:
+                self._anomaly(anomaly, case, got[0] if got else None)
+
+    def _steps(self, frames: List[bytes]) -> Tuple[List[bytes], Optional[List[int]]]:
+        """A finding's frames, those that went out back to back together (in
+        the order sent) as one step, and the steps' sizes; None when every
+        frame went out alone."""
+        out: List[bytes] = []
+        steps: List[int] = []
+        done: set = set()
+        for frame in frames:
+            group = self._sent_together.get(frame)
+            if group is None:
+                out.append(frame)
+                steps.append(1)
+            elif group[0] not in done:
+                done.add(group[0])
+                members = sorted((self._sent_together[f][1], f) for f in frames if self._sent_together.get(f, (None,))[0] == group[0])
+                out += [f for _, f in members]
+                steps.append(len(members))
+        return out, (steps if max(steps, default=1) > 1 else None)
+
+    def _serial(self, frame: bytes, name: str, context: Sequence[bytes] = ()) -> List[bytes]:
+        """One request outside the case sequence, checked and judged like a
+        case; its findings keep ``context`` (what the check sent before it)."""
         case = Case(self.result.cases, frame, (name,), "contend", False)
         matched, others = self.session.exchange(frame, self.confirm_wait)
         for other in others:
@@ -846,9 +888,13 @@ class Fuzzer:
         self._history.append(case)
         self._since_health.append(case)
         self._commands_sent.add(frame[19])
-        for reply in matched[:1]:
-            self._check(case, reply)
-        self._judge(case, matched, True)
+        self._context = tuple(context)
+        try:
+            for reply in matched[:1]:
+                self._check(case, reply)
+            self._judge(case, matched, True)
+        finally:
+            self._context = ()
         return matched
 
     def _write_over_async(self) -> None:
@@ -860,11 +906,14 @@ class Fuzzer:
         rng = self.generator.rng((1 << 62) + self._bursts)
         lba = policy.start + (self._bursts % policy.count)
         first, second = (rng.getrandbits(4096).to_bytes(512, "little") for _ in range(2))
-        for i, (frame, name) in enumerate(((ata_request(info, tag, 0x43, 1, 0x34, lba, first), "async-write"),
-                                           (ata_request(info, tag + 1, 0x41, 1, 0x34, lba, second), "write-over"),
-                                           (ata_request(info, tag + 2, 0, 0, 0xE7, 0), "flush"),
-                                           (ata_request(info, tag + 3, 0x40, 1, 0x24, lba), "read-back"))):
-            self._serial(frame, name)
+        sent: List[bytes] = []
+        for frame, name in ((ata_request(info, tag, 0x43, 1, 0x34, lba, first), "async-write"),
+                            (ata_request(info, tag + 1, 0x41, 1, 0x34, lba, second), "write-over"),
+                            (ata_request(info, tag + 2, 0, 0, 0xE7, 0), "flush"),
+                            (ata_request(info, tag + 3, 0x40, 1, 0x24, lba), "read-back")):
+            # a finding keeps the whole sequence: the A=1 write it rests on is not the model's evidence
+            self._serial(frame, name, sent)
+            sent.append(frame)
 
     def _contend(self) -> None:
         """What two initiators do at once. Two config sets of different strings
@@ -874,29 +923,30 @@ class Fuzzer:
         refused with Error 6 (rule 57, judged by model_admin); then released."""
         info = self.info
         reads = AdminRequests(info, BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xE0)
-        if not self._serial(reads.config(CCMD_FORCE_SET, b""), "contend-clear"):
+        clear = reads.config(CCMD_FORCE_SET, b"")
+        if not self._serial(clear, "contend-clear"):
             return
         sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
-        replies = [got[0] if got else None for got in self._together(sets)]
-        self._commands_sent.add(CMD_QUERY_CONFIG)
         cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
-        for case, reply in zip(cases, replies):
+        for case in cases:
             self._history.append(case)
             self._since_health.append(case)
-            if reply is not None:
+        replies = self._together(sets)
+        self._commands_sent.add(CMD_QUERY_CONFIG)
+        for case, got in zip(cases, replies):
+            for reply in got[:1]:
                 self._check(case, reply)
-        self.model.admin.config = None  # which set won is what the read says
-        read = self._serial(reads.config_read(), "contend-read")
+        self._judge_together(cases, replies)  # which set won is what the read says
+        sent = (clear, *sets)
+        read_frame = reads.config_read()
+        read = self._serial(read_frame, "contend-read", sent)
         if read and self.model.admin.read_echoes and read[0][30:32] == b"\0\0":
             read = []  # the empty string of a target whose reads echo the request's (rule 36): who won is unknown
-        if None not in replies and read:
-            won = [i for i, r in enumerate(replies) if r is not None and not r[14] & FLAG_ERROR]
-            length = int.from_bytes(read[0][30:32], "big") if len(read[0]) >= 32 else -1
-            string = bytes(read[0][32:32 + length])
-            strings = [sets[i][32:32 + int.from_bytes(sets[i][30:32], "big")] for i in range(2)]
-            if len(won) != 1 or string != strings[won[0]]:
-                self._anomaly(Anomaly("config-sets-mixed", f"sets {strings[0]!r} and {strings[1]!r} back to back: "
-                                                           f"{len(won)} succeeded, the string is now {string!r}"), cases[1], replies[1])
+        mixed = contended_sets(sets, [got[0] if got else None for got in replies], read[0]) if read else None
+        if mixed is not None:
+            # the finding keeps the clear, the sets (one step, back to back) and the read
+            read_case = Case(self.result.cases, read_frame, ("contend-read",), "contend", False)
+            self._anomaly(Anomaly(mixed.kind, mixed.detail, sent), read_case, read[0])
         # a reservation the second initiator must meet with Error 6
         if self._serial(reads.reserve(RCMD_SET, [info.host_mac]), "contend-reserve"):
             self._serial(reads.read(0, src=info.second_mac), "contend-read-reserved")
@@ -1055,14 +1105,15 @@ class Fuzzer:
             shrunk_last = shrink_frame(last, lambda c: replayer.fires(kind, prefix + [c], restart=True), budget)
             frames = prefix + [shrunk_last]
             self.session.restart()
-        elif kind in BURST_KINDS:
-            # requests sent back to back: replayed so, and kept whole (each owes a reply)
-            if not replayer.fires(kind, frames):
+        elif kind in BURST_KINDS or together(finding.steps):
+            # requests sent back to back: replayed so, and kept whole (each owes a
+            # reply, and what was in flight together must be in flight together again)
+            if not replayer.fires(kind, frames, steps=finding.steps):
                 finding.reproduced = False
-                finding.note = "did not reproduce when its requests were sent back to back again"
+                finding.note = "did not reproduce when its requests were sent again, back to back as before"
                 return
             finding.reproduced = True
-            finding.note = "replayed back to back as the burst sent them; not minimised"
+            finding.note = "replayed as sent, what went out back to back again back to back; not minimised"
         elif kind in MODEL_KINDS:
             # a semantic finding replays its frames through a fresh model; from a
             # restarted target when the state before them matters (it starts with
@@ -1113,21 +1164,24 @@ class Fuzzer:
                 finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")
                 return
         finding.shrunk = frames
-        finding.shrunk_replies = self._replies_for(kind, frames, restart=stateful)
+        finding.shrunk_replies = self._replies_for(kind, frames, restart=stateful, steps=finding.steps)
         if budget.left():
             finding.note = finding.note or f"shrunk with {budget.used} replays"
         else:
             finding.note = finding.note or f"shrink stopped at its budget ({budget.used} replays); the reproducer may not be minimal"
 
-    def _replies_for(self, kind: str, frames: List[bytes], restart: bool) -> List[bytes]:
+    def _replies_for(self, kind: str, frames: List[bytes], restart: bool, steps: Optional[List[int]] = None) -> List[bytes]:
         """Replay the shrunk frames once more to record what the target says."""
         session = self.session
         if restart and not session.restart():
             return []
         replies: List[bytes] = []
-        for frame in frames:
-            self.replayer.note(frame)
-            matched, others = session.exchange(frame, self.replayer.deadline / 4, first_only=False)
+        for group in step_groups(frames, steps):
+            if len(group) > 1:
+                replies += [r for got in self.replayer.together(group) for r in got]
+                continue
+            self.replayer.note(group[0])
+            matched, others = session.exchange(group[0], self.replayer.deadline / 4, first_only=False)
             replies += matched + others
         if restart:
             session.restart()
@@ -1163,4 +1217,4 @@ def replay_finding(transport: Transport, info: TargetFacts, finding: Finding, *,
     session.probe_timeout = deadline
     session.drain(0.0)
     stateful = finding.kind == "unresponsive" or any(is_setup(f) for f in frames)
-    return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None)
+    return Replayer(session, deadline=deadline).fires(finding.kind, frames, restart=stateful and restart is not None, steps=finding.steps)

@@ -77,7 +77,8 @@ class Finding:
     known: str = ""
     #: which fuzzer found it: "random" (one request judged alone) or "stateful" (a sequence judged by the model)
     engine: str = "random"
-    #: stateful: how many of the reproducer's frames each step sends back to back
+    #: how many of the reproducer's frames each step sends back to back (the stateful engine's steps;
+    #: the random engine's requests that were in flight together); None: one at a time
     steps: Optional[List[int]] = None
     #: stateful: what each step does, in words (the shrunk hypothesis program)
     program: List[str] = field(default_factory=list)

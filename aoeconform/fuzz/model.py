@@ -407,6 +407,7 @@ class TargetModel:
         if reply is None or reply.refused:
             return
         ata = _Ata.parse(request)
+        self._request = bytes(request)  # the evidence for what the sectors may hold is this write, not the last one stepped
         for lba in ata.lbas:
             for i, sector in enumerate(self._sectors(ata.payload, ata.scnt)):
                 if len(sector) == SECTOR_SIZE:

@@ -27,12 +27,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from aoeconform.session import Session, TargetFacts, requests
 from aoeconform.wire import AtaArg
-from aoeconform.wire.constants import ETH_HEADER_LEN, RCMD_READ, SECTOR_SIZE, TAG_TOOL_BIT
+from aoeconform.wire.constants import CMD_QUERY_CONFIG, ETH_HEADER_LEN, RCMD_READ, SECTOR_SIZE, TAG_TOOL_BIT
 
 from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .model import MODEL_KINDS, TargetModel
-from .oracle import check_reply, expects_reply
+from .oracle import Anomaly, check_reply, expects_reply
+from .together import contended_sets, is_config_set, step_groups, step_together, together
 
 #: the tags of the session's own requests (probes, canary reads, restores): the case generator leaves them alone
 HEALTH_TAG_BASE = 0x7F000000
@@ -132,15 +133,46 @@ class Replayer:
         replies, _ = self.session.burst(frames, max(self.deadline, 0.25))
         return replies
 
+    def _fresh_model(self, gap: float) -> TargetModel:
+        """A model that knows nothing of the target yet but what the admin
+        oracles compare with: the config string, the mask, the reservation now."""
+        model = TargetModel(self.info, WritePolicy())
+        reads = AdminRequests(self.info, PRIME_TAG_BASE)
+        for frame in (reads.config_read(), reads.mask_read(), reads.reserve(RCMD_READ)):
+            model.step(frame, self.session.exchange(frame, gap)[0])
+        return model
+
+    def _together_fires(self, kind: str, frames: Sequence[bytes], steps: Sequence[int], gap: float) -> bool:
+        """A finding of requests that were in flight together (a burst's two
+        overlapping writes, rule 20; two MACs' config sets, rule 44): each step
+        goes out as it went, its frames back to back, judged as the engine
+        judged them (``together``) by a fresh model."""
+        session = self.session
+        model = self._fresh_model(gap)
+        found: List[Anomaly] = []
+        contended: Optional[Tuple[List[bytes], List[Optional[bytes]]]] = None
+        groups = step_groups(frames, steps)
+        for n, group in enumerate(groups):
+            if len(group) > 1:
+                replies = self.together(group)
+                found += [a for each in step_together(model, group, replies) for a in each]
+                sets = [(f, got[0] if got else None) for f, got in zip(group, replies) if is_config_set(f)]
+                contended = ([f for f, _ in sets], [r for _, r in sets]) if len(sets) > 1 else contended
+                continue
+            frame = group[0]
+            self.note(frame)
+            matched, _ = session.exchange(frame, self.deadline if n == len(groups) - 1 else gap)
+            found += model.step(frame, matched)
+            if contended is not None and matched and len(frame) >= 20 and frame[19] == CMD_QUERY_CONFIG:
+                mixed = contended_sets(contended[0], contended[1], matched[0])
+                found += [mixed] if mixed is not None else []
+        return any(a.kind == kind for a in found)
+
     def _model_fires(self, kind: str, frames: Sequence[bytes], gap: float) -> bool:
         """A semantic finding: the frames, one at a time, judged by a fresh model
         of the target (the sequence carries what the verdict rests on)."""
         session = self.session
-        model = TargetModel(self.info, WritePolicy())
-        # what the admin oracles compare with: the config string, the mask, the reservation now
-        reads = AdminRequests(self.info, PRIME_TAG_BASE)
-        for frame in (reads.config_read(), reads.mask_read(), reads.reserve(RCMD_READ)):
-            model.step(frame, session.exchange(frame, gap)[0])
+        model = self._fresh_model(gap)
         fired = False
         for i, frame in enumerate(frames):
             matched, _ = session.exchange(frame, self.deadline if i == len(frames) - 1 else gap)
@@ -207,8 +239,11 @@ class Replayer:
                 break
         return matched
 
-    def fires(self, kind: str, frames: Sequence[bytes], *, restart: bool = False, gap: Optional[float] = None) -> bool:
-        """Does sending ``frames`` (after a restart, if asked) make the oracle report ``kind``?"""
+    def fires(self, kind: str, frames: Sequence[bytes], *, restart: bool = False, gap: Optional[float] = None,
+              steps: Optional[Sequence[int]] = None) -> bool:
+        """Does sending ``frames`` (after a restart, if asked) make the oracle
+        report ``kind``? ``steps``: how many frames each step sends back to
+        back (None: one at a time)."""
         self.evaluations += 1
         session = self.session
         if restart and not session.restart():
@@ -227,6 +262,8 @@ class Replayer:
             return False
         if kind in BURST_KINDS:
             return self._burst_fires(kind, frames)
+        if steps is not None and together(steps):
+            return self._together_fires(kind, frames, steps, gap)
         if kind in MODEL_KINDS and kind != "answered-other-ethertype":
             return self._model_fires(kind, frames, gap)
         last = frames[-1]
