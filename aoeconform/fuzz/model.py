@@ -290,6 +290,9 @@ class TargetModel:
         self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes]]] = {}
         #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
         self.pending_async: Dict[int, bytes] = {}
+        #: sector -> (the content an acknowledged synchronous write put, that write) while a
+        #: later write that replaced it is not yet read back: found after that, it landed late
+        self.superseded: Dict[int, Tuple[bytes, bytes]] = {}
         #: sector -> the requests that made the model believe what it does of it (a finding's replay)
         self.evidence: Dict[int, Tuple[bytes, ...]] = {}
         self._request = b""  # the request being judged
@@ -428,6 +431,7 @@ class TargetModel:
         self.evidence.clear()
         self.origin.clear()
         self.forbidden.clear()
+        self.superseded.clear()
         self.pending_async.clear()
         self._by_tag.clear()
         self.admin.forget()
@@ -458,13 +462,15 @@ class TargetModel:
 
     def _setup(self, config: Optional[bytes], mask: Optional[List[bytes]], reservation: Optional[List[bytes]]) -> Tuple[bytes, ...]:
         """Requests that bring a freshly started target to this config string,
-        Mac Mask list and reservation (a fresh target's list is empty: adds suffice)."""
+        Mac Mask list and reservation (a fresh target's list is empty: adds suffice).
+        The reservation comes before the config string: a config set must leave
+        it as it is (rules 54, 57), which a finding's replay then shows too."""
         build = AdminRequests(self.info, SETUP_TAG_BASE)
         frames = []
-        if config is not None:
-            frames.append(build.config(CCMD_FORCE_SET, config))
         if reservation is not None:
             frames.append(build.reserve(RCMD_FORCE_SET, reservation))
+        if config is not None:
+            frames.append(build.config(CCMD_FORCE_SET, config))
         if mask:
             frames.append(build.mask_edit([(DCMD_ADD, mac) for mac in mask]))
         return tuple(frames)
@@ -520,11 +526,18 @@ class TargetModel:
         self.pending_async.pop(lba, None)
         self.forbidden.pop(lba, None)  # what landed before this was overwritten by it
 
-    def _forbid(self, lba: int, data: bytes, kind: str, why: str) -> None:
+    def _forbid(self, lba: int, data: bytes, kind: str, why: str, culprit: Optional[bytes] = None) -> None:
         entry = self.forbidden.setdefault(lba, {})
         if len(entry) >= MAX_POSSIBLE:
             del entry[next(iter(entry))]  # the oldest goes
-        entry[data] = (kind, why, self._request)
+        entry[data] = (kind, why, self._request if culprit is None else culprit)
+
+    def _supersede(self, lba: int, data: bytes) -> None:
+        """A write of ``data`` is to replace what an acknowledged synchronous write put at ``lba``."""
+        known = self.disk.get(lba)
+        writes = self.evidence.get(lba, ())
+        if known is not None and len(known) == 1 and data not in known and self.origin.get(lba) == "write" and writes:
+            self.superseded[lba] = (next(iter(known)), writes[0])
 
     def _in_disk(self, lba: int, count: int) -> Optional[bool]:
         """True if [lba, lba+count) lies inside the disk, False if past its end, None if unknown."""
@@ -660,6 +673,10 @@ class TargetModel:
 
     def _learn(self, lba: int, sector: bytes) -> None:
         known = self.disk.get(lba)
+        replaced = self.superseded.pop(lba, None)
+        if replaced is not None and known is not None and len(known) == 1 and sector in known:
+            # the later write is read back: the earlier one's content, found after this, landed late
+            self._forbid(lba, replaced[0], "read-data", "a write acknowledged before the one read back (applied late)", replaced[1])
         if known is None or len(known) > 1:
             self._note(lba, fresh=known is None)
         if known is None:
@@ -700,9 +717,16 @@ class TargetModel:
                           + ("an earlier read returned" if origin == "read" else "the last acknowledged write put"
                              if origin != "overlap" else "either of two overlapping writes put")
                           + (f" {expected[offset:offset + 8].hex()}…" if expected else f" one of {len(known)} other contents"))
-            # resynchronise on what the target holds now: one finding, not one per later read
+            # resynchronise on what the target holds now: one finding, not one per later read.
+            # A write it contradicted may still land (applied late): its data stays possible.
+            before = {lba + j: (self.disk.get(lba + j), self.origin.get(lba + j)) for j in range(len(sectors))}
             for j, s in enumerate(sectors):
                 self._set(lba + j, s, "read")
+                self.superseded.pop(lba + j, None)
+                was, how = before[lba + j]
+                if was is not None and s not in was and how in ("write", "async", "overlap"):
+                    for data in was:
+                        self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
         return []
 
@@ -807,10 +831,12 @@ class TargetModel:
                     self._widen(at, sector)
                     self.pending_async.pop(at, None)
                 elif asynchronous:
+                    self._supersede(at, sector)
                     self._widen(at, sector)
                     self._note(at)  # a FLUSH will make it what the sector holds
                     self.pending_async[at] = sector
                 else:
+                    self._supersede(at, sector)
                     self._set(at, sector, "write")
                     if late is not None and late != sector:
                         # found there later: the A=1 write landed after this one, or this one was lost
