@@ -105,8 +105,8 @@ def test_selftest_fuzz_replay_replays_each_finding_against_the_quirk_and_the_cle
     from aoeconform.fuzz import selftest as fuzz_selftest
 
     args = ["selftest", "--fuzz", "--replay", "--seconds", "1", "--quirk", "unpadded"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
+    status, out = main(args), capsys.readouterr().out
+    assert status == 0, out
     assert "rule 16 runt-reply" in out and "; 1 of 1 findings replay" in out
     assert out.rstrip().endswith("1 of 1 findings replay, 0 fire on the clean target too")
     # a finding that does not fire again, or fires against the clean target too, fails the selftest
@@ -133,3 +133,21 @@ def test_expectations_file_makes_known_deviations_counted_not_failures(tmp_path,
     status, run = _run(tmp_path / "b", "ver-unchecked", "unpadded", extra=("--expectations", str(known)))
     assert status == 1 and {row["rule"] for row in run["findings"] if not row["known"]} == {16}
     assert main([*FUZZ, "--expectations", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_a_cache_keyed_on_the_tag_is_one_finding_that_replays():
+    """tag-reply-cache answers any request whose tag it saw with the old reply:
+    every oracle could fire on those replies (37 findings of 12 rules in 8 s
+    before), but it is one defect, rule 18. Replays of it, and of anything
+    shrunk against it, take fresh tags, or the cache would answer them too."""
+    from aoeconform.fuzz.selftest import fuzz_quirk
+
+    result = fuzz_quirk("tag-reply-cache", 4.0, replay=True)
+    assert [(c.signature, c.fires, c.fires_clean) for c in result.replays] == [("rule18/stale-reply/any/tag", True, False)]
+
+
+def test_a_missing_advertisement_replays_by_restarting_the_target():
+    from aoeconform.fuzz.selftest import fuzz_quirk
+
+    result = fuzz_quirk("no-advertisement", 1.0, replay=True)
+    assert [(c.signature, c.fires, c.fires_clean) for c in result.replays] == [("rule46/no-advertisement/any/unclassified", True, False)]

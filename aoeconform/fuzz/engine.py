@@ -47,14 +47,14 @@ from aoeconform.wire.constants import (
 
 from . import findings as findings_mod
 from .context import WritePolicy
-from .findings import Finding, command_class
+from .findings import TAG_KINDS, Finding, command_class, group_of
 from .admin_requests import AdminRequests
 from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
-from .mutate import Case, CaseGenerator, ata_request, changes_state
-from .oracle import Anomaly, check_reply
+from .mutate import Case, CaseGenerator, ata_request, case_tag, changes_state
+from .oracle import Anomaly, check_reply, is_advertisement
 from .seeds import Seed, generated_seeds
 from .together import contended_sets, step_groups, step_together, together
-from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
+from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, REPLAY_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: how many answered or given-up cases are remembered, to check late replies
@@ -67,9 +67,12 @@ FENCE_TAG_BASE = 0x7D000000
 CANARY_TAG_BASE = 0x7E000000
 #: tags of the buffer-count bursts and of what two initiators do at once (``_burst``, ``_contend``)
 BURST_TAG_BASE = 0x7B000000
-RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE))
+RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BASE, BURST_TAG_BASE, PRIME_TAG_BASE, SETUP_TAG_BASE,
+                                 REPLAY_TAG_BASE))
 #: how many frames sent back to back are remembered, to keep a finding's together (a few bursts' worth)
 SENT_TOGETHER_KEPT = 512
+#: the commands whose replies tell the config string, the Mac Mask list and the reservation
+ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
 #: a burst at the second health fence, then at every BURST_EVERY-th
 BURST_EVERY = 8
 #: header anomalies after which a reply may answer another request: the model does not read it
@@ -80,11 +83,6 @@ NOT_ITS_OWN = frozenset({"tag-not-echoed", "command-not-echoed", "undecodable-re
 def is_setup(frame: bytes) -> bool:
     """A request a semantic finding starts its replay with (``TargetModel._setup``)."""
     return len(frame) >= 24 and frame[20] == SETUP_TAG_BASE >> 24
-
-
-def is_advertisement(frame: bytes) -> bool:
-    """The unsolicited config reply a target broadcasts when it starts (rule 46)."""
-    return frame[0] == 0xFF and frame[19] == CMD_QUERY_CONFIG and frame[20:24] == b"\0\0\0\0"
 
 
 @dataclass
@@ -604,8 +602,17 @@ class Fuzzer:
             stale = self.model.stale_reply(case.frame, reply)
             if stale is not None:
                 anomalies = [stale]
+            elif len(case.frame) >= 20 and case.frame[19] in ADMIN_COMMANDS:
+                # a reply about the config string, the mask or the reservation depends
+                # on them: its replay starts by setting them as they are now
+                setup = self.model.setup()
+                anomalies = [Anomaly(a.kind, a.detail, setup) if setup and not a.evidence else a for a in anomalies]
+        # whatever it is judged, a cache keyed on the tag would give it out again
+        self.model.remember_reply(case.frame, reply)
         for anomaly in anomalies:
             self._anomaly(anomaly, case, reply)
+        if self.replayer.fresh_tags and self._tag_reused(case):
+            return False  # the target answers from a cache keyed on the tag: this may be an old reply
         return not any(a.kind in NOT_ITS_OWN for a in anomalies)
 
     def _judge(self, case: Case, replies: List[bytes], in_time: bool) -> None:
@@ -668,8 +675,17 @@ class Fuzzer:
 
     def _anomaly(self, anomaly: Anomaly, case: Optional[Case], reply: Optional[bytes]) -> None:
         command = case.frame[19] if case is not None and len(case.frame) >= 20 else None
-        signature = (anomaly.kind, command_class(command))
+        signature = group_of(anomaly.kind, command)
         known = self.by_group.get(signature)
+        if known is None and case is not None and anomaly.kind not in TAG_KINDS:
+            # Once the target is known to answer from a cache keyed on the tag,
+            # whatever goes wrong with a request whose tag an earlier one had
+            # may be that cache (an old reply, or one sent to the old requester):
+            # the same defect, counted, not a finding of another rule.
+            stale = self.by_group.get(group_of("stale-reply", None))
+            # (a second reply to a request sent once more under its tag may be the cache's too)
+            if stale is not None and self._tag_reused(case, anomaly.kind == "duplicate-reply"):
+                known = stale
         if known is not None:
             known.count += 1
             return
@@ -696,9 +712,26 @@ class Fuzzer:
             target=self._target_dict(),
             steps=steps,
         )
+        if anomaly.kind in TAG_KINDS:
+            finding.trigger_command, finding.trigger_field = "any", "tag"
+            self.replayer.fresh_tags = True  # replays with the cases' tags would be answered from the cache
         self.by_group[signature] = finding
         self._queued.append(finding)
         self._need_checkpoint = True
+
+    def _tag_reused(self, case: Case, same_too: bool = False) -> bool:
+        """Whether another request with ``case``'s tag (``same_too``: or this one)
+        may have been answered before: a case the model remembers, a replay
+        (whose replies the model never saw), or any earlier case when the tag
+        is not the case's own number (a tag mutation) and outside the ranges
+        the harness keeps for itself."""
+        frame = case.frame
+        if self.model.tag_reused(frame, same_too):
+            return True
+        tag = case.tag
+        if tag < 0:
+            return False
+        return tag in self.replayer.replayed or (tag != case_tag(case.index) and (tag & 0xFF000000) not in RESERVED_TAG_RANGES)
 
     def _target_dict(self) -> dict:
         info = self.info
@@ -746,13 +779,16 @@ class Fuzzer:
                 ))
         if not alive:
             suspects = list(self._since_health)
+            # a burst among them goes out back to back again when it is replayed (a queue overrun needs it)
+            frames, steps = self._steps([c.frame for c in suspects])
             finding = Finding(
                 kind="unresponsive",
                 detail=f"no answer to a Query Config read after {len(suspects)} case(s) since the last good health check",
                 seed=self.seed,
-                frames=[c.frame for c in suspects],
+                frames=frames,
                 case_index=suspects[-1].index if suspects else None,
                 target=self._target_dict(),
+                steps=steps,
             )
             self._unanswered.clear()
             self._queued = [f for f in self._queued if f.kind != "no-reply"]
@@ -969,10 +1005,16 @@ class Fuzzer:
         """Frames the model did not see (replays while shrinking or confirming)
         or a restart leave what it knew uncertain."""
         replayer = self.replayer
+        uncertain = True
         if replayer.evaluations != self._model_evaluations:
             self.model.forget()
         elif self.session.restarts != self._model_restarts:
             self.model.restarted()
+        else:
+            uncertain = False
+        if uncertain:
+            # read back what the admin oracles compare with, so that they go on judging at once
+            self._prime_admin(self.session.snapshot(attempts=1))
         self._model_evaluations, self._model_restarts = replayer.evaluations, self.session.restarts
 
     def _settle(self, alive: bool) -> None:
@@ -1033,9 +1075,12 @@ class Fuzzer:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
         elif self.shrink_enabled and finding.frames:
             began = time.monotonic()
+            state, restarts = self.model.setup(), self.session.restarts
             self._shrink(finding)
             if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
+            if self.session.restarts != restarts:
+                self._reinstate(state)
             # replays reuse the cases' tags: their late replies are not the loop's
             self.session.drain(self.grace, discard=True)
             spent = time.monotonic() - began
@@ -1048,6 +1093,13 @@ class Fuzzer:
             result.stopped_early = self._not_back()
         if len(result.findings) >= self.max_findings:
             result.stopped_early = f"reached {self.max_findings} findings"
+
+    def _reinstate(self, setup: Sequence[bytes]) -> None:
+        """Shrinking restarted the target: set the config string, the mask and
+        the reservation as they were, so that the run goes on from the state
+        it had reached (a fresh target's empty ones hide what edits do)."""
+        for frame in setup:
+            self.session.exchange(frame, self.confirm_wait)
 
     def _classify(self, finding: Finding) -> None:
         """Name the field the shrunk trigger changes (see ``signature``)."""
@@ -1089,7 +1141,17 @@ class Fuzzer:
         stateful = kind in ("unresponsive", "write-outside-window")
         can_restart = self.restart_hook is not None
         frames = list(finding.frames)
-        if kind == "unresponsive":
+        if kind == "unresponsive" and together(finding.steps):
+            # some of the frames went out back to back: replayed so, and kept whole
+            if not replayer.fires(kind, frames, restart=True, steps=finding.steps):
+                finding.reproduced = False
+                finding.note = "replaying the frames after a restart, back to back where they went so, did not make the target stop answering"
+                self.session.restart()
+                return
+            finding.reproduced = True
+            finding.note = "replayed after a restart with the frames sent back to back where they went so; not minimised"
+            self.session.restart()
+        elif kind == "unresponsive":
             def test_sequence(candidate):
                 budget.spend()
                 return bool(candidate) and replayer.fires(kind, candidate, restart=True)
@@ -1145,9 +1207,15 @@ class Fuzzer:
         else:
             culprit = frames[-1]
             context = frames[:-1]
-            if replayer.fires(kind, [culprit]):
+            # a reply that depends on the target's state is replayed from a restarted target set to it
+            # (tried alone from a restarted target first: most such findings need no state,
+            # and shrinking one on the target as it is costs no restarts)
+            set_first = can_restart and bool(context) and is_setup(context[0])
+            if replayer.fires(kind, [culprit], restart=set_first):
                 finding.reproduced = True
                 frames = [shrink_frame(culprit, lambda c: replayer.fires(kind, [c]), budget)]
+                if set_first and frames[0] != culprit and not replayer.fires(kind, frames, restart=True):
+                    frames = [culprit]  # what was cut needed the state the target had
             elif can_restart and context and replayer.fires(kind, frames, restart=True):
                 finding.reproduced = True
 
@@ -1159,6 +1227,9 @@ class Fuzzer:
                 shrunk = shrink_frame(culprit, lambda c: replayer.fires(kind, context + [c], restart=True), budget)
                 frames = context + [shrunk]
                 self.session.restart()
+                if set_first:
+                    stateful = True  # its replies are recorded from a restarted target too
+                    self._fresh.add(id(finding))
             else:
                 finding.reproduced = False
                 finding.note = "did not reproduce on replay" + ("" if can_restart else " (no restart hook, so preceding frames were not replayed)")

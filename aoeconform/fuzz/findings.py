@@ -46,6 +46,16 @@ def command_class(command: Optional[int]):
     return "vendor" if command >= 0xF0 else "undefined"
 
 
+#: kinds whose defect lies in how the target keys requests by tag, whatever
+#: the command: one finding for all commands, its trigger field the tag
+TAG_KINDS = frozenset({"stale-reply"})
+
+
+def group_of(kind: str, command: Optional[int]) -> tuple:
+    """How the engine groups anomalies before a finding is shrunk."""
+    return (kind, "any") if kind in TAG_KINDS else (kind, command_class(command))
+
+
 @dataclass
 class Finding:
     kind: str
@@ -94,7 +104,7 @@ class Finding:
     @property
     def group(self) -> tuple:
         """How the engine groups anomalies before a finding is shrunk."""
-        return (self.kind, command_class(self.command))
+        return group_of(self.kind, self.command)
 
     @property
     def rule(self) -> int:

@@ -302,7 +302,8 @@ class TargetModel:
         #: the config string, Mac Mask list and reservation, and their oracles (model_admin);
         #: each None while unknown, then every outcome that depends on it is accepted
         self.admin = AdminModel(info, config=config, mask=info.mask, reservation=info.reservation)
-        self._by_tag: "collections.OrderedDict[int, Tuple[bytes, bytes]]" = collections.OrderedDict()
+        #: tag -> (request, reply) pairs it was answered with: the first and the latest ones
+        self._by_tag: "collections.OrderedDict[int, List[Tuple[bytes, bytes]]]" = collections.OrderedDict()
         #: one handler per AoE command: (request, reply or None, answered in time, the rule that
         #: makes the target ignore the request or 0) -> anomalies
         self._handlers: Dict[int, Callable[[bytes, Optional[_Reply], bool, int], List[Anomaly]]] = {
@@ -355,8 +356,9 @@ class TargetModel:
             found += handler(request, reply, answered_in_time, ignored)
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
-            self._remember_reply(request, reply.raw)
+            self.remember_reply(request, reply.raw)
             if stale is not None:
+                self.forget_effects(request)  # answered from the cache: acted on, or not
                 return [stale]
         return found
 
@@ -433,8 +435,7 @@ class TargetModel:
         self.forbidden.clear()
         self.superseded.clear()
         self.pending_async.clear()
-        self._by_tag.clear()
-        self.admin.forget()
+        self.admin.forget()  # (what tags were answered with stays: a cache keyed on them may still hold it)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -460,6 +461,12 @@ class TargetModel:
         """Whether a reservation may shut the requester out (unknown counts)."""
         return self.admin.may_refuse_reserved(request)
 
+    def setup(self) -> Tuple[bytes, ...]:
+        """Requests that bring a freshly started target to the config string,
+        Mac Mask list and reservation the model knows now."""
+        admin = self.admin
+        return self._setup(admin.config, admin.mask, admin.reservation)
+
     def _setup(self, config: Optional[bytes], mask: Optional[List[bytes]], reservation: Optional[List[bytes]]) -> Tuple[bytes, ...]:
         """Requests that bring a freshly started target to this config string,
         Mac Mask list and reservation (a fresh target's list is empty: adds suffice).
@@ -483,17 +490,50 @@ class TargetModel:
         if len(request) < AOE_HEADER_LEN or len(reply) < AOE_HEADER_LEN:
             return None
         tag = int.from_bytes(request[20:24], "big")
-        earlier = self._by_tag.get(tag)
-        if earlier is not None and earlier[1][14:] == bytes(reply[14:]) and earlier[0] is not request:
-            return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier request with this tag got")
+        tail = bytes(reply[14:])
+        for earlier, answer in self._by_tag.get(tag, ()):
+            if answer[14:] == tail and earlier is not request:
+                # the earlier request is what a replay sends first, to fill the cache
+                evidence = (earlier,) if earlier != request else ()
+                return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier request with this tag got", evidence)
         return None
 
-    def _remember_reply(self, request: bytes, reply: bytes) -> None:
+    def tag_reused(self, request: bytes, same_too: bool = False) -> bool:
+        """Whether another request with ``request``'s tag (``same_too``: or this
+        one) was answered before, as far as the model remembers."""
+        if len(request) < AOE_HEADER_LEN:
+            return False
+        return any(same_too or earlier != request for earlier, _ in self._by_tag.get(int.from_bytes(request[20:24], "big"), ()))
+
+    def remember_reply(self, request: bytes, reply: bytes) -> None:
+        """``reply`` answered ``request``: a later request with its tag that gets
+        the same reply was answered from a cache (``stale_reply``). The first
+        answer is kept (a cache may never refresh) and the latest two."""
         tag = int.from_bytes(request[20:24], "big")
-        self._by_tag[tag] = (request, reply)
-        self._by_tag.move_to_end(tag)
-        if len(self._by_tag) > TAG_MEMORY:
-            self._by_tag.popitem(last=False)
+        entries = self._by_tag.get(tag)
+        if entries is None:
+            entries = self._by_tag[tag] = []
+            if len(self._by_tag) > TAG_MEMORY:
+                self._by_tag.popitem(last=False)
+        else:
+            self._by_tag.move_to_end(tag)
+            if any(earlier == request and answer == reply for earlier, answer in entries):
+                return
+        entries.append((request, bytes(reply)))
+        if len(entries) > 3:
+            del entries[1]
+
+    def forget_effects(self, request: bytes) -> None:
+        """``request`` may or may not have been acted on: what it could have
+        changed is unknown (its footprint)."""
+        footprint = self.footprint(request)
+        sectors = list(self.disk) if footprint.all_disk else footprint.sectors
+        for lba in sectors:
+            self.disk.pop(lba, None)
+            self.pending_async.pop(lba, None)
+            self.forbidden.pop(lba, None)
+        if footprint.names:
+            self.admin.forget()
 
     def _note(self, lba: int, fresh: bool = False) -> None:
         """The request being judged is evidence for what the model holds of ``lba``."""

@@ -152,6 +152,11 @@ class Anomaly:
         return KINDS[self.kind][0]
 
 
+def is_advertisement(frame: bytes) -> bool:
+    """The unsolicited config reply a target broadcasts when it starts (rule 46)."""
+    return len(frame) >= 24 and frame[0] == 0xFF and frame[19] == CMD_QUERY_CONFIG and frame[20:24] == b"\0\0\0\0"
+
+
 def _addressed_to(frame: bytes, info: TargetFacts) -> bool:
     shelf = int.from_bytes(frame[16:18], "big")
     slot = frame[18]

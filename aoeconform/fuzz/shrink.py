@@ -32,13 +32,17 @@ from aoeconform.wire.constants import CMD_QUERY_CONFIG, ETH_HEADER_LEN, RCMD_REA
 from .admin_requests import AdminRequests
 from .context import WritePolicy
 from .model import MODEL_KINDS, TargetModel
-from .oracle import Anomaly, check_reply, expects_reply
+from .oracle import Anomaly, check_reply, expects_reply, is_advertisement
 from .together import contended_sets, is_config_set, step_groups, step_together, together
 
 #: the tags of the session's own requests (probes, canary reads, restores): the case generator leaves them alone
 HEALTH_TAG_BASE = 0x7F000000
 #: the reads that prime a fresh model before a semantic finding is replayed
 PRIME_TAG_BASE = 0x7C000000
+#: replayed frames' tags once the target is known to answer from a cache keyed on the tag
+REPLAY_TAG_BASE = 0x79000000
+#: findings whose trigger is the tag's value itself: replayed with the tags they carry
+TAG_VALUE_KINDS = frozenset({"tag-not-echoed", "unmatched-reply"})
 
 #: frame offsets of each field, by command, for zeroing and for cutting
 _HEADER_FIELDS = [(14, 15), (15, 16), (16, 18), (18, 19), (19, 20), (20, 24)]
@@ -78,6 +82,11 @@ class Replayer:
         self.evaluations = 0
         #: sectors outside the write window, as they were before fuzzing (lba -> data)
         self.canaries: dict = {}
+        #: give replayed frames fresh tags: set once the target is known to answer
+        #: from a cache keyed on the tag, which would otherwise answer a replay
+        #: with what the case got (it would fire in this run and nowhere else)
+        self.fresh_tags = False
+        self._retagged = 0
 
     @property
     def info(self) -> TargetFacts:
@@ -132,6 +141,19 @@ class Replayer:
             self.note(frame)
         replies, _ = self.session.burst(frames, max(self.deadline, 0.25))
         return replies
+
+    def _silent_start(self) -> bool:
+        """Restarted, the target comes back without its unsolicited config reply (rule 46)."""
+        session = self.session
+        seen: List[bytes] = []
+        passed_on = session.on_frame
+        session.on_frame = seen.append
+        try:
+            back = session.restart()
+            session.drain(0.25)
+        finally:
+            session.on_frame = passed_on
+        return back and not any(is_advertisement(frame) for frame in seen)
 
     def _fresh_model(self, gap: float) -> TargetModel:
         """A model that knows nothing of the target yet but what the admin
@@ -194,6 +216,22 @@ class Replayer:
         flipped = [int.from_bytes(last[20:24], "big") ^ TAG_TOOL_BIT] if len(last) >= 24 else []
         return self.fenced(last, self.deadline, all_replies=all_replies, tags=flipped)
 
+    def _retag(self, frames: Sequence[bytes]) -> List[bytes]:
+        """``frames`` with tags never sent before; frames that shared a tag
+        still share one (a duplicate stays a duplicate), and bit 31 is kept."""
+        fresh: dict = {}
+        out = []
+        for frame in frames:
+            if len(frame) < 24:
+                out.append(frame)
+                continue
+            tag = int.from_bytes(frame[20:24], "big")
+            if tag not in fresh:
+                self._retagged = (self._retagged + 1) & 0xFFFFFF
+                fresh[tag] = REPLAY_TAG_BASE | self._retagged | (tag & TAG_TOOL_BIT)
+            out.append(frame[:20] + fresh[tag].to_bytes(4, "big") + frame[24:])
+        return out
+
     def note(self, raw: bytes) -> None:
         if len(raw) >= 24:
             self.replayed[int.from_bytes(raw[20:24], "big")] = self.session.clock()
@@ -248,12 +286,20 @@ class Replayer:
         session = self.session
         if restart and not session.restart():
             return False
+        if self.fresh_tags and kind not in TAG_VALUE_KINDS:
+            frames = self._retag(frames)
         gap = self.deadline / 4 if gap is None else gap
         if kind == "unresponsive":
-            for frame in frames:
-                self.note(frame)
-                session.exchange(frame, gap)
+            for group in step_groups(frames, steps):
+                for frame in group:
+                    self.note(frame)
+                if len(group) > 1:
+                    session.burst(group, gap)
+                else:
+                    session.exchange(group[0], gap)
             return not session.probe(attempts=2)
+        if kind == "no-advertisement":
+            return self._silent_start()
         if kind == "write-outside-window":
             self.restore_canaries()
             self.replay(frames, gap)
