@@ -276,3 +276,18 @@ def test_masked_out_sender_answered_late_is_forgotten():
     assert target.handle(frame) and model.step(frame, [], answered_in_time=False) == []
     assert model.config is None
     assert _drive(target, model, [r.config_read()]) == []
+
+
+def test_replay_setup_sets_the_reservation_before_the_config_string():
+    """reserve-forgotten-on-config-set: a finding's replay setup must set the
+    string after the reservation, or the defect it rests on never shows."""
+    from aoeconform.fuzz.model import TargetModel
+
+    _, info = _target()
+    setup = TargetModel(info, WritePolicy())._setup(b"string", [info.host_mac], [info.host_mac])
+    assert [f[19] for f in setup] == [3, 1, 2]
+    for quirks, kinds in (([], []), (["reserve-forgotten-on-config-set"], ["reserve-list"])):
+        target, _ = _target(quirks)
+        model = AdminModel(info, config=b"", mask=[], reservation=[])
+        r = AdminRequests(info)
+        assert [a.kind for a in _drive(target, model, list(setup) + [r.reserve(RCMD_READ)])] == kinds

@@ -759,12 +759,17 @@ class TargetModel:
                           + (f" {expected[offset:offset + 8].hex()}…" if expected else f" one of {len(known)} other contents"))
             # resynchronise on what the target holds now: one finding, not one per later read.
             # A write it contradicted may still land (applied late): its data stays possible.
-            before = {lba + j: (self.disk.get(lba + j), self.origin.get(lba + j)) for j in range(len(sectors))}
+            before = {lba + j: (self.disk.get(lba + j), self.origin.get(lba + j), self.evidence.get(lba + j, ()))
+                      for j in range(len(sectors))}
             for j, s in enumerate(sectors):
+                was, how, why = before[lba + j]
+                if was is not None and len(was) == 1 and s in was:
+                    self._learn(lba + j, s)  # this one it holds as known
+                    continue
                 self._set(lba + j, s, "read")
                 self.superseded.pop(lba + j, None)
-                was, how = before[lba + j]
                 if was is not None and s not in was and how in ("write", "async", "overlap"):
+                    self.evidence[lba + j] = why  # the writes stay what the model believes of it
                     for data in was:
                         self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
