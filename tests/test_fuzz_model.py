@@ -164,14 +164,22 @@ def test_ver_other_write_is_not_applied_by_a_conforming_target_and_named_when_it
     assert quiet.read(1028) == ["side-effect-under-ver"]
 
 
-def test_async_write_found_over_a_later_write_is_rule_22():
+def test_async_write_found_over_a_later_write_is_rule_33():
     """Whether the A=1 write landed late or the later write was lost, the
-    sector does not hold the last acknowledged write."""
+    sector does not hold the last acknowledged write; the wire cannot tell
+    which, and the step that makes the difference is the A=1 write's."""
     bench = Bench(["async-write-applied-late"])
     bench.read(1030)
     bench.write(1030, fill(8), aflags=0x43)
     bench.write(1030, fill(9))
+    # nothing yet shows that this target keeps synchronous writes: the later one may be lost (22)
     assert bench.read(1030) == ["read-data"]
+    bench.write(1031, fill(7))
+    assert bench.read(1031) == []  # it does keep them
+    bench.write(1030, fill(8), aflags=0x43)
+    bench.write(1030, fill(9))
+    assert bench.read(1030) == ["async-write-late"]
+    assert KINDS["async-write-late"][0] == 33
 
 
 def test_tag_cache_is_named_rule_18():

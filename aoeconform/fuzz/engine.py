@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from aoeconform.errors import TargetUnreachable
 from aoeconform.session import Session, TargetFacts, TargetState, requests
@@ -46,6 +46,7 @@ from aoeconform.wire.constants import (
 )
 
 from . import findings as findings_mod
+from .charge import command_rule, field_rule, owed_rule
 from .context import WritePolicy
 from .findings import TAG_KINDS, Finding, command_class, group_of
 from .admin_requests import AdminRequests
@@ -163,6 +164,7 @@ class Fuzzer:
         window: Optional[int] = None,
         deadline: Optional[float] = None,
         shrink: bool = True,
+        shrink_kinds: Optional[Collection[str]] = None,
         shrink_budget: int = 300,
         shrink_seconds: float = 60.0,
         context_frames: int = 16,
@@ -181,6 +183,8 @@ class Fuzzer:
         self.window = window if window is not None else max(1, min(16, info.bufcnt))
         self.fixed_deadline = deadline
         self.shrink_enabled = shrink
+        #: only findings of these kinds are shrunk (None: every kind)
+        self.shrink_kinds = None if shrink_kinds is None else frozenset(shrink_kinds)
         self.shrink_budget = shrink_budget
         self.shrink_seconds = shrink_seconds
         self.context_frames = context_frames
@@ -710,6 +714,7 @@ class Fuzzer:
             case_index=None if case is None else case.index,
             mutations=() if case is None else case.mutations,
             target=self._target_dict(),
+            rule_number=anomaly.rule_number,
             steps=steps,
         )
         if anomaly.kind in TAG_KINDS:
@@ -758,14 +763,20 @@ class Fuzzer:
         session = self.session
         alive = session.probe() or session.probe(attempts=1, timeout=max(0.25, 2 * (session.probe_timeout or session.timeout())))
         self._settle(alive)
+        crash_rule = None  # the rule a stop is charged to, when the checkpoint knows what caused it
         if alive and self._burst_due:
             self._burst_due = False
             self._burst()
-            if self.policy.allow_write:
-                self._write_over_async()
-            if self.info.second_mac:
-                self._contend()
-            alive = session.probe()  # a burst one beyond Buffer Count must not have hurt it
+            # a burst one beyond Buffer Count must not have hurt it (rule 19): asked before anything else goes out
+            alive = session.probe()
+            if not alive:
+                crash_rule = 19
+            else:
+                if self.policy.allow_write:
+                    self._write_over_async()
+                if self.info.second_mac:
+                    self._contend()
+                alive = session.probe()
         if alive and replayer.canaries:
             changed = replayer.changed_canaries()
             if changed:
@@ -788,6 +799,7 @@ class Fuzzer:
                 frames=frames,
                 case_index=suspects[-1].index if suspects else None,
                 target=self._target_dict(),
+                rule_number=crash_rule,
                 steps=steps,
             )
             self._unanswered.clear()
@@ -807,7 +819,8 @@ class Fuzzer:
                 for frame in others:
                     self._on_stray_frame(frame)
                 if not matched:
-                    self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice"), case, None)
+                    self._anomaly(Anomaly("no-reply", f"no reply within {self.confirm_wait:g} s to a well-formed request, sent twice",
+                                          rule_number=owed_rule(case.frame, self.info)), case, None)
                 else:
                     self._check(case, matched[0])
                 self._judge(case, matched, bool(matched))
@@ -1071,14 +1084,27 @@ class Fuzzer:
         findings_mod.mark_known([finding], self.expectations)
         if finding.known:
             finding.note = finding.note or f"a known deviation of the target ({finding.known}): not shrunk"
-        elif self.shrink_enabled and finding.frames and self._shrink_allowance is not None and self._shrink_allowance <= 0:
+        elif not self.shrink_enabled or not finding.frames or (self.shrink_kinds is not None and finding.kind not in self.shrink_kinds):
+            pass
+        elif self._shrink_allowance is not None and self._shrink_allowance <= 0:
             finding.note = finding.note or "not shrunk: this run's shrinking time was used up (rerun with --seconds larger, or --replay)"
-        elif self.shrink_enabled and finding.frames:
+        else:
             began = time.monotonic()
             state, restarts = self.model.setup(), self.session.restarts
             self._shrink(finding)
             if finding.shrunk is not None and all(is_setup(f) for f in finding.shrunk[:-1]):
                 self._classify(finding)
+            if finding.shrunk and finding.reproduced and finding.kind in ("no-reply", "unresponsive"):
+                # the shrunk trigger, and the one field of it that makes the difference
+                # when classifying found it, name the rule at stake (fuzz.charge)
+                # (a stop no one field explains: what its request asks for; shrinking zeroes the
+                # header's tag and Ver, so those say nothing of the cause)
+                trigger = finding.shrunk[-1]
+                rule = field_rule(finding.trigger_command or "", finding.trigger_field, trigger, self.info) if finding.trigger_field else None
+                if rule is None and finding.kind == "unresponsive":
+                    rule = command_rule(trigger, self.info)
+                if rule is not None:
+                    finding.rule_number = rule
             if self.session.restarts != restarts:
                 self._reinstate(state)
             # replays reuse the cases' tags: their late replies are not the loop's

@@ -92,7 +92,8 @@ class Finding:
     steps: Optional[List[int]] = None
     #: stateful: what each step does, in words (the shrunk hypothesis program)
     program: List[str] = field(default_factory=list)
-    #: the rule broken, for kinds the model names rather than ``oracle.KINDS``
+    #: the rule broken, where the kind's rule in ``oracle.KINDS`` is not the one
+    #: (a silence or a stop: the request's rule, see ``charge``; kinds only the model names)
     rule_number: Optional[int] = None
 
     @property
@@ -108,9 +109,9 @@ class Finding:
 
     @property
     def rule(self) -> int:
-        if self.kind in KINDS:
-            return KINDS[self.kind][0]
-        return self.rule_number or 0
+        if self.rule_number:
+            return self.rule_number
+        return KINDS[self.kind][0] if self.kind in KINDS else 0
 
     @property
     def signature(self) -> str:
@@ -205,7 +206,7 @@ class Finding:
             engine=data.get("engine", "random"),
             steps=data.get("steps"),
             program=list(data.get("program") or []),
-            rule_number=data.get("rule") if data.get("kind") not in KINDS else None,
+            rule_number=data.get("rule"),
         )
 
 

@@ -295,6 +295,9 @@ class TargetModel:
         self.superseded: Dict[int, Tuple[bytes, bytes]] = {}
         #: sector -> the requests that made the model believe what it does of it (a finding's replay)
         self.evidence: Dict[int, Tuple[bytes, ...]] = {}
+        #: the first synchronous write a READ found landed, and that READ: the target keeps
+        #: such writes, so one found overwritten by an earlier A=1 write was not lost (rule 33, not 22)
+        self.sync_write_kept: Tuple[bytes, ...] = ()
         self._request = b""  # the request being judged
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
@@ -698,6 +701,11 @@ class TargetModel:
             return found
         if len(matching) == 1:
             lba, _ = matching[0]
+            if not self.sync_write_kept:
+                at = next((lba + i for i in range(len(sectors)) if self.origin.get(lba + i) == "write"
+                           and len(self.disk.get(lba + i, ())) == 1), None)
+                if at is not None:
+                    self.sync_write_kept = self.evidence.get(at, ())[-1:] + (self._request,)
             for i, sector in enumerate(sectors):
                 self._learn(lba + i, sector)
             self._learn_edge(ata, refused=False, lba=lba)
@@ -747,6 +755,12 @@ class TargetModel:
                 kind, why, culprit = bad
                 detail = f"sector {at} holds the data of {why}"
                 evidence = tuple(e for e in evidence if e != culprit) + (culprit,)
+                if kind == "async-write-late":
+                    if self.sync_write_kept:
+                        # this target keeps synchronous writes (the first frames show one read back)
+                        evidence = tuple(e for e in self.sync_write_kept if e not in evidence) + evidence
+                    else:
+                        kind = "read-data"  # no synchronous write was ever seen kept: the later one may simply be lost
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
                 if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
@@ -884,8 +898,10 @@ class TargetModel:
                     self._supersede(at, sector)
                     self._set(at, sector, "write")
                     if late is not None and late != sector:
-                        # found there later: the A=1 write landed after this one, or this one was lost
-                        self._forbid(at, late, "read-data", "an A=1 write acknowledged before the last write (applied late, or the last write lost)")
+                        # found there later: the A=1 write landed after this one, or this one was lost.
+                        # The wire cannot tell the two apart; the step that makes the difference is
+                        # the A=1 write's (it had to land before what follows it: rule 33)
+                        self._forbid(at, late, "async-write-late", "an A=1 write acknowledged before the last write (applied late, or the last write lost)")
         return found
 
     def _identify(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:

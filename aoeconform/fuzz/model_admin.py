@@ -75,6 +75,7 @@ from aoeconform.wire.constants import (
     SLOT_BROADCAST,
 )
 
+from .charge import owed_rule
 from .oracle import Anomaly, must_answer
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
@@ -175,6 +176,9 @@ class AdminModel:
         self.reservation_learnt = False
         #: a config read contradicted the model with the request's own string: it may echo it
         self.read_echoes = False
+        #: MACs other than the host's the target has answered while the list let them in: it
+        #: does not ignore them, so a silence to one is the request's, not the list's (rule 52)
+        self.heard: set = set()
         self.prime(config, mask, reservation)
 
     def prime(self, config: Optional[bytes], mask: Optional[Sequence[bytes]], reservation: Optional[Sequence[bytes]]) -> None:
@@ -262,10 +266,23 @@ class AdminModel:
             self._reserve(request, reply, found)
         elif command == CMD_ATA:
             self._ata(request, reply, found)
-        if reply is None and silent and masked is False and bytes(request[6:12]) != self.info.host_mac and not found:
+        src = bytes(request[6:12])
+        if reply is not None and masked is False and src != self.info.host_mac:
+            self.heard.add(src)
+        if reply is None and silent and masked is False and src != self.info.host_mac and not found:
             # the host's silences are the engine's (it confirms them by replay); another MAC's are judged here
             if must_answer(request, self.info):
-                found.append(Anomaly("mask-empty-silent", f"no reply to {_hex(request[6:12])} with an empty list"))
+                if src in self.heard:
+                    # the target answers this MAC: it left this request unanswered, as it would the host's
+                    found.append(Anomaly("no-reply", f"no reply to {_hex(src)}'s request with an empty list; it answers that MAC otherwise",
+                                         rule_number=owed_rule(request, self.info)))
+                elif (int.from_bytes(request[16:18], "big"), request[18]) != (self.info.shelf, self.info.slot):
+                    # addressed by wildcard: a target that ignores wildcards and one that ignores other
+                    # MACs are silent alike here; the address is what a target reads first (rule 10)
+                    found.append(Anomaly("wildcard-unanswered", f"no reply to {_hex(request[6:12])}'s request to "
+                                                                f"{int.from_bytes(request[16:18], 'big')}.{request[18]} with an empty list"))
+                else:
+                    found.append(Anomaly("mask-empty-silent", f"no reply to {_hex(request[6:12])} with an empty list"))
         return found
 
     def _forget_for(self, request: bytes) -> None:
@@ -386,7 +403,7 @@ class AdminModel:
 
     # -- Mac Mask List (§3.3) ------------------------------------------------------------
 
-    def _judge_list(self, reply: _Reply, expected: Optional[List[bytes]], found: List[Anomaly], what: str) -> None:
+    def _judge_list(self, reply: _Reply, expected: Optional[List[bytes]], found: List[Anomaly], what: str, edit: bool = False) -> None:
         """A successful mask reply: Dir Count and entries against ``expected`` (rules 47, 48); learn the list."""
         parsed = reply.mask()
         if parsed is None:
@@ -395,8 +412,14 @@ class AdminModel:
         _merror, count, entries = parsed
         macs = [mac for _dcmd, mac in entries]
         duplicates = len(set(macs)) != len(macs)
+        # An edit's reply that lists as many MACs as it counts, none of them the all-zero
+        # padding, counts its list right (rule 47): if that list is not what the directives
+        # make, the step that failed is the edit (rule 48)
+        edit_result = edit and count == len(entries) and ZERO_MAC not in macs
         if duplicates:
             found.append(Anomaly("mask-duplicate", f"{what}: the list {_macs(macs)} names a MAC twice"))
+        elif expected is not None and (count != len(expected) or set(macs) != set(expected)) and edit_result:
+            found.append(Anomaly("mask-edit-result", f"{what}: the edit left {_macs(macs)}; its directives make {_macs(expected)}"))
         elif expected is not None and count != len(expected):
             found.append(Anomaly("mask-dircount", f"{what}: Dir Count {count}, the list holds {len(expected)} {_macs(expected)}"))
         elif expected is not None and set(macs) != set(expected):
@@ -477,11 +500,19 @@ class AdminModel:
                 failing = (index, MERROR_BAD_DCMD)
                 break
         if failing is None:
+            beyond = MASK_HEAD + MASK_DIRECTIVE_LEN * r_count
+            if merror != MERROR_NONE and r_count >= count and beyond + MASK_DIRECTIVE_LEN <= n and request[beyond + 1] > DCMD_DELETE:
+                # the failing directive it names lies past the Dir Count, where the frame does hold a
+                # bad one: the target counted directives by the frame's size (rule 16), not by Dir Count
+                found.append(Anomaly("directives-beyond-count", f"MError {merror} at index {r_count}: the frame's bytes past "
+                                                                 f"Dir Count {count} were read as directives"))
+                self.mask = None
+                return
             if merror != MERROR_NONE:
                 found.append(Anomaly("mask-wrong-index", f"MError {merror} (index {r_count}) for {count} valid directive(s)"))
                 self.mask = None
                 return
-            self._judge_list(reply, listed, found, "MCmd 1")
+            self._judge_list(reply, listed, found, "MCmd 1", edit=True)
             return
         index, want = failing
         if merror != want or r_count != index:

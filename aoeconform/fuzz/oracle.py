@@ -9,7 +9,7 @@ check in the engine (kind ``unresponsive``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from aoeconform.wire import ConfigArg, DecodeError, Frame
 from aoeconform.wire.constants import (
@@ -46,6 +46,7 @@ from aoeconform.session.facts import TargetFacts
 
 #: kind -> (rule number in the protocol notes §10, one-line statement)
 KINDS = {
+    # these two are charged to the rule of the request that shows them (fuzz.charge); the number is the default
     "unresponsive": (15, "the target stopped answering (health check: Query Config read unanswered)"),
     "no-reply": (13, "no reply to a well-formed request that must be answered"),
     "undecodable-reply": (16, "the reply cannot be decoded: too short for its fields or its lengths lie"),
@@ -86,6 +87,8 @@ KINDS = {
     "check-power": (30, "CHECK POWER MODE answered without sector count 0xFF and status 0x40 (or ABRT)"),
     "flush-status": (31, "FLUSH CACHE answered without status 0x40 (or ABRT)"),
     "async-write-lost": (33, "an acknowledged A=1 write is not what a READ after FLUSH returns"),
+    # the wire cannot tell an A=1 write applied late from the later write lost: the step is the A=1 write's (rule 33)
+    "async-write-late": (33, "an A=1 write landed over a later write to its sector (or that later write was lost)"),
     "ata-reserved-not-ignored": (34, "non-zero ATA reserved bytes changed what the command addressed"),
     "side-effect-under-ver": (12, "a request with Ver other than 1 changed the target's state"),
     "response-had-effect": (2, "a frame with R=1 changed the target's state"),
@@ -93,6 +96,7 @@ KINDS = {
     "truncated-had-effect": (15, "a frame with a truncated argument changed the target's state"),
     "trailing-bytes-refused": (16, "a request refused because the frame carries bytes beyond its payload"),
     "sector-count-beyond-mtu": (17, "the config reply advertises more sectors per frame than the MTU carries"),
+    "directives-beyond-count": (16, "a Mac Mask edit acted on directives the frame carries beyond its Dir Count"),
     "payload-beyond-count": (16, "a write stored bytes its frame carried beyond its sector count"),
     "error-flag-without-code": (6, "E=1 with an Error byte of 0: the flag says an error, the byte names none"),
     "answered-other-ethertype": (1, "a frame of another EtherType was answered as AoE"),
@@ -120,10 +124,12 @@ KINDS = {
     "mask-dircount": (47, "a Mac Mask reply's Dir Count is not the size of the list"),
     "mask-list": (47, "a Mac Mask reply lists other MACs than the list holds"),
     "mask-duplicate": (48, "a MAC appears twice in the Mac Mask list (a duplicate add listed it again)"),
+    "mask-edit-result": (48, "a Mac Mask edit left another list than its directives, applied in order, make (a duplicate add listed twice, ...)"),
     "mask-edit-refused": (48, "a Mac Mask edit with valid directives refused"),
     "mask-wrong-index": (49, "a failing Mac Mask directive reported with the wrong index or MError"),
     "mask-mcmd-accepted": (50, "an unknown MCmd answered with success instead of Error 2"),
     "mask-not-enforced": (51, "a frame from a MAC not on a non-empty Mac Mask list was answered"),
+    "wildcard-unanswered": (10, "a request to shelf 0xFFFF or slot 0xFF, from a MAC the Mac Mask list allows, got no reply"),
     "mask-empty-silent": (52, "with an empty Mac Mask list, a request from another MAC was not answered"),
     "mask-dircount-unchecked": (53, "a Mac Mask edit whose Dir Count runs past the frame succeeded"),
     "reserve-list": (54, "a Reserve/Release reply's NMacs or MACs are not the reservation held"),
@@ -146,10 +152,13 @@ class Anomaly:
     #: earlier requests the verdict rests on (the write a READ was compared with, ...):
     #: a finding replays them before the request that broke the rule
     evidence: Tuple[bytes, ...] = ()
+    #: the rule the failing step checks, where the kind alone does not say it
+    #: (a silence or a stop: the rule of the request, see ``charge``)
+    rule_number: Optional[int] = None
 
     @property
     def rule(self) -> int:
-        return KINDS[self.kind][0]
+        return self.rule_number or KINDS[self.kind][0]
 
 
 def is_advertisement(frame: bytes) -> bool:

@@ -3,7 +3,8 @@ oracles can see, by which rule, and how soon.
 
 Each quirk gets a fresh reference target in memory and a fuzzer with a
 fixed seed, writes allowed (inside the default window: the disk is a
-scratch one) and no shrinking (the question is whether, not how small).
+scratch one) and no shrinking (the question is whether, not how small),
+except for a stop: which frame caused it says which rule it breaks.
 A quirk's run ends at its first finding or after ``seconds``.
 
 With ``replay``, each quirk's run shrinks what it finds and goes on for
@@ -96,7 +97,9 @@ def fuzz_quirk(quirk: str, seconds: float, seed: int = SEED, replay: bool = Fals
         info = ref.info
         # the default window sits in the middle of the disk; keep it below 2^28 on the big one
         policy = WritePolicy.for_target(True, "4096:64" if big else None, info.capacity)
-        fuzzer = Fuzzer(ref.host, info, seed=seed, policy=policy, restart=ref.restart, shrink=replay,
+        # a stop is shrunk to the frame that caused it: that frame names the rule (fuzz.charge)
+        fuzzer = Fuzzer(ref.host, info, seed=seed, policy=policy, restart=ref.restart, shrink=True,
+                        shrink_kinds=None if replay else ("unresponsive",),
                         max_findings=MAX_REPLAY_FINDINGS if replay else 1, target_extra={"quirks": [quirk]})
         try:
             result = fuzzer.run(seconds=seconds)
