@@ -365,7 +365,7 @@ def test_a_contradicted_write_may_still_land():
 #: quirks whose later findings did not replay (issue 8): each was a consequence of the first
 #: finding's defect the model had not allowed for, or rested on frames the finding did not keep
 REPLAYED = ["answers-responses", "wrong-slot", "any-ethertype", "ver-unchecked", "mask-not-enforced",
-            "config-read-echoes-request", "reserve-forgotten-on-config-set", "write-applied-after-read"]
+            "config-read-echoes-request", "reserve-forgotten-on-config-set"]
 
 
 def _replays(quirk: str, seconds: float) -> None:
@@ -377,8 +377,7 @@ def _replays(quirk: str, seconds: float) -> None:
         (c.signature, True, False) for c in result.replays]
 
 
-@pytest.mark.parametrize("quirk", ["answers-responses", "config-read-echoes-request", "reserve-forgotten-on-config-set",
-                                   "write-applied-after-read"])
+@pytest.mark.parametrize("quirk", ["answers-responses", "config-read-echoes-request", "reserve-forgotten-on-config-set"])
 def test_every_finding_replays_against_the_quirk_and_not_the_clean_target(quirk):
     _replays(quirk, 3.0)
 
