@@ -776,14 +776,14 @@ class TargetModel:
             before = {lba + j: (self.disk.get(lba + j), self.origin.get(lba + j), self.evidence.get(lba + j, ()))
                       for j in range(len(sectors))}
             for j, s in enumerate(sectors):
-                was, how, why = before[lba + j]
+                was, how, writes = before[lba + j]
                 if was is not None and len(was) == 1 and s in was:
                     self._learn(lba + j, s)  # this one it holds as known
                     continue
                 self._set(lba + j, s, "read")
                 self.superseded.pop(lba + j, None)
                 if was is not None and s not in was and how in ("write", "async", "overlap"):
-                    self.evidence[lba + j] = why  # the writes stay what the model believes of it
+                    self.evidence[lba + j] = writes  # the writes stay what the model believes of it
                     for data in was:
                         self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
