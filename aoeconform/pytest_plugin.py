@@ -15,7 +15,9 @@ reason (``not_permitted: ...``); ``--aoe-expectations FILE`` marks cases
 xfail with their reason, and ``--aoe-strict`` makes an unexpected pass fail.
 Levels (MUST, SHOULD, MAY) and tags are markers, so ``-m`` and ``-k`` select
 the way they do for Python tests; JUnit XML carries case_id, rule, section,
-level and target as properties.
+level and target as properties. ``--aoe-report-dir DIR`` also writes the
+reports ``aoeconform run`` writes, for the cases that ran (under xdist the
+workers send their results to the controller, which writes them).
 
 Under pytest-xdist the plugin schedules one work unit per target (read from
 the ``[target]`` in the item's name), so one worker owns a target at a time.
@@ -27,8 +29,11 @@ Fixtures for hand-written tests: ``aoe_target``, ``aoe_reference_target``,
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fnmatch
 import os
+import pickle
 import re
 from typing import Optional
 
@@ -61,6 +66,10 @@ def pytest_addoption(parser):
                 help="smallest reply timeout (default as `aoeconform run`: 0.25 s, 0.05 s for bundled and lab targets)")
     g.addoption("--aoe-bundled-mode", default="auto", choices=["auto", "lab", "memory", "loopback"],
                 help="where bundled targets run: auto (a lab namespace when root, else in memory)")
+    g.addoption("--aoe-report-dir", metavar="DIR",
+                help="also write `aoeconform run`'s reports of the cases run here: report.json, junit.xml, report.html, "
+                     "report.sarif, manifest.json, a pcap and a replay file per failing case (several targets: one "
+                     "directory each in DIR/targets/, the fleet's report.json and report.html in DIR)")
 
 
 # -- configuration -------------------------------------------------------------------
@@ -82,6 +91,9 @@ class AoeConfig:
         self._expectations: Optional[dict] = None
         self.handles: dict = {}
         self.failures: dict = {}
+        self.report_dir = opt.aoe_report_dir
+        #: what --aoe-report-dir writes, gathered where the cases run
+        self.records: Optional[_Records] = _Records() if self.report_dir else None
 
     @property
     def grouped(self) -> bool:
@@ -113,8 +125,12 @@ class AoeConfig:
                                       label=target.label)
             except HarnessError as exc:
                 self.failures[target.label] = exc
+                if self.records is not None:
+                    self.records.errors[target.label] = exc
                 raise
             self.handles[target.label] = handle
+            if self.records is not None:
+                self.records.opened(target.label, handle)
         return handle
 
     def close(self) -> None:
@@ -143,6 +159,14 @@ def pytest_configure(config):
     config.stash[_KEY] = aoe
     if not aoe.active:
         return
+    if aoe.report_dir and not hasattr(config, "workerinput"):  # where the reports go: checked before anything runs
+        from aoeconform.report.writer import prepare_report_dir
+
+        try:
+            prepare_report_dir(aoe.report_dir)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"aoeconform: {exc}".replace("--report-dir", "--aoe-report-dir")) from None
+        aoe.report_dir = os.path.abspath(aoe.report_dir)  # whatever directory the tests move to
     if not config.option.aoe_suite and config.args_source != pytest.Config.ArgsSource.ARGS:
         from aoeconform.scenario.loader import shipped_suites_dir
 
@@ -244,10 +268,130 @@ def _replace_args(config, suite_paths: list) -> None:
         config.args = suite_paths
 
 
+def pytest_sessionfinish(session):
+    aoe = session.config.stash.get(_KEY, None)
+    if aoe is None or aoe.records is None or not aoe.active:
+        return
+    aoe.records.finish(aoe.handles)
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the reports
+        session.config.workeroutput["aoe_records"] = aoe.records.dumps()
+    else:
+        aoe.records.write(aoe.report_dir, aoe.targets, strict=aoe.strict, seed=session.config.option.aoe_seed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist, on the controller: a worker's results for --aoe-report-dir."""
+    aoe = node.config.stash.get(_KEY, None)
+    data = getattr(node, "workeroutput", {}).get("aoe_records")
+    if aoe is not None and aoe.records is not None and data:
+        aoe.records.merge(_Records.loads(data))
+
+
 def pytest_unconfigure(config):
     aoe = config.stash.get(_KEY, None)
     if aoe is not None:
         aoe.close()
+
+
+class _Records:
+    """What ``--aoe-report-dir`` writes: the results of the cases run in this
+    process, per target, with what is known of each target. An xdist worker
+    sends its records to the controller (pickled: between processes of one
+    pytest session, same code), which merges them and writes the reports."""
+
+    def __init__(self) -> None:
+        self.results: list = []  # (target label, CaseResult) in the order they ran
+        self.manifests: dict = {}  # label -> manifest of the target's first handle
+        self.facts: dict = {}  # label -> TargetFacts.as_dict()
+        self.exchanges: dict = {}  # label -> exchanges, summed over the processes
+        self.elapsed: dict = {}  # label -> seconds of cases, the longest process's
+        self.errors: dict = {}  # label -> the HarnessError that kept the target from opening
+        self.cases: dict = {}  # case id -> Case (replay files hold the case's source)
+        self.order: dict = {}  # case id -> place in the collection (the same in every worker)
+        self.suites: dict = {}  # path -> Suite
+        self.workers = 0  # xdist workers whose records were merged here
+
+    def collected(self, case) -> None:
+        self.cases.setdefault(case.id, case)
+        self.order.setdefault(case.id, len(self.order))
+
+    def opened(self, label: str, handle) -> None:
+        from aoeconform.report.writer import build_manifest
+
+        if label not in self.manifests:
+            self.facts[label] = handle.facts.as_dict()
+            self.manifests[label] = build_manifest(suites=sorted(self.suites.values(), key=lambda s: s.path),
+                                                   endpoint=handle.endpoint, facts=handle.facts,
+                                                   options=handle.engine.options)
+
+    def add(self, label: str, result) -> None:
+        self.results.append((label, result))
+
+    def finish(self, handles: dict) -> None:
+        """This process's exchanges and time per target, once its cases are done."""
+        for label, handle in handles.items():
+            self.exchanges[label] = handle.engine.wire.exchanges
+            self.elapsed[label] = sum(r.duration for lab, r in self.results if lab == label)
+
+    def merge(self, other: "_Records") -> None:
+        self.workers += 1
+        self.results += other.results
+        for label in other.manifests:
+            self.manifests.setdefault(label, other.manifests[label])
+            self.facts.setdefault(label, other.facts[label])
+        for label, count in other.exchanges.items():
+            self.exchanges[label] = self.exchanges.get(label, 0) + count
+            self.elapsed[label] = max(self.elapsed.get(label, 0.0), other.elapsed.get(label, 0.0))
+        for key in ("errors", "cases", "order", "suites"):
+            for k, v in getattr(other, key).items():
+                getattr(self, key).setdefault(k, v)
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self)
+
+    @staticmethod
+    def loads(data: bytes) -> "_Records":
+        return pickle.loads(data)
+
+    def write(self, directory: str, targets, *, strict: bool, seed: int) -> None:
+        """``aoeconform run``'s reports in ``directory``; several targets as a fleet."""
+        from aoeconform.errors import TargetUnreachable
+        from aoeconform.report.fleet import fleet_document, target_dirs, write_fleet
+        from aoeconform.report.model import RunInfo
+        from aoeconform.report.writer import ReportWriter, build_manifest
+
+        labels = [t.label for t in targets]
+        several = len(labels) > 1
+        runs, columns = [], []
+        for label, where in zip(labels, target_dirs(labels) if several else [""] * len(labels)):
+            run = RunInfo(strict=strict)
+            run.manifest = dict(self.manifests.get(label) or build_manifest(
+                suites=sorted(self.suites.values(), key=lambda s: s.path), endpoint=None, facts=None, options=None,
+                start=run.start))
+            described = run.manifest["target_description"]
+            run.manifest["target_description"] = f"{label}: {described}" if described else label
+            writer = ReportWriter(os.path.join(directory, where), run, self.cases,
+                                  context={"seed": seed, "target": self.facts.get(label, {})})
+            ran = [r for lab, r in self.results if lab == label]
+            for result in sorted(ran, key=lambda r: (self.order.get(r.id, 0), r.repeat)):
+                writer.case_finished(result)
+            run.exchanges, run.elapsed = self.exchanges.get(label, 0), self.elapsed.get(label, 0.0)
+            error = self.errors.get(label)
+            if isinstance(error, TargetUnreachable):
+                run.stop("target_unreachable", str(error))
+            writer.close()
+            runs.append(run)
+            columns.append({"label": label, "report_dir": where, "facts": self.facts.get(label),
+                            "description": run.manifest["target_description"],
+                            "error": str(error).splitlines()[0] if error else None})
+        if several:
+            with contextlib.suppress(OSError):  # failures/ are each target's; none at the top
+                os.rmdir(os.path.join(directory, "failures"))
+            ran_ids = {r.id for _, r in self.results}
+            cases = sorted((c for i, c in self.cases.items() if i in ran_ids), key=lambda c: self.order[c.id])
+            write_fleet(directory, fleet_document(columns, runs, cases, workers=max(1, self.workers),
+                                                  elapsed=max(self.elapsed.values(), default=0.0)))
 
 
 # -- collection ----------------------------------------------------------------------
@@ -299,7 +443,11 @@ class AoeSuiteFile(pytest.File):
         except HarnessError as exc:
             raise AoeSuiteError(str(exc)) from None
         for suite in suites:
+            if aoe.records is not None:
+                aoe.records.suites[suite.path] = suite
             for case in suite.cases:
+                if aoe.records is not None:
+                    aoe.records.collected(case)
                 for target in aoe.targets:
                     name = f"{case.id}[{target.label}]" if labelled else case.id
                     item = AoeCaseItem.from_parent(self, name=name, case=case, target=target)
@@ -352,9 +500,15 @@ class AoeCaseItem(pytest.Item):
     def runtest(self):
         from aoeconform.scenario import results as R
 
-        handle = _aoe(self.config).handle(self.target)
+        aoe = _aoe(self.config)
+        handle = aoe.handle(self.target)
         result = self.result = handle.run_case(self.case)
         self.user_properties.append(("outcome", self._outcome_as_run_reports_it(result.outcome)))
+        if aoe.records is not None:
+            xfail = self.get_closest_marker("xfail")
+            aoe.records.add(self.target.label, dataclasses.replace(
+                result, outcome=self._outcome_as_run_reports_it(result.outcome),
+                expected_failure=xfail.kwargs.get("reason") if xfail is not None else None))
         if result.failed_rule is not None:  # the rule the failing step checks
             self.user_properties += [("failed_rule", str(result.failed_rule)), ("failed_level", result.gating_level)]
         if result.outcome == R.PASSED:

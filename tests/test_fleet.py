@@ -122,3 +122,67 @@ def test_fleet_report_over_vblade_and_reference_targets(vblade_lab, tmp_path):
     assert rows["header/padding/config-reply"][vb["label"]] == "failed"
     assert rows["header/padding/config-reply"][ref["label"]] == "passed"
     assert rows["ata/read-ext/one-sector"] == {vb["label"]: "passed", ref["label"]: "passed", quirky["label"]: "passed"}
+
+
+BASIC = os.path.join(ROOT, "tests", "suites", "basic.yaml")
+FAILING = ("failed", "error", "timeout")
+
+
+def test_maxfail_counts_failures_over_the_fleet_and_reports_what_did_not_run(tmp_path):
+    """--maxfail N with several targets: after the Nth failing case in total no
+    case is begun on any target; each target's reports and the fleet's rows say
+    what did not run; the exit status is 1, as for a single run cut short."""
+    quirky = ["--target", "bundled:stale-read-buffer"]
+    common = [BASIC, "--bundled", "loopback", "--seed", "5"]
+    whole = tmp_path / "whole"
+    got = aoeconform("run", *common, "--report-dir", str(whole), *quirky * 2)
+    assert got.returncode == 1, got.stdout + got.stderr
+    full = outcomes(whole / "targets" / "bundled_stale-read-buffer")
+    first_failures = [i for i, o in full.items() if o in FAILING]
+    assert len(first_failures) >= 3 and len(full) == 10
+
+    # one worker: the targets one after the other, so where it stops is known
+    cut = tmp_path / "cut"
+    got = aoeconform("run", *common, "--report-dir", str(cut), *quirky * 2, "--maxfail", "2", "--workers", "1")
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "--maxfail 2 reached at [bundled:stale-read-buffer]" in got.stderr and "Traceback" not in got.stderr
+    with open(cut / "report.json") as f:
+        doc = json.load(f)
+    first, second = doc["targets"]
+    ran = outcomes(cut / first["report_dir"])
+    assert list(ran)[-1] == first_failures[1] and [i for i, o in ran.items() if o in FAILING] == first_failures[:2]
+    assert outcomes(cut / second["report_dir"]) == {}  # never begun: its target was not even started
+    assert second["description"] == ""
+    for target, count in ((first, len(ran)), (second, 0)):
+        assert target["stopped"]["reason"] == "maxfail", target
+        assert f"stopped after {count} of 10 cases against this target" in target["stopped"]["message"]
+        with open(cut / target["report_dir"] / "report.json") as f:
+            assert json.load(f)["run"]["stopped"] == target["stopped"]
+        junit = (cut / target["report_dir"] / "junit.xml").read_text()
+        assert 'type="maxfail"' in junit and "<error" not in junit
+    assert f"{10 - len(ran)} not run" in got.stdout and "10 not run" in got.stdout
+    rows = {row["id"]: row["outcomes"] for row in doc["cases"]}
+    assert all(o[second["label"]] == "not run" for o in rows.values())
+    assert sum(o[first["label"]] == "not run" for o in rows.values()) == 10 - len(ran)
+    assert "stopped early (maxfail)" in (cut / "report.html").read_text()
+
+    # two workers at once: the count is over both, so at most the case in
+    # flight on the other worker fails after the second
+    both = tmp_path / "both"
+    got = aoeconform("run", *common, "--report-dir", str(both), *quirky * 2, "--maxfail", "2", "--workers", "2")
+    assert got.returncode == 1, got.stdout + got.stderr
+    with open(both / "report.json") as f:
+        doc = json.load(f)
+    per_target = [outcomes(both / t["report_dir"]) for t in doc["targets"]]
+    failing = sum(o in FAILING for results in per_target for o in results.values())
+    assert 2 <= failing <= 3, per_target
+    assert sum(len(r) for r in per_target) < 20
+    for target, results in zip(doc["targets"], per_target):
+        assert (target["stopped"] or {}).get("reason") == ("maxfail" if len(results) < 10 else None)
+
+    # a limit never reached changes nothing
+    clean = tmp_path / "clean"
+    got = aoeconform("run", *common, "--report-dir", str(clean), "--target", "bundled", "--target", "bundled", "--maxfail", "1")
+    assert got.returncode == 0, got.stdout + got.stderr
+    with open(clean / "report.json") as f:
+        assert [t["stopped"] for t in json.load(f)["targets"]] == [None, None]

@@ -244,3 +244,65 @@ def test_host_pinning_needs_the_plugin(tmp_path):
                           "--report-dir", str(tmp_path / "r")], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert got.returncode == 2 and "TARGET@HOST names the xdist gateway" in got.stderr, got.stderr
+
+
+def _aoeconform_run(cwd, *args):
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "aoeconform", "run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=240, env=env)
+
+
+def _report_outcomes(directory) -> dict:
+    import json
+
+    with open(os.path.join(directory, "report.json")) as f:
+        return {c["id"]: (c["outcome"], c.get("expected_failure")) for c in json.load(f)["cases"]}
+
+
+def test_report_dir_writes_what_aoeconform_run_writes(tmp_path):
+    """--aoe-report-dir: `aoeconform run`'s reports of the cases pytest ran, with the
+    outcomes `aoeconform run` gives them; under xdist the workers' results meet
+    in the controller's reports, one directory per target and the fleet's report."""
+    from sarif_check import check_sarif_file
+
+    expectations = tmp_path / "expect.yaml"
+    expectations.write_text("ata/flush/e7-status-drdy: answers 0x00\n")
+    suites = [os.path.join(ROOT, "suites", name) for name in ("ata.yaml", "header.yaml")]
+    pick = ("-k", "status-drdy or unknown-command", *(arg for path in suites for arg in ("--aoe-suite", path)))
+    got = pytest_run(tmp_path, "--aoe-bundled", *LOOPBACK, "--aoe-quirk", "flush-status-zero", *pick,
+                     "--aoe-expectations", str(expectations), "--aoe-report-dir", "one")
+    assert got.returncode == 1, got.stdout + got.stderr
+    one = tmp_path / "one"
+    for name in ("report.json", "junit.xml", "report.html", "report.sarif", "manifest.json",
+                 "failures/ata__flush__ea-status-drdy.pcap", "failures/ata__flush__ea-status-drdy.replay.json"):
+        assert (one / name).is_file(), name
+    check_sarif_file(one / "report.sarif")
+    run_pick = [arg for case_id in _report_outcomes(one) for arg in ("--select", case_id)]  # what pytest ran
+    ran = _aoeconform_run(tmp_path, *suites, "--bundled", "loopback", "--quirk", "flush-status-zero", *run_pick,
+                          "--expectations", str(expectations), "--report-dir", "ran")
+    assert ran.returncode == 0, ran.stdout + ran.stderr  # a SHOULD failure: run does not gate on it, pytest does
+    assert _report_outcomes(one) == _report_outcomes(tmp_path / "ran") and len(_report_outcomes(one)) >= 4
+    assert _report_outcomes(one)["ata/flush/e7-status-drdy"] == ("xfailed", "answers 0x00")
+    assert _report_outcomes(one)["ata/flush/ea-status-drdy"][0] == "failed"
+
+    targets = ("--aoe-target", "bundled", "--aoe-target", "bundled:flush-status-zero", *LOOPBACK)
+    got = pytest_run(tmp_path, *targets, *pick, "-n", "2", "--aoe-report-dir", "fleet")
+    assert got.returncode == 1, got.stdout + got.stderr
+    import json
+
+    with open(tmp_path / "fleet" / "report.json") as f:
+        doc = json.load(f)
+    assert [t["label"] for t in doc["targets"]] == ["bundled", "bundled:flush-status-zero"] and doc["workers"] == 2
+    clean = {i: (o, None) for i, (o, _) in _report_outcomes(tmp_path / "ran").items()}
+    clean.update({"ata/flush/e7-status-drdy": ("passed", None), "ata/flush/ea-status-drdy": ("passed", None)})
+    quirky = {i: (o, None) for i, (o, _) in _report_outcomes(tmp_path / "ran").items()}
+    quirky["ata/flush/e7-status-drdy"] = ("failed", None)
+    assert _report_outcomes(tmp_path / "fleet" / doc["targets"][0]["report_dir"]) == clean
+    assert _report_outcomes(tmp_path / "fleet" / doc["targets"][1]["report_dir"]) == quirky
+    assert (tmp_path / "fleet" / doc["targets"][1]["report_dir"] / "failures" / "ata__flush__e7-status-drdy.replay.json").is_file()
+    assert {row["id"] for row in doc["cases"] if row["differs"]} == {"ata/flush/e7-status-drdy", "ata/flush/ea-status-drdy"}
+
+    (tmp_path / "taken").write_text("")
+    bad = pytest_run(tmp_path, "--aoe-bundled", "--aoe-suite", suites[0], "--aoe-report-dir", "taken/x", "--collect-only", "-q")
+    assert bad.returncode == 4 and "--aoe-report-dir taken/x: cannot write reports there" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr

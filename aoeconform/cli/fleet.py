@@ -2,8 +2,12 @@
 
 Each target gets its usual reports in ``REPORT_DIR/targets/<label>/``; the
 fleet's report.json and report.html (a column per target, a row per case)
-are in REPORT_DIR. Exit status: 3 if a target never answered, else 1 if a
-target has gating failures, else 0; 4 if a worker hit an internal error.
+are in REPORT_DIR. ``--maxfail N`` counts failing cases over the whole fleet,
+as pytest-xdist does: after the Nth no case is begun on any target, and each
+target's reports say how many of its cases did not run (the fleet's rows
+say "not run"). Exit status: 3 if a target never answered, else 1 if a
+target has gating failures or --maxfail stopped the run, else 0; 4 if a
+worker hit an internal error.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from aoeconform.errors import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, EXIT_UNREAC
 
 
 def run_fleet(args) -> int:
-    from aoeconform.report.fleet import fleet_document, target_dir_name, write_fleet
+    from aoeconform.report.fleet import fleet_document, target_dirs, write_fleet
     from aoeconform.report.model import RunInfo
     from aoeconform.report.writer import ReportWriter, build_manifest
     from aoeconform.scenario.engine import RunOptions
@@ -38,19 +42,14 @@ def run_fleet(args) -> int:
     runs: list[RunInfo] = []
     writers: list[ReportWriter] = []
     columns: list[dict] = []  # one per target: label, report dir, facts, workers, error
-    names = set()
-    for t in targets:
-        name = target_dir_name(t.label)
-        while name in names:
-            name += "_"
-        names.add(name)
+    for t, where in zip(targets, target_dirs(t.label for t in targets)):
         run_info = RunInfo(strict=args.strict)
         run_info.manifest = build_manifest(suites=suites, endpoint=None, facts=None, options=None, start=run_info.start)
         run_info.manifest["target_description"] = t.label
         runs.append(run_info)
-        writers.append(ReportWriter(os.path.join(args.report_dir, "targets", name), run_info, by_id,
+        writers.append(ReportWriter(os.path.join(args.report_dir, where), run_info, by_id,
                                     context={"seed": seed, "lba_window": window}))
-        columns.append({"label": t.label, "report_dir": os.path.join("targets", name)})
+        columns.append({"label": t.label, "report_dir": where})
     suite_manifest = {k: v for k, v in runs[0].manifest.items() if k.startswith("suites") or k == "command_line"}
 
     def open_target(target):
@@ -65,6 +64,8 @@ def run_fleet(args) -> int:
 
     order = {}
     observe = _observe(args)
+    ran = [0] * len(targets)  # results per target, the engine's observations not counted
+    failing: list[str] = []  # "[label] case" of each failing result, as they came
 
     def on_probed(index, state):
         if runs[index].manifest.get("target"):
@@ -77,17 +78,27 @@ def run_fleet(args) -> int:
     def on_result(index, case_index, result):
         order[(index, result.name)] = (case_index, result.repeat)
         writers[index].case_finished(result)
+        ran[index] += 1
+        if result.failing:
+            failing.append(f"[{targets[index].label}] {result.name}")
         if result.failing or result.outcome == "xpassed" or args.verbose:
             print(f"{result.outcome.upper():8} [{targets[index].label}] {result.name}: {result.message}", flush=True)
 
     units = plan_units(targets, len(chosen), args.workers)
+    planned = [0] * len(targets)
+    for unit in units:
+        planned[unit.target] += len(unit.cases) * args.repeat
+
+    def maxfail_reached() -> bool:
+        return bool(args.maxfail) and len(failing) >= args.maxfail
+
     print(f"aoeconform: {len(chosen)} of {len(cases)} cases against {len(targets)} target(s) with "
           f"{min(args.workers, len(units))} worker(s); seed {seed}", flush=True)
     began = time.monotonic()
     states = []
     try:
         states = run_units(targets, chosen, units, args.workers, open_target=open_target, make_options=make_options,
-                           on_result=on_result, on_probed=on_probed)
+                           on_result=on_result, on_probed=on_probed, max_failures=args.maxfail)
     finally:
         wall = time.monotonic() - began
         for index, (run_info, writer) in enumerate(zip(runs, writers)):
@@ -102,13 +113,17 @@ def run_fleet(args) -> int:
                     columns[index]["error"] = state.error.splitlines()[0]
                     if state.error_kind == "TargetUnreachable":
                         run_info.stop("target_unreachable", state.error)
+            if maxfail_reached() and ran[index] < planned[index] and not run_info.stopped:
+                run_info.stop("maxfail", _maxfail_message(args.maxfail, failing, ran[index], planned[index]))
             writer.close()
         doc = fleet_document(columns, runs, chosen, workers=args.workers, elapsed=wall)
         write_fleet(args.report_dir, doc)
-    status = EXIT_OK
-    for t, run_info, state in zip(targets, runs, states):
+    status = EXIT_FAILURES if maxfail_reached() else EXIT_OK  # cut short, as a single run is
+    for index, (t, run_info, state) in enumerate(zip(targets, runs, states)):
         s = run_info.summary()
         parts = ", ".join(f"{v} {k}" for k, v in s.items() if v) or "nothing ran"
+        if ran[index] < planned[index]:
+            parts += f", {planned[index] - ran[index]} not run"
         print(f"aoeconform: [{t.label}] {parts}; {run_info.exchanges} exchanges in {run_info.elapsed:.2f} s")
         if state.error:
             print(f"aoeconform: [{t.label}] error: {state.error.splitlines()[0]}", file=sys.stderr)
@@ -116,7 +131,19 @@ def run_fleet(args) -> int:
                          EXIT_UNREACHABLE if state.error_kind == "TargetUnreachable" else EXIT_FAILURES)
         elif run_info.gating_failures():
             status = max(status, EXIT_FAILURES)
+    if maxfail_reached():
+        print(f"aoeconform: --maxfail {args.maxfail} reached at {failing[args.maxfail - 1]}: "
+              f"{sum(planned) - sum(ran)} of {sum(planned)} cases over the fleet did not run", file=sys.stderr)
     differ = sum(1 for row in doc["cases"] if row["differs"])
     print(f"aoeconform: fleet of {len(targets)} in {wall:.2f} s wall with {args.workers} worker(s); "
           f"{differ} case(s) differ between targets; reports in {args.report_dir}/ (per target in {args.report_dir}/targets/)")
     return status
+
+
+def _maxfail_message(limit: int, failing: list, ran: int, planned: int) -> str:
+    return (f"--maxfail {limit} reached over the fleet ({len(failing)} failing cases, the {_ordinal(limit)} "
+            f"{failing[limit - 1]}): stopped after {ran} of {planned} cases against this target; the rest did not run")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"

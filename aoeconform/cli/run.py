@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
     g.add_argument("--maxfail", type=integer(1), metavar="N",
-                   help="stop after N failing cases (failed, timeout, error); the reports say the run was cut short and the exit status is 1")
+                   help="stop after N failing cases (failed, timeout, error; over all targets and workers of a fleet); "
+                        "the reports say the run was cut short and what did not run, and the exit status is 1")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="on a terminal, print every case, not only failures (without a terminal every case is printed anyway)")
     b = p.add_argument_group("bundled target (without --target)")

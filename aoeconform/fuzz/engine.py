@@ -72,6 +72,8 @@ RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BAS
                                  REPLAY_TAG_BASE))
 #: how many frames sent back to back are remembered, to keep a finding's together (a few bursts' worth)
 SENT_TOGETHER_KEPT = 512
+#: the ``seed`` of the requests the periodic checks make (``_burst``, ``_serial``): not fuzz cases
+HARNESS_CASES = frozenset({"burst", "contend"})
 #: the commands whose replies tell the config string, the Mac Mask list and the reservation
 ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
 #: a burst at the second health fence, then at every BURST_EVERY-th
@@ -728,15 +730,15 @@ class Fuzzer:
         """Whether another request with ``case``'s tag (``same_too``: or this one)
         may have been answered before: a case the model remembers, a replay
         (whose replies the model never saw), or any earlier case when the tag
-        is not the case's own number (a tag mutation) and outside the ranges
-        the harness keeps for itself."""
+        is not the case's own number (a tag mutation; the bursts' and the
+        contention checks' requests carry tags of their own, never reused)."""
         frame = case.frame
         if self.model.tag_reused(frame, same_too):
             return True
         tag = case.tag
         if tag < 0:
             return False
-        return tag in self.replayer.replayed or (tag != case_tag(case.index) and (tag & 0xFF000000) not in RESERVED_TAG_RANGES)
+        return tag in self.replayer.replayed or (tag != case_tag(case.index) and case.seed not in HARNESS_CASES)
 
     def _target_dict(self) -> dict:
         info = self.info

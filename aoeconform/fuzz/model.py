@@ -79,7 +79,7 @@ from .context import WritePolicy
 from .admin_requests import AdminRequests
 from .model_admin import AdminModel
 from .model_admin import changes_state as admin_changes_state
-from .oracle import KINDS, Anomaly
+from .oracle import KINDS, Anomaly, check_reply
 
 _AOE = ETH_P_AOE.to_bytes(2, "big")
 #: the ATA opcodes an AoE target implements (§3.1); the suites expect ABRT for every other (rule 29)
@@ -495,7 +495,9 @@ class TargetModel:
         tag = int.from_bytes(request[20:24], "big")
         tail = bytes(reply[14:])
         for earlier, answer in self._by_tag.get(tag, ()):
-            if answer[14:] == tail and earlier is not request:
+            # (and it fits the earlier request: a target that gets every reply of a
+            # kind wrong gives two requests the same wrong reply, with no cache)
+            if answer[14:] == tail and earlier is not request and not check_reply(earlier, reply, self.info):
                 # the earlier request is what a replay sends first, to fill the cache
                 evidence = (earlier,) if earlier != request else ()
                 return Anomaly("stale-reply", f"tag 0x{tag:08x}: the reply is the one an earlier request with this tag got", evidence)

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from html import escape
+from typing import Sequence
 
 from aoeconform.errors import UsageError
 
@@ -115,7 +116,9 @@ def _cell(outcome: str) -> str:
     return f'<td><span class="o" style="background:{colour}">{escape(outcome)}</span></td>' if outcome != "-" else "<td class=muted>-</td>"
 
 
-def html(runs: list[Run], only_differences: bool = False, title: str = "aoeconform comparison") -> str:
+def html(runs: list[Run], only_differences: bool = False, title: str = "aoeconform comparison",
+         notes: Sequence[str] = ()) -> str:
+    """``notes``: paragraphs under the title (a fleet's runs that were cut short)."""
     heads = "".join(f"<th>{escape(r.label)}<br><span class=muted>{escape(os.path.dirname(r.path) or r.path)}</span></th>" for r in runs)
     rule_html = "".join(
         f"<tr><td>{n}</td><td>§{escape(str(row.get('section', '')))}</td><td>{escape(row.get('title', ''))}</td>"
@@ -130,7 +133,8 @@ def html(runs: list[Run], only_differences: bool = False, title: str = "aoeconfo
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
-        f"<h2>Rules</h2><table><tr><th>rule</th><th>section</th><th>requirement</th>{heads}</tr>{rule_html}</table>"
+        + "".join(f"<p><b>{escape(note)}</b></p>" for note in notes)
+        + f"<h2>Rules</h2><table><tr><th>rule</th><th>section</th><th>requirement</th>{heads}</tr>{rule_html}</table>"
         f"<h2>Cases</h2><table><tr><th>case</th><th>level</th><th>requirement</th>{heads}</tr>{case_html}</table>"
         "</body></html>\n"
     )

@@ -26,6 +26,19 @@ def target_dir_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "target"
 
 
+def target_dirs(labels) -> list[str]:
+    """``targets/<name>`` for each label, in order, no two the same."""
+    names: set = set()
+    dirs = []
+    for label in labels:
+        name = target_dir_name(label)
+        while name in names:
+            name += "_"
+        names.add(name)
+        dirs.append(os.path.join("targets", name))
+    return dirs
+
+
 def fleet_document(columns: list[dict], runs: list, cases: list, *, workers: int, elapsed: float) -> dict:
     """``columns``: per target {label, report_dir, description, facts, error}; ``runs``:
     the targets' RunInfo in the same order; ``cases``: the chosen cases in order."""
@@ -39,14 +52,20 @@ def fleet_document(columns: list[dict], runs: list, cases: list, *, workers: int
             "summary": run.summary(), "gating_failures": len(run.gating_failures()),
             "exchanges": run.exchanges, "elapsed": round(run.elapsed, 3), "error": col.get("error"),
             "workers": col.get("workers", []),
+            # why its run ended before every case ran (as in its own report.json), else null
+            "stopped": run.stopped,
         })
     by_target = [{r.name: r for r in run.results} for run in runs]
+    # a case without a result: "not run" when the target's run was cut short
+    # (--maxfail, no answer), "-" when its run simply has no such case
+    missing = ["not run" if run.stopped else "-" for run in runs]
     rows = []
     for case in cases:
         names = sorted({n for results in by_target for n in results if n == case.id or n.startswith(case.id + "#")},
                        key=lambda n: (len(n), n))
         for name in names or [case.id]:
-            outcomes = {col["label"]: (results[name].outcome if name in results else "-") for col, results in zip(columns, by_target)}
+            outcomes = {col["label"]: (results[name].outcome if name in results else absent)
+                        for col, results, absent in zip(columns, by_target, missing)}
             rows.append({"id": name, "level": case.level, "section": case.section, "rule": case.rule,
                          "requirement": case.requirement, "outcomes": outcomes,
                          "differs": len(set(outcomes.values())) > 1})
@@ -73,8 +92,10 @@ def write_fleet(directory: str, doc: dict) -> list[str]:
     write_atomic(json_path, json.dumps(doc, indent=1) + "\n")
     runs = [load_run(os.path.join(directory, t["report_dir"]), _heading(t)) for t in doc["targets"]]
     html_path = os.path.join(directory, "report.html")
+    notes = [f"{t['label']}: stopped early ({t['stopped']['reason']}): {t['stopped']['message']}"
+             for t in doc["targets"] if t.get("stopped")]
     write_atomic(html_path, html(runs, title=f"aoeconform fleet report: {len(runs)} targets, {doc['elapsed']:.1f} s, "
-                                             f"{doc['workers']} worker(s)"))
+                                             f"{doc['workers']} worker(s)", notes=notes))
     return [json_path, html_path]
 
 

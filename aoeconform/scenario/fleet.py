@@ -10,7 +10,10 @@ worker: each worker starts its own reference target (its own lab namespace
 when root) and runs a share of the cases.
 
 The controller (``run_units``) only hands out units and passes results to a
-callback; what becomes of them (reports) is the caller's business.
+callback; what becomes of them (reports) is the caller's business. After
+``max_failures`` failing cases over all workers (``--maxfail``), no worker
+begins another case: the ones in flight finish, units not yet begun are
+skipped without opening their target, and the caller reports what did not run.
 """
 
 from __future__ import annotations
@@ -77,11 +80,18 @@ def plan_units(targets: Sequence[FleetTarget], case_count: int, workers: int) ->
     return [Unit(i, list(range(case_count))) for i in range(len(targets))]
 
 
-def _worker(number: int, tasks, results, targets, cases, open_target: Callable, make_options: Callable) -> None:
-    """A worker process: units from ``tasks``, messages to ``results``."""
+def _worker(number: int, tasks, results, targets, cases, open_target: Callable, make_options: Callable,
+            failures, max_failures: Optional[int]) -> None:
+    """A worker process: units from ``tasks``, messages to ``results``. The
+    workers count failing cases in ``failures`` (shared), so each stops at
+    once when the count reaches ``max_failures``, without waiting for the
+    controller to read the results."""
     from aoeconform.report.writer import build_manifest
 
     from .engine import Engine
+
+    def stopped() -> bool:
+        return max_failures is not None and failures.value >= max_failures
 
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt
@@ -95,6 +105,9 @@ def _worker(number: int, tasks, results, targets, cases, open_target: Callable, 
             if unit is None:
                 return
             index = unit.target
+            if stopped():
+                results.put(("skipped", index, number))
+                continue
             try:
                 if index not in open_ones:
                     endpoint = open_target(targets[index])
@@ -110,7 +123,13 @@ def _worker(number: int, tasks, results, targets, cases, open_target: Callable, 
                 before = engine.wire.exchanges
                 for i in unit.cases:
                     for repeat in range(max(1, engine.options.repeat)):
-                        results.put(("result", index, number, i, engine.run_case(cases[i], repeat)))
+                        if stopped():
+                            break
+                        result = engine.run_case(cases[i], repeat)
+                        if result.failing:
+                            with failures.get_lock():
+                                failures.value += 1
+                        results.put(("result", index, number, i, result))
                 if engine.options.observe:  # what the engine noticed on its own (observed/...), per unit
                     results.put(("observed", index, number, engine.observed_results()))
                 results.put(("unit_done", index, number, engine.wire.exchanges - before, engine.clock() - engine.started))
@@ -129,19 +148,20 @@ def _worker(number: int, tasks, results, targets, cases, open_target: Callable, 
 
 def run_units(targets: Sequence[FleetTarget], cases: list, units: list[Unit], workers: int, *,
               open_target: Callable, make_options: Callable, on_result: Callable,
-              on_probed: Optional[Callable] = None) -> list[TargetState]:
+              on_probed: Optional[Callable] = None, max_failures: Optional[int] = None) -> list[TargetState]:
     """Run ``units`` on ``workers`` processes; ``on_result(target_index, case_index, result)``
-    for each case as it finishes. Returns what was learnt per target, with the
-    observed results of each unit (``merge_observed`` makes one set of them)."""
+    for each case as it finishes; no case begins after ``max_failures`` failing
+    ones. Returns what was learnt per target, with the observed results of each
+    unit (``merge_observed`` makes one set of them)."""
     ctx = multiprocessing.get_context("fork")  # workers inherit the loaded cases and the callables
-    tasks, results = ctx.Queue(), ctx.Queue()
+    tasks, results, failures = ctx.Queue(), ctx.Queue(), ctx.Value("i", 0)
     for unit in units:
         tasks.put(unit)
     count = max(1, min(workers, len(units)))
     for _ in range(count):
         tasks.put(None)
     states = [TargetState() for _ in targets]
-    procs = [ctx.Process(target=_worker, args=(n, tasks, results, targets, cases, open_target, make_options),
+    procs = [ctx.Process(target=_worker, args=(n, tasks, results, targets, cases, open_target, make_options, failures, max_failures),
                          name=f"aoeconform-worker-{n}", daemon=False) for n in range(count)]
     for p in procs:
         p.start()
@@ -156,6 +176,9 @@ def run_units(targets: Sequence[FleetTarget], cases: list, units: list[Unit], wo
                 continue
             kind, index, number = message[:3]
             state = states[index]
+            if kind == "skipped":  # a unit begun after the stop: nothing ran
+                pending -= 1
+                continue
             state.workers.add(number)
             if kind == "probed":
                 state.facts, state.manifest, state.description = message[3], message[4], message[5]
