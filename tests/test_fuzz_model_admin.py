@@ -291,3 +291,19 @@ def test_replay_setup_sets_the_reservation_before_the_config_string():
         model = AdminModel(info, config=b"", mask=[], reservation=[])
         r = AdminRequests(info)
         assert [a.kind for a in _drive(target, model, list(setup) + [r.reserve(RCMD_READ)])] == kinds
+
+
+def test_a_list_that_named_a_mac_twice_no_longer_says_who_is_let_in():
+    """mask-duplicate-entries: after a delete of the MAC it listed twice, the
+    target still lists it once but enforces nothing: a consequence of the
+    duplicate (rule 48), not a second defect charged to rule 51."""
+    target, info = _target(["mask-duplicate-entries"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    add = [(DCMD_ADD, info.host_mac)]
+    assert [a.kind for a in _drive(target, model, [r.mask_edit(add), r.mask_edit(add)])] == ["mask-duplicate"]
+    _drive(target, model, [r.mask_edit([(2, info.host_mac)]), r.mask_read()])
+    assert model.masked_out(r.read(0, src=info.second_mac)) is None
+    assert _drive(target, model, [r.read(0, src=info.second_mac), r.config_read(src=info.second_mac)]) == []
+    model.forget()  # a restart: a fresh list is read again
+    assert not model.list_doubled

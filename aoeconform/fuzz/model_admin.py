@@ -176,6 +176,9 @@ class AdminModel:
         self.reservation_learnt = False
         #: a config read contradicted the model with the request's own string: it may echo it
         self.read_echoes = False
+        #: the target listed a MAC twice (rule 48): what its list says no longer tells whom it
+        #: lets in (a delete of that MAC may leave it listed, or not enforced), until a restart
+        self.list_doubled = False
         #: MACs other than the host's the target has answered while the list let them in: it
         #: does not ignore them, so a silence to one is the request's, not the list's (rule 52)
         self.heard: set = set()
@@ -198,6 +201,7 @@ class AdminModel:
         """Something outside the stepped requests may have changed the state
         (a restart, a replay, another initiator): learn it again."""
         self.config = self.mask = self.reservation = None
+        self.list_doubled = False
 
     # -- what the target will act on ----------------------------------------------
 
@@ -212,7 +216,7 @@ class AdminModel:
 
     def masked_out(self, frame: bytes) -> Optional[bool]:
         """True when the mask list silences ``frame``'s source, None while the list is unknown."""
-        if self.mask is None:
+        if self.mask is None or self.list_doubled:
             return None
         return bool(self.mask) and bytes(frame[6:12]) not in self.mask
 
@@ -412,6 +416,8 @@ class AdminModel:
         _merror, count, entries = parsed
         macs = [mac for _dcmd, mac in entries]
         duplicates = len(set(macs)) != len(macs)
+        listed = [mac for mac in macs if mac != ZERO_MAC]  # padding a wrong Dir Count took for entries is not a MAC listed twice
+        self.list_doubled = self.list_doubled or len(set(listed)) != len(listed)
         # An edit's reply that lists as many MACs as it counts, none of them the all-zero
         # padding, counts its list right (rule 47): if that list is not what the directives
         # make, the step that failed is the edit (rule 48)
