@@ -209,3 +209,101 @@ def test_two_force_sets_back_to_back_are_never_mixed(quirk):
         found += model.step(frame, [x for x in target.handle(frame, index) if x[20:24] == frame[20:24]])
     assert [a.kind for a in found] == (["config-sets-mixed"] if quirk else [])
     assert KINDS["config-sets-mixed"][0] in QUIRKS["config-torn-set"].rules
+
+
+def _responded(frame: bytes) -> bytes:
+    """``frame`` with the R flag set: a response, which a target must ignore (rule 2)."""
+    return frame[:14] + bytes((frame[14] | 0x08,)) + frame[15:]
+
+
+@pytest.mark.parametrize("quirk,ignored", [
+    ("answers-responses", _responded),
+    ("any-ethertype", lambda f: f[:12] + b"\x08\x00" + f[14:]),
+    ("wrong-slot", lambda f: f[:18] + b"\x03" + f[19:]),
+])
+@pytest.mark.parametrize("attributed", [True, False])
+def test_an_ignored_request_answered_anyway_is_forgotten(quirk, ignored, attributed):
+    """A request a target must ignore (R set, another EtherType, another slot)
+    that the target acted on: what it may have changed is unknown, whether
+    its reply was read as its own or not (a reply with a tag another case
+    shares), so the read after it is no second, wrongly charged finding."""
+    target, info = _target([quirk])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.config(CCMD_SET, b"before"), r.reserve(RCMD_SET, [info.host_mac])]) == []
+    for frame in (ignored(r.config(CCMD_FORCE_SET, b"after")), ignored(r.reserve(RCMD_FORCE_SET, []))):
+        replies = target.handle(frame)
+        assert replies  # the quirk acts on it
+        model.step(frame, replies if attributed else [], answered_in_time=attributed)
+    assert model.config is None and model.reservation is None
+    assert _drive(target, model, [r.config_read(), r.reserve(RCMD_SET, [], src=info.second_mac)]) == []
+
+
+def test_failing_edit_under_another_ver_teaches_no_list():
+    """A Mac Mask edit under Ver 2 whose directive fails: the reply's Dir Count
+    is the failing directive's index, not the list's size."""
+    target, info = _target(["ver-unchecked"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.mask_edit([(DCMD_ADD, info.host_mac)])]) == [] and model.mask == [info.host_mac]
+    assert _drive(target, model, [r.mask_edit([(0xFF, info.second_mac)], ver=2)]) == []
+    assert model.mask is None
+    assert _drive(target, model, [r.read(0, src=info.second_mac), r.mask_read()]) == []
+
+
+def test_a_read_that_echoed_teaches_no_string():
+    """A target whose config read answered with the request's own string
+    (rule 36): its reads that hold the request's string teach nothing, so the
+    string it really holds gives no second finding (an empty set refused, a
+    matching test unanswered)."""
+    target, info = _target(["config-read-echoes-request"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    assert _drive(target, model, [r.config(CCMD_SET, b"held")]) == []
+    assert [a.kind for a in _drive(target, model, [r.config_read()])] == ["config-read-string"]
+    assert model.config is None
+    assert _drive(target, model, [r.config_read(), r.config(CCMD_SET, b"other"), r.config(CCMD_TEST, b""), r.config_read(b"x")]) == []
+    assert model.config is None
+
+
+def test_masked_out_sender_answered_late_is_forgotten():
+    """A masked-out sender's config set whose reply was not read as its own:
+    the target may have acted on it."""
+    target, info = _target(["mask-not-enforced"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[info.host_mac], reservation=[])
+    frame = r.config(CCMD_FORCE_SET, b"theirs", src=info.second_mac)
+    assert target.handle(frame) and model.step(frame, [], answered_in_time=False) == []
+    assert model.config is None
+    assert _drive(target, model, [r.config_read()]) == []
+
+
+def test_replay_setup_sets_the_reservation_before_the_config_string():
+    """reserve-forgotten-on-config-set: a finding's replay setup must set the
+    string after the reservation, or the defect it rests on never shows."""
+    from aoeconform.fuzz.model import TargetModel
+
+    _, info = _target()
+    setup = TargetModel(info, WritePolicy())._setup(b"string", [info.host_mac], [info.host_mac])
+    assert [f[19] for f in setup] == [3, 1, 2]
+    for quirks, kinds in (([], []), (["reserve-forgotten-on-config-set"], ["reserve-list"])):
+        target, _ = _target(quirks)
+        model = AdminModel(info, config=b"", mask=[], reservation=[])
+        r = AdminRequests(info)
+        assert [a.kind for a in _drive(target, model, list(setup) + [r.reserve(RCMD_READ)])] == kinds
+
+
+def test_a_list_that_named_a_mac_twice_no_longer_says_who_is_let_in():
+    """mask-duplicate-entries: after a delete of the MAC it listed twice, the
+    target still lists it once but enforces nothing: a consequence of the
+    duplicate (rule 48), not a second defect charged to rule 51."""
+    target, info = _target(["mask-duplicate-entries"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    add = [(DCMD_ADD, info.host_mac)]
+    assert [a.kind for a in _drive(target, model, [r.mask_edit(add), r.mask_edit(add)])] == ["mask-duplicate"]
+    _drive(target, model, [r.mask_edit([(2, info.host_mac)]), r.mask_read()])
+    assert model.masked_out(r.read(0, src=info.second_mac)) is None
+    assert _drive(target, model, [r.read(0, src=info.second_mac), r.config_read(src=info.second_mac)]) == []
+    model.forget()  # a restart: a fresh list is read again
+    assert not model.list_doubled

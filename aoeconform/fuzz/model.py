@@ -96,14 +96,18 @@ TAG_MEMORY = 1024
 
 #: the rule a request breaks by being the kind of frame a target must ignore,
 #: and the anomaly a side effect of it is (rule 1: another EtherType, 2: R set, 10: another address,
-#: 12: Ver other than 1, 15: truncated argument)
+#: 12: Ver other than 1, 15: truncated argument, 51: a sender the Mac Mask list keeps out)
 IGNORED_EFFECT = {
     1: "answered-other-ethertype",
     2: "response-had-effect",
     10: "other-address-had-effect",
     12: "side-effect-under-ver",
     15: "truncated-had-effect",
+    51: "mask-not-enforced",
 }
+#: the rules whose breach the reply itself shows (the header oracles report it, or the admin
+#: oracles for a masked-out sender): a write acknowledged under them is no finding by itself
+REPLY_REPORTED = (1, 2, 10, 51)
 
 # The expectation specs, in the suites' own words (suites/ata.yaml).
 SPEC_READ_OK = {"reply": {"header": {"error_flag": False}, "ata": {"cmd_status": 0x40, "err_feature": 0}}}
@@ -286,6 +290,9 @@ class TargetModel:
         self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes]]] = {}
         #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
         self.pending_async: Dict[int, bytes] = {}
+        #: sector -> (the content an acknowledged synchronous write put, that write) while a
+        #: later write that replaced it is not yet read back: found after that, it landed late
+        self.superseded: Dict[int, Tuple[bytes, bytes]] = {}
         #: sector -> the requests that made the model believe what it does of it (a finding's replay)
         self.evidence: Dict[int, Tuple[bytes, ...]] = {}
         #: the first synchronous write a READ found landed, and that READ: the target keeps
@@ -349,15 +356,14 @@ class TargetModel:
             # a replay must first bring the target to what the admin oracles knew of it
             setup = self._setup(*before)
             found = [a if a.evidence else Anomaly(a.kind, a.detail, setup) for a in found]
+        ignored = self.ignored_rule(request)
         if masked:
-            if reply is not None:
-                # answered although the list keeps its sender out (rule 51, the admin oracles say so):
-                # whatever it asked may have been done, so what it could touch is no longer known
-                self._forget_footprint(request)
-            return found  # the mask list keeps its sender out: silence is the answer (rule 51)
+            if reply is None and answered_in_time:
+                return found  # the mask list keeps its sender out: silence is the answer (rule 51)
+            ignored = ignored or 51  # answered anyway (the admin oracles' finding): what it did, a read will tell
         handler = self._handlers.get(request[19])
         if handler is not None:
-            found += handler(request, reply, answered_in_time, self.ignored_rule(request))
+            found += handler(request, reply, answered_in_time, ignored)
         if reply is not None:
             stale = self.stale_reply(request, reply.raw) if found else None
             self.remember_reply(request, reply.raw)
@@ -423,14 +429,6 @@ class TargetModel:
                     self._widen(lba + i, sector)
                     self.origin[lba + i] = "overlap"
 
-    def _forget_footprint(self, request: bytes) -> None:
-        footprint = self.footprint(request)
-        sectors = list(self.disk) if footprint.all_disk else footprint.sectors
-        for lba in sectors:
-            self.disk.pop(lba, None)
-            self.pending_async.pop(lba, None)
-            self.doubts.pop(lba, None)
-
     def restarted(self) -> None:
         """The target was restarted: what it kept only in memory is unknown."""
         for lba, data in self.pending_async.items():
@@ -446,6 +444,7 @@ class TargetModel:
         self.doubts.clear()
         self.origin.clear()
         self.forbidden.clear()
+        self.superseded.clear()
         self.pending_async.clear()
         self.admin.forget()  # (what tags were answered with stays: a cache keyed on them may still hold it)
 
@@ -481,13 +480,15 @@ class TargetModel:
 
     def _setup(self, config: Optional[bytes], mask: Optional[List[bytes]], reservation: Optional[List[bytes]]) -> Tuple[bytes, ...]:
         """Requests that bring a freshly started target to this config string,
-        Mac Mask list and reservation (a fresh target's list is empty: adds suffice)."""
+        Mac Mask list and reservation (a fresh target's list is empty: adds suffice).
+        The reservation comes before the config string: a config set must leave
+        it as it is (rules 54, 57), which a finding's replay then shows too."""
         build = AdminRequests(self.info, SETUP_TAG_BASE)
         frames = []
-        if config is not None:
-            frames.append(build.config(CCMD_FORCE_SET, config))
         if reservation is not None:
             frames.append(build.reserve(RCMD_FORCE_SET, reservation))
+        if config is not None:
+            frames.append(build.config(CCMD_FORCE_SET, config))
         if mask:
             frames.append(build.mask_edit([(DCMD_ADD, mac) for mac in mask]))
         return tuple(frames)
@@ -583,11 +584,18 @@ class TargetModel:
         self.pending_async.pop(lba, None)
         self.forbidden.pop(lba, None)  # what landed before this was overwritten by it
 
-    def _forbid(self, lba: int, data: bytes, kind: str, why: str) -> None:
+    def _forbid(self, lba: int, data: bytes, kind: str, why: str, culprit: Optional[bytes] = None) -> None:
         entry = self.forbidden.setdefault(lba, {})
         if len(entry) >= MAX_POSSIBLE:
             del entry[next(iter(entry))]  # the oldest goes
-        entry[data] = (kind, why, self._request)
+        entry[data] = (kind, why, self._request if culprit is None else culprit)
+
+    def _supersede(self, lba: int, data: bytes) -> None:
+        """A write of ``data`` is to replace what an acknowledged synchronous write put at ``lba``."""
+        known = self.disk.get(lba)
+        writes = self.evidence.get(lba, ())
+        if known is not None and len(known) == 1 and data not in known and self.origin.get(lba) == "write" and writes:
+            self.superseded[lba] = (next(iter(known)), writes[0])
 
     def _in_disk(self, lba: int, count: int) -> Optional[bool]:
         """True if [lba, lba+count) lies inside the disk, False if past its end, None if unknown."""
@@ -730,6 +738,10 @@ class TargetModel:
 
     def _learn(self, lba: int, sector: bytes) -> None:
         known = self.disk.get(lba)
+        replaced = self.superseded.pop(lba, None)
+        if replaced is not None and known is not None and len(known) == 1 and sector in known:
+            # the later write is read back: the earlier one's content, found after this, landed late
+            self._forbid(lba, replaced[0], "read-data", "a write acknowledged before the one read back (applied late)", replaced[1])
         if known is None or len(known) > 1:
             self._note(lba, fresh=known is None)
         if known is None:
@@ -786,9 +798,21 @@ class TargetModel:
                           + ("an earlier read returned" if origin == "read" else "the last acknowledged write put"
                              if origin != "overlap" else "either of two overlapping writes put")
                           + (f" {expected[offset:offset + 8].hex()}…" if expected else f" one of {len(known)} other contents"))
-            # resynchronise on what the target holds now: one finding, not one per later read
+            # resynchronise on what the target holds now: one finding, not one per later read.
+            # A write it contradicted may still land (applied late): its data stays possible.
+            before = {lba + j: (self.disk.get(lba + j), self.origin.get(lba + j), self.evidence.get(lba + j, ()))
+                      for j in range(len(sectors))}
             for j, s in enumerate(sectors):
+                was, how, writes = before[lba + j]
+                if was is not None and len(was) == 1 and s in was:
+                    self._learn(lba + j, s)  # this one it holds as known
+                    continue
                 self._set(lba + j, s, "read")
+                self.superseded.pop(lba + j, None)
+                if was is not None and s not in was and how in ("write", "async", "overlap"):
+                    self.evidence[lba + j] = writes  # the writes stay what the model believes of it
+                    for data in was:
+                        self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
         return []
 
@@ -865,9 +889,14 @@ class TargetModel:
         # acknowledged
         if must_not is not None:
             kind, why = must_not
-            if ignored in (1, 2, 10):
-                kind = ""  # the header oracles report the reply itself
-            elif kind == "idnf-missing":
+            if ignored in REPLY_REPORTED:
+                # the reply itself is reported (REPLY_REPORTED); whether it was acted on
+                # too, a read will tell (as when it goes unanswered)
+                for lba in lbas:
+                    for i, sector in enumerate(sectors[:max(count, 1)]):
+                        self._forbid(lba + i, sector, kind, why)
+                return found
+            if kind == "idnf-missing":
                 kind = self._edge_kind(ata, lbas[0], ata.readings[0][1], refused=False)
             if kind:
                 found.append(Anomaly(kind, f"{why} was acknowledged"))
@@ -898,11 +927,13 @@ class TargetModel:
                     self._widen(at, sector)
                     self.pending_async.pop(at, None)
                 elif asynchronous:
+                    self._supersede(at, sector)
                     self._widen(at, sector)
                     self._note(at)  # a FLUSH will make it what the sector holds
                     self.pending_async[at] = sector
                 else:
                     before, shown = self.disk.get(at), self.evidence.get(at, ())
+                    self._supersede(at, sector)
                     self._set(at, sector, "write")
                     # a read that finds this write shows the target keeps writes only if the
                     # sector held something else before (else the write may have been ignored)

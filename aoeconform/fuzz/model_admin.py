@@ -93,6 +93,12 @@ def changes_state(frame: bytes) -> bool:
     than read. The engine lets such a request finish before the next goes."""
     if len(frame) < AOE_HEADER_LEN or frame[12:14] != _AOE:
         return False
+    return _may_change(frame)
+
+
+def _may_change(frame: bytes) -> bool:
+    """``changes_state`` by the AoE header and argument alone, whatever the
+    EtherType: what a target that acts on another EtherType may change."""
     command = frame[19]
     if command == CMD_QUERY_CONFIG:
         return len(frame) < CONFIG_HEADER_END or frame[29] & 0xF not in (CCMD_READ, CCMD_TEST, CCMD_TEST_PREFIX)
@@ -168,6 +174,11 @@ class AdminModel:
         #: acknowledged: a reply that counts padding as MACs would mislead the
         #: enforcement oracles, so they wait for a set to teach it
         self.reservation_learnt = False
+        #: a config read contradicted the model with the request's own string: it may echo it
+        self.read_echoes = False
+        #: the target listed a MAC twice (rule 48): what its list says no longer tells whom it
+        #: lets in (a delete of that MAC may leave it listed, or not enforced), until a restart
+        self.list_doubled = False
         #: MACs other than the host's the target has answered while the list let them in: it
         #: does not ignore them, so a silence to one is the request's, not the list's (rule 52)
         self.heard: set = set()
@@ -190,6 +201,7 @@ class AdminModel:
         """Something outside the stepped requests may have changed the state
         (a restart, a replay, another initiator): learn it again."""
         self.config = self.mask = self.reservation = None
+        self.list_doubled = False
 
     # -- what the target will act on ----------------------------------------------
 
@@ -204,7 +216,7 @@ class AdminModel:
 
     def masked_out(self, frame: bytes) -> Optional[bool]:
         """True when the mask list silences ``frame``'s source, None while the list is unknown."""
-        if self.mask is None:
+        if self.mask is None or self.list_doubled:
             return None
         return bool(self.mask) and bytes(frame[6:12]) not in self.mask
 
@@ -228,19 +240,22 @@ class AdminModel:
         reply may still come: silence is not judged, and what the request
         may have changed is forgotten."""
         found: List[Anomaly] = []
-        if len(request) < AOE_HEADER_LEN or request[12:14] != _AOE:
+        if len(request) < AOE_HEADER_LEN:
             return found
         reply = _Reply(bytes(replies[0])) if replies else None
         silent = reply is None and answered_in_time
         if not self._processed(request):
-            if reply is not None:
-                self._forget_for(request)  # acted on it anyway (another oracle says so): what changed is unknown
+            if reply is not None or not answered_in_time:
+                # answered anyway (another oracle says so), or answered by a reply
+                # not read as its own: it may have been acted on, what changed is unknown
+                self._forget_for(request)
             return found
         masked = self.masked_out(request)
         if masked:
             if reply is not None:
                 found.append(Anomaly("mask-not-enforced", f"{_hex(request[6:12])} is not on the list {_macs(self.mask or [])}, and was answered"))
-                self._forget_for(request)
+            if not silent:
+                self._forget_for(request)  # answered, or a reply may still come: acted on, perhaps
             return found
         if reply is None and (not silent or (masked is None and bytes(request[6:12]) != self.info.host_mac)):
             # silence that may still end, or that an unknown list may explain (the host is never masked out)
@@ -275,7 +290,7 @@ class AdminModel:
         return found
 
     def _forget_for(self, request: bytes) -> None:
-        if not changes_state(request):
+        if not _may_change(request):
             return
         command = request[19]
         if command == CMD_QUERY_CONFIG:
@@ -336,7 +351,10 @@ class AdminModel:
             elif got is not None:
                 if current is not None and got != current:
                     found.append(Anomaly("config-read-string", f"read {got[:64]!r}, current {current[:64]!r}"))
-                self.config = got
+                    # the request's own string may be an echo, not the target's (rule 36)
+                    self.read_echoes = self.read_echoes or got == string
+                # once a read has echoed, a reply that holds the request's string tells nothing
+                self.config = None if self.read_echoes and got == string and got != current else got
         elif ccmd in (CCMD_TEST, CCMD_TEST_PREFIX):
             test = ccmd == CCMD_TEST
             if current is None:
@@ -398,6 +416,8 @@ class AdminModel:
         _merror, count, entries = parsed
         macs = [mac for _dcmd, mac in entries]
         duplicates = len(set(macs)) != len(macs)
+        listed = [mac for mac in macs if mac != ZERO_MAC]  # padding a wrong Dir Count took for entries is not a MAC listed twice
+        self.list_doubled = self.list_doubled or len(set(listed)) != len(listed)
         # An edit's reply that lists as many MACs as it counts, none of them the all-zero
         # padding, counts its list right (rule 47): if that list is not what the directives
         # make, the step that failed is the edit (rule 48)
@@ -428,6 +448,12 @@ class AdminModel:
         mcmd, count = request[25], request[27]
         if request[14] >> 4 != AOE_VERSION:
             if reply is not None and not reply.error and mcmd == MCMD_EDIT:
+                parsed = reply.mask()
+                if parsed is None or parsed[0] != MERROR_NONE:
+                    # a directive failed: Dir Count is its index, not the list's size,
+                    # and those before it may have been applied
+                    self.mask = None
+                    return
                 before = None if self.mask is None else list(self.mask)
                 self._judge_list(reply, None, found, f"Ver {request[14] >> 4} MCmd 1")
                 if before is not None and self.mask is not None and set(before) != set(self.mask):
