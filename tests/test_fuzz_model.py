@@ -410,3 +410,16 @@ def test_every_finding_replays_against_the_quirk_and_not_the_clean_target(quirk)
 def test_every_finding_of_a_whole_selftest_run_replays(quirk):
     """As ``selftest --fuzz --replay --seconds 8`` runs them."""
     _replays(quirk, 8.0)
+
+
+def test_data_the_last_write_replaced_is_that_write_not_applied():
+    """A read that finds what the last write replaced names rule 22 (the write
+    not applied), even when a write the target had to ignore carried the same
+    bytes (the fuzzer's pattern payloads repeat): the plainer reading."""
+    bench = Bench()
+    assert bench.write(1024, fill(1)) == [] and bench.write(1024, fill(2)) == []
+    assert bench.write(1024, fill(1), ver=2) == []  # ignored (rule 12): its data is forbidden
+    read = bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1024))
+    reply = bench.target.handle(read)[0]
+    stale = reply[:36] + fill(1) + reply[36 + 512:]  # as a target that did not apply the last write answers
+    assert [a.kind for a in bench.model.step(read, [stale])] == ["read-data"]

@@ -767,6 +767,9 @@ class TargetModel:
             at = lba + i
             bad = self.forbidden.get(at, {}).get(sector)
             origin = self.origin.get(at, "read")
+            replaced = self.superseded.get(at)
+            if bad is not None and origin == "write" and replaced is not None and replaced[0] == sector:
+                bad = None  # what the last write replaced: that write not applied (rule 22) is the plainer reading
             evidence = self.evidence.get(at, ())
             if bad is not None:
                 kind, why, culprit = bad
