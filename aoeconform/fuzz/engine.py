@@ -76,6 +76,8 @@ RESERVED_TAG_RANGES = frozenset((HEALTH_TAG_BASE, CANARY_TAG_BASE, FENCE_TAG_BAS
 SENT_TOGETHER_KEPT = 512
 #: the ``seed`` of the requests the periodic checks make (``_burst``, ``_serial``): not fuzz cases
 HARNESS_CASES = frozenset({"burst", "contend"})
+#: how many tags that are not their case's own number are remembered (``Fuzzer._foreign_tags``)
+FOREIGN_TAGS_KEPT = 1 << 20
 #: the commands whose replies tell the config string, the Mac Mask list and the reservation
 ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
 #: how long an in-process target (``--in-memory``, selftest) is waited for at least (``Fuzzer.patience``)
@@ -248,6 +250,8 @@ class Fuzzer:
         self.serialise: Callable[[bytes], bool] = lambda frame: changes_state(frame) or self.model.changes_state(frame)
         self._recent: "collections.OrderedDict[int, _Pending]" = collections.OrderedDict()
         self._history: "collections.deque[Case]" = collections.deque(maxlen=max(1, context_frames) + 64)
+        #: tags cases carried that are not their own number (mutated): a later case whose number it is may meet a cache keyed on the tag
+        self._foreign_tags: set = set()
         self._since_health: List[Case] = []
         self._unanswered: List[Case] = []
         self._queued: List[Finding] = []
@@ -446,6 +450,9 @@ class Fuzzer:
         self._since_health.append(case)
         if len(case.frame) >= 20:
             self._commands_sent.add(case.frame[19])
+        tag = case.tag
+        if tag >= 0 and tag != case_tag(case.index) and len(self._foreign_tags) < FOREIGN_TAGS_KEPT:
+            self._foreign_tags.add(tag)
         self._seq += 1
         deadline = now + self.deadline
         pending = _Pending(case, now, deadline, self._seq)
@@ -758,7 +765,11 @@ class Fuzzer:
         tag = case.tag
         if tag < 0:
             return False
-        return tag in self.replayer.replayed or (tag != case_tag(case.index) and case.seed not in HARNESS_CASES)
+        if case.seed in HARNESS_CASES:
+            return tag in self.replayer.replayed
+        # a case's own number was another case's tag when a mutation (a bit flip,
+        # a boundary byte) turned that one's into it, maybe thousands of cases ago
+        return tag in self.replayer.replayed or tag != case_tag(case.index) or tag in self._foreign_tags
 
     def _target_dict(self) -> dict:
         info = self.info
