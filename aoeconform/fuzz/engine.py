@@ -622,6 +622,13 @@ class Fuzzer:
             return
         if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in RESERVED_TAG_RANGES:
             return  # an advertisement, or a late answer to a probe
+        waiting = self._outstanding.get(tag)
+        stale = self.by_group.get(group_of("stale-reply", None))
+        if stale is not None and waiting is not None and self._tag_reused(waiting.case):
+            # a cache keyed on the tag answered the case in flight with the old
+            # reply, sent to the old requester (our other MAC): that defect again
+            stale.count += 1
+            return
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
 
     def _check(self, case: Case, reply: bytes) -> bool:
