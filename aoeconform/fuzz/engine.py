@@ -451,7 +451,8 @@ class Fuzzer:
         if len(case.frame) >= 20:
             self._commands_sent.add(case.frame[19])
         tag = case.tag
-        if tag >= 0 and tag != case_tag(case.index) and len(self._foreign_tags) < FOREIGN_TAGS_KEPT:
+        # (a case no mutation touched carries its own number)
+        if case.mutations and tag >= 0 and tag != case_tag(case.index) and len(self._foreign_tags) < FOREIGN_TAGS_KEPT:
             self._foreign_tags.add(tag)
         self._seq += 1
         deadline = now + self.deadline
@@ -623,10 +624,10 @@ class Fuzzer:
         if frame[19] == CMD_QUERY_CONFIG or (tag & 0xFF000000) in RESERVED_TAG_RANGES:
             return  # an advertisement, or a late answer to a probe
         waiting = self._outstanding.get(tag)
-        stale = self.by_group.get(group_of("stale-reply", None))
-        if stale is not None and waiting is not None and self._tag_reused(waiting.case):
-            # a cache keyed on the tag answered the case in flight with the old
-            # reply, sent to the old requester (our other MAC): that defect again
+        stale = None if waiting is None else self._cached_reply_finding(waiting.case)
+        if stale is not None:
+            # the cache answered the case in flight with the old reply, sent to
+            # the old requester (our other MAC): that defect again
             stale.count += 1
             return
         self._anomaly(Anomaly("unmatched-reply", f"tag 0x{tag:08x} matches no request"), None, frame)
@@ -722,10 +723,8 @@ class Fuzzer:
             # whatever goes wrong with a request whose tag an earlier one had
             # may be that cache (an old reply, or one sent to the old requester):
             # the same defect, counted, not a finding of another rule.
-            stale = self.by_group.get(group_of("stale-reply", None))
             # (a second reply to a request sent once more under its tag may be the cache's too)
-            if stale is not None and self._tag_reused(case, anomaly.kind == "duplicate-reply"):
-                known = stale
+            known = self._cached_reply_finding(case, anomaly.kind == "duplicate-reply")
         if known is not None:
             known.count += 1
             return
@@ -759,6 +758,12 @@ class Fuzzer:
         self.by_group[signature] = finding
         self._queued.append(finding)
         self._need_checkpoint = True
+
+    def _cached_reply_finding(self, case: Case, same_too: bool = False) -> Optional[Finding]:
+        """The stale-reply finding when the target is known to answer from a
+        cache keyed on the tag and ``case``'s tag may be in it; else None."""
+        stale = self.by_group.get(group_of("stale-reply", None))
+        return stale if stale is not None and self._tag_reused(case, same_too) else None
 
     def _tag_reused(self, case: Case, same_too: bool = False) -> bool:
         """Whether another request with ``case``'s tag (``same_too``: or this one)
