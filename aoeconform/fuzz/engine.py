@@ -52,7 +52,7 @@ from .findings import TAG_KINDS, Finding, command_class, group_of
 from .admin_requests import AdminRequests
 from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
 from .mutate import Case, CaseGenerator, ata_request, case_tag, changes_state
-from .oracle import Anomaly, check_reply, is_advertisement
+from .oracle import Anomaly, check_reply, expects_reply, is_advertisement
 from .seeds import Seed, generated_seeds
 from .together import contended_sets, step_groups, step_together, together
 from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, REPLAY_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
@@ -415,6 +415,11 @@ class Fuzzer:
                             # the burst follows this fence, before any case more: counted in
                             # cases, not in checkpoints (how many a run stops for is timing)
                             self._burst_due = self._need_checkpoint = True
+                    elif blocked and now - last_sent < grace and self._answer_due(inflight[-1]):
+                        # the last case out must be answered, and its answer settles
+                        # all before it as a fence's would: a fence costs a round trip
+                        # more, so it waits for the grace first
+                        wait = min(wait, last_sent + grace - now)
                     elif blocked or (len(inflight) >= room and now - last_sent >= grace):
                         # nothing more can go out: settle what is in flight now
                         # rather than wait for each silent case's deadline
@@ -461,6 +466,10 @@ class Fuzzer:
         self._inflight.append(pending)
         if deadline < self._earliest:
             self._earliest = deadline
+
+    def _answer_due(self, item) -> bool:
+        """True for a case every reading says the target answers (a fence is not one: it is waited for anyway)."""
+        return isinstance(item, _Pending) and expects_reply(item.case.frame, self.info)
 
     def _send_fence(self, now: float, health: bool = False) -> None:
         """A Query Config read (rule 36) after what is in flight: its answer
