@@ -26,6 +26,8 @@ Same seed, same target, same options: the same cases, in the same order.
 from __future__ import annotations
 
 import collections
+import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Dict, List, Optional, Sequence, TextIO, Tuple
@@ -48,11 +50,12 @@ from aoeconform.wire.constants import (
 from . import findings as findings_mod
 from .charge import command_rule, field_rule, owed_rule
 from .context import WritePolicy
+from .feed import CaseFeed
 from .findings import TAG_KINDS, Finding, command_class, group_of
 from .admin_requests import AdminRequests
 from .model import MODEL_KINDS, SETUP_TAG_BASE, TargetModel
 from .mutate import Case, CaseGenerator, ata_request, case_tag, changes_state
-from .oracle import Anomaly, check_reply, expects_reply, is_advertisement
+from .oracle import Anomaly, check_reply, is_advertisement
 from .seeds import Seed, generated_seeds
 from .together import contended_sets, step_groups, step_together, together
 from .shrink import BURST_KINDS, HEALTH_TAG_BASE, PRIME_TAG_BASE, REPLAY_TAG_BASE, Budget, Replayer, ddmin, health_tags, shrink_frame
@@ -78,6 +81,9 @@ SENT_TOGETHER_KEPT = 512
 HARNESS_CASES = frozenset({"burst", "contend"})
 #: how many tags that are not their case's own number are remembered (``Fuzzer._foreign_tags``)
 FOREIGN_TAGS_KEPT = 1 << 20
+#: runs at least this long make their cases ahead in a helper process (its start costs a few hundred ms of the other core)
+FEED_MIN_SECONDS = 2.0
+FEED_MIN_CASES = 20_000
 #: the commands whose replies tell the config string, the Mac Mask list and the reservation
 ADMIN_COMMANDS = frozenset((CMD_QUERY_CONFIG, CMD_MAC_MASK, CMD_RESERVE_RELEASE))
 #: how long an in-process target (``--in-memory``, selftest) is waited for at least (``Fuzzer.patience``)
@@ -137,6 +143,8 @@ class FuzzResult:
     #: "random", or "stateful" (then ``cases`` counts examples and ``steps`` their steps)
     engine: str = "random"
     steps: int = 0
+    #: cases the helper process made ahead of the loop (``feed``); the rest the loop made
+    made_ahead: int = 0
 
     @property
     def cases_per_second(self) -> float:
@@ -181,6 +189,7 @@ class Fuzzer:
         log: Optional[TextIO] = None,
         target_extra: Optional[dict] = None,
         expectations: Optional[dict] = None,
+        feed: Optional[bool] = None,
     ):
         self.transport = transport
         self.info = info
@@ -210,6 +219,9 @@ class Fuzzer:
         #: the target's expectations file (``fuzz/<signature glob>: reason``): its known deviations are not shrunk
         self.expectations = dict(expectations or {})
         self.generator = CaseGenerator(seed, list(seeds) if seeds is not None else generated_seeds(), info, policy)
+        #: make cases ahead in a helper process (``feed.CaseFeed``): True, False, or None for
+        #: long runs on a machine with a core to spare
+        self.feed = feed
         #: what the target holds, as far as its acknowledgements tell; judges each reply's meaning
         self.model = TargetModel(info, policy)
         self._model_evaluations = self._model_restarts = 0
@@ -345,7 +357,8 @@ class Fuzzer:
         transport = self.transport
         recv_many = transport.recv_many
         monotonic = time.monotonic
-        generate = self.generator.case
+        feed = self._start_feed(cases, seconds)
+        generate = self.generator.case if feed is None else feed.case
         serialise = self.serialise
         window = self.window
         # one place in the window is kept for the fence
@@ -437,12 +450,28 @@ class Fuzzer:
             if self._since_health and not result.stopped_early:
                 self._checkpoint()
         finally:
+            if feed is not None:
+                feed.close()
+                result.made_ahead += feed.made_ahead
             result.seconds = monotonic() - started
             result.next_index = index
             result.restarts = self.session.restarts
             if not result.stopped_early or result.stopped_early.startswith("reached"):
                 self._restore()
         return result
+
+    def _start_feed(self, cases: Optional[int], seconds: Optional[float]) -> Optional[CaseFeed]:
+        wanted = self.feed
+        if wanted is None:
+            long_run = (seconds is None or seconds >= FEED_MIN_SECONDS) and (cases is None or cases >= FEED_MIN_CASES)
+            # a campaign's workers already use every core (and, daemons, may not start a process)
+            wanted = long_run and (os.cpu_count() or 1) >= 2 and not multiprocessing.current_process().daemon
+        if not wanted:
+            return None
+        try:
+            return CaseFeed(self.generator)
+        except (OSError, AssertionError, RuntimeError, ValueError):
+            return None  # the loop makes its cases itself, as it would anyway
 
     def _send(self, case: Case, now: float) -> None:
         try:
@@ -469,7 +498,7 @@ class Fuzzer:
 
     def _answer_due(self, item) -> bool:
         """True for a case every reading says the target answers (a fence is not one: it is waited for anyway)."""
-        return isinstance(item, _Pending) and expects_reply(item.case.frame, self.info)
+        return isinstance(item, _Pending) and item.case.expect_reply
 
     def _send_fence(self, now: float, health: bool = False) -> None:
         """A Query Config read (rule 36) after what is in flight: its answer
