@@ -212,3 +212,18 @@ def test_concurrent_check_findings_replay(tmp_path, quirk, rules, together):
         assert replay_finding(ref.host, ref.info, saved, restart=ref.restart)
     with ThreadHost() as clean:
         assert not replay_finding(clean.host, clean.info, saved, restart=clean.restart)
+
+
+def test_a_stop_is_one_finding_not_silences_charged_to_other_rules():
+    """Cases in flight when the target stops go unanswered, and so does the
+    fence after them: their silence is the stop's, not a finding of their own
+    rule. (With seed 1 a READ from the second MAC under a reservation was
+    sent just after a truncated frame stopped the target, and its silence
+    was charged to rule 57 as a finding that no replay could show.)"""
+    with ThreadHost(["crash-on-truncated"]) as ref:
+        policy = WritePolicy.for_target(True, None, ref.info.capacity)
+        fuzzer = Fuzzer(ref.host, ref.info, seed=1, policy=policy, restart=ref.restart, shrink=False,
+                        patience=1.0, max_findings=10)
+        result = fuzzer.run(cases=200)
+    assert result.restarts >= 3  # the target stopped several times with cases in flight
+    assert [f.kind for f in result.findings] == ["unresponsive"], [f.signature for f in result.findings]

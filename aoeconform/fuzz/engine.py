@@ -529,15 +529,23 @@ class Fuzzer:
         if deadline < self._earliest:
             self._earliest = deadline
 
-    def _settle_before(self, seq: int, now: float) -> None:
+    def _settle_before(self, seq: int, now: float, answered: bool = True) -> None:
         """Something sent as ``seq`` was answered: what went out before it and
         is still unanswered will not be answered by an in-order target; it
-        keeps a short grace for a late reply and leaves the window."""
+        keeps a short grace for a late reply and leaves the window.
+
+        ``answered`` False: the fence sent as ``seq`` went unanswered. What
+        went out before it leaves the window too, but its silence proves
+        nothing yet (the target may have stopped at an earlier case): it
+        waits out its own deadline and the health check, which judge it."""
         inflight = self._inflight
         cutoff = now + self.grace
         while inflight and inflight[0].seq <= seq:
             item = inflight.popleft()
-            if isinstance(item, _Pending):
+            if isinstance(item, _Pending) and not answered:
+                if self._serial_in_flight and self.serialise(item.case.frame):
+                    self._serial_in_flight = False
+            elif isinstance(item, _Pending):
                 if item.case.tag in self._outstanding and not item.judged:
                     # settled unanswered: something sent after it was answered, so
                     # the model judges it silent now, before anything sent after it
@@ -744,7 +752,7 @@ class Fuzzer:
                 del self._fences[tag]
                 if self._inflight and self._inflight[0].seq <= fence.seq:
                     # nothing answered since it was sent: the serial health check decides
-                    self._settle_before(fence.seq, now)
+                    self._settle_before(fence.seq, now, answered=False)
                     self._need_checkpoint = True
             elif fence.deadline < earliest:
                 earliest = fence.deadline
