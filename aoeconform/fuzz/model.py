@@ -338,6 +338,11 @@ class TargetModel:
         #: sector -> (the content an acknowledged synchronous write put, that write) while a
         #: later write that replaced it is not yet read back: found after that, it landed late
         self.superseded: Dict[int, Tuple[bytes, bytes]] = {}
+        #: sector -> the kind of the data finding after which the model took what the target
+        #: returned as the sector's content, until a write sets it again: a later read that
+        #: differs shows that same defect once more (a write held back lands after the read
+        #: that found it missing), not an unstable sector of its own
+        self.resynced: Dict[int, str] = {}
         #: sector -> the requests that made the model believe what it does of it (a finding's replay)
         self.evidence: Dict[int, Tuple[bytes, ...]] = {}
         #: the first synchronous write a READ found landed, and that READ: the target keeps
@@ -473,6 +478,7 @@ class TargetModel:
                 if len(sector) == SECTOR_SIZE:
                     self._widen(lba + i, sector)
                     self.origin[lba + i] = "overlap"
+                    self.resynced.pop(lba + i, None)
 
     def restarted(self) -> None:
         """The target was restarted: what it kept only in memory is unknown."""
@@ -490,6 +496,7 @@ class TargetModel:
         self.origin.clear()
         self.forbidden.clear()
         self.superseded.clear()
+        self.resynced.clear()
         self.pending_async.clear()
         self.admin.forget()  # (what tags were answered with stays: a cache keyed on them may still hold it)
 
@@ -623,11 +630,15 @@ class TargetModel:
         self._changed_by_write.pop(lba, None)
         if origin != "read":
             self.doubts.pop(lba, None)  # written again: what the old write did no longer shows
+            self.resynced.pop(lba, None)
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
         self._note(lba, fresh=True)
         self.pending_async.pop(lba, None)
-        self.forbidden.pop(lba, None)  # what landed before this was overwritten by it
+        if origin != "read":
+            # what landed before this was overwritten by it (a read overwrites nothing:
+            # what must not land there, or landed late, still must not show)
+            self.forbidden.pop(lba, None)
 
     def _forbid(self, lba: int, data: bytes, kind: str, why: str, culprit: Optional[bytes] = None) -> None:
         entry = self.forbidden.setdefault(lba, {})
@@ -828,16 +839,29 @@ class TargetModel:
                         kind = "read-data"  # no synchronous write was ever seen kept: the later one may simply be lost
             elif origin == "write" and len(sectors) > 1 and len(known) == 1:
                 # one READ cannot tell a write that was lost from a READ of several sectors
-                # that returned the wrong data for one of them: a READ of it alone will
-                written = next(iter(known))
-                self.doubts[at] = (written, sector, evidence + (self._request,),
-                                   f"sector {at}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put")
+                # that returned the wrong data for one of them: a READ of it alone will.
+                # So for every sector of it that contradicts the write that set it (a write
+                # of several sectors held back shows in each of them)
                 for j, s in enumerate(sectors):
+                    was = self.disk.get(lba + j)
+                    doubtful = (was is not None and len(was) == 1 and s not in was
+                                and self.origin.get(lba + j) == "write")
+                    if was is not None and len(was) == 1 and s in was:
+                        self._learn(lba + j, s)  # as the model held it
+                        continue
+                    if doubtful:
+                        written = next(iter(was))
+                        self.doubts[lba + j] = (
+                            written, s, self.evidence.get(lba + j, ()) + (self._request,),
+                            f"sector {lba + j}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put")
                     self._set(lba + j, s, "read")
-                self.disk[at] = frozenset((written, sector))
+                    if doubtful:
+                        self.disk[lba + j] = frozenset((written, s))
                 return []
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
+                if origin == "read" and at in self.resynced:
+                    kind = self.resynced[at]  # what the model read there came after that finding: the same defect again
                 if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
                     kind = "read-data"  # neither write landed at all: lost, not torn
                 expected = next(iter(known)) if len(known) == 1 else None
@@ -856,6 +880,7 @@ class TargetModel:
                     self._learn(lba + j, s)  # this one it holds as known
                     continue
                 self._set(lba + j, s, "read")
+                self.resynced[lba + j] = kind
                 self.superseded.pop(lba + j, None)
                 if was is not None and s not in was and how in ("write", "async", "overlap"):
                     self.evidence[lba + j] = writes  # the writes stay what the model believes of it
@@ -1045,6 +1070,7 @@ class TargetModel:
     def _set_async(self, lba: int, data: bytes) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = "async"
+        self.resynced.pop(lba, None)
         self._note(lba)
 
     def _unsupported(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
