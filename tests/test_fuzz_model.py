@@ -179,8 +179,28 @@ def test_async_write_found_over_a_later_write_is_rule_33():
     assert bench.read(1031) == []  # it does keep them (the write changed what the sector held)
     bench.write(1030, fill(8), aflags=0x43)
     bench.write(1030, fill(9))
-    assert bench.read(1030) == ["async-write-late"]
+    # the later write may still land (held back until after a read): not decided yet
+    assert bench.read(1030) == [] and 1030 in bench.model.doubts
+    assert bench.read(1030) == ["async-write-late"]  # the A=1 write's data again: it landed over the later one
     assert KINDS["async-write-late"][0] == 33
+
+
+def test_a_write_held_until_a_read_is_not_taken_for_an_a1_write_landing_late():
+    """write-applied-after-read: the READ after an A=1 write and a write over
+    it finds the A=1 write's data, as when the A=1 write lands late (rule 33);
+    a READ of the sector alone then finds the later write, landed after the
+    first READ: rule 22, which a replay of its frames shows again."""
+    bench = Bench(["write-applied-after-read"])
+    # as in a fuzz run, where a READ once found a write this target had already let land
+    # (its first READ after a write never does): it keeps synchronous writes
+    bench.model.sync_write_kept = (bench.frame(AtaArg(aflags=0x40, sector_count=1, cmd_status=0x24, lba=1031)),)
+    bench.read(1030)
+    bench.write(1030, fill(8), aflags=0x43)
+    bench.write(1030, fill(9))
+    bench.ata(0xE7)  # FLUSH
+    assert bench.read(1030) == [] and 1030 in bench.model.doubts
+    assert bench.read(1030) == ["read-data"]
+    assert "async-write-late" not in bench.kinds
 
 
 def test_tag_cache_is_named_rule_18():
@@ -385,10 +405,28 @@ def test_a_contradicted_write_may_still_land():
     assert any(f[27] == 0x34 for f in bench.model.evidence[1024])
 
 
+def test_a_read_of_several_sectors_doubts_each_one_the_write_did_not_reach():
+    """write-applied-after-read holds a two-sector write until a read of it:
+    that read finds old data in both sectors. Each is doubted (no finding
+    yet); a READ of each alone then finds the write, landed late (rule 21).
+    When only the first was doubted, the second was taken as read and the
+    late write then showed as a sector that changed by itself (read-unstable),
+    a finding resting on a write its frames did not keep."""
+    bench = Bench(["write-applied-after-read"])
+    assert bench.read(1040, 2) == []
+    assert bench.write(1040, fill(3) + fill(4)) == []
+    assert bench.read(1040, 2) == []
+    assert set(bench.model.doubts) == {1040, 1041}
+    assert bench.read(1041) == ["read-wrong-data"]
+    assert bench.read(1040) == ["read-wrong-data"]
+    assert bench.read(1040, 2) == [] and "read-unstable" not in bench.kinds
+
+
 #: quirks whose later findings did not replay (issue 8): each was a consequence of the first
 #: finding's defect the model had not allowed for, or rested on frames the finding did not keep
 REPLAYED = ["answers-responses", "wrong-slot", "any-ethertype", "ver-unchecked", "mask-not-enforced",
-            "config-read-echoes-request", "reserve-forgotten-on-config-set", "mask-duplicate-entries"]
+            "config-read-echoes-request", "reserve-forgotten-on-config-set", "mask-duplicate-entries",
+            "write-applied-after-read", "crash-on-truncated", "scnt-zero-crash", "stale-read-buffer"]
 
 
 def _replays(quirk: str, seconds: float) -> None:
@@ -400,7 +438,8 @@ def _replays(quirk: str, seconds: float) -> None:
         (c.signature, True, False) for c in result.replays]
 
 
-@pytest.mark.parametrize("quirk", ["answers-responses", "config-read-echoes-request", "reserve-forgotten-on-config-set"])
+@pytest.mark.parametrize("quirk", ["answers-responses", "config-read-echoes-request", "reserve-forgotten-on-config-set",
+                                   "write-applied-after-read"])
 def test_every_finding_replays_against_the_quirk_and_not_the_clean_target(quirk):
     _replays(quirk, 3.0)
 

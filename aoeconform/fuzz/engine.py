@@ -1033,13 +1033,13 @@ class Fuzzer:
         self._history.append(case)
         self._since_health.append(case)
         self._commands_sent.add(frame[19])
-        self._context = tuple(context)
+        self._context = self.model.context = tuple(context)
         try:
             for reply in matched[:1]:
                 self._check(case, reply)
             self._judge(case, matched, True)
         finally:
-            self._context = ()
+            self._context = self.model.context = ()
         return matched
 
     def _write_over_async(self) -> None:

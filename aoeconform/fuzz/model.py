@@ -338,11 +338,6 @@ class TargetModel:
         #: sector -> (the content an acknowledged synchronous write put, that write) while a
         #: later write that replaced it is not yet read back: found after that, it landed late
         self.superseded: Dict[int, Tuple[bytes, bytes]] = {}
-        #: sector -> the kind of the data finding after which the model took what the target
-        #: returned as the sector's content, until a write sets it again: a later read that
-        #: differs shows that same defect once more (a write held back lands after the read
-        #: that found it missing), not an unstable sector of its own
-        self.resynced: Dict[int, str] = {}
         #: sector -> the requests that made the model believe what it does of it (a finding's replay)
         self.evidence: Dict[int, Tuple[bytes, ...]] = {}
         #: the first synchronous write a READ found landed, and that READ: the target keeps
@@ -351,11 +346,17 @@ class TargetModel:
         #: sector -> what its last synchronous write put there, and the requests that show what it
         #: held before and that write, when the write changed it (a READ that finds it shows it kept)
         self._changed_by_write: Dict[int, Tuple[bytes, Tuple[bytes, ...]]] = {}
-        #: sector -> (what the last acknowledged write put, what a READ of several sectors found,
-        #: the requests that show it, why): a READ of the sector alone decides whether that write was
-        #: lost (rule 22) or the READ of several returned the wrong data for it (rule 21)
-        self.doubts: Dict[int, Tuple[bytes, bytes, Tuple[bytes, ...], str]] = {}
+        #: sector -> (what the last acknowledged write put, what a READ found instead, the
+        #: requests that show it, why, the kind if a READ of the sector alone finds the write,
+        #: the kind if it finds the same again). Such a READ decides whether that write was lost
+        #: (rule 22) or the READ of several returned the wrong data for it (rule 21); or, for an
+        #: A=1 write's data found over a later synchronous write, whether that write landed
+        #: after the READ (rule 22) or the A=1 write landed over it (rule 33)
+        self.doubts: Dict[int, Tuple[bytes, bytes, Tuple[bytes, ...], str, str, str]] = {}
         self._request = b""  # the request being judged
+        #: what the engine sent just before it as one check (an A=1 write, a write over it, a
+        #: FLUSH): a finding resting on the check keeps it, in the order sent
+        self.context: Tuple[bytes, ...] = ()
         # the readable edge the I/O has shown: capacity is in [readable_lo, readable_hi]
         self.readable_lo = 0
         self.readable_hi: Optional[int] = None
@@ -478,7 +479,6 @@ class TargetModel:
                 if len(sector) == SECTOR_SIZE:
                     self._widen(lba + i, sector)
                     self.origin[lba + i] = "overlap"
-                    self.resynced.pop(lba + i, None)
 
     def restarted(self) -> None:
         """The target was restarted: what it kept only in memory is unknown."""
@@ -496,7 +496,6 @@ class TargetModel:
         self.origin.clear()
         self.forbidden.clear()
         self.superseded.clear()
-        self.resynced.clear()
         self.pending_async.clear()
         self.admin.forget()  # (what tags were answered with stays: a cache keyed on them may still hold it)
 
@@ -630,7 +629,6 @@ class TargetModel:
         self._changed_by_write.pop(lba, None)
         if origin != "read":
             self.doubts.pop(lba, None)  # written again: what the old write did no longer shows
-            self.resynced.pop(lba, None)
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
         self._note(lba, fresh=True)
@@ -835,6 +833,15 @@ class TargetModel:
                     if self.sync_write_kept:
                         # this target keeps synchronous writes (the first frames show one read back)
                         evidence = tuple(e for e in self.sync_write_kept if e not in evidence) + evidence
+                        if origin == "write" and len(known) == 1:
+                            # the later write may yet land (held back until after this READ): a
+                            # READ of the sector alone tells that from the A=1 write landing over it
+                            written = next(iter(known))
+                            shown = tuple(e for e in evidence if e not in self.context) + self.context + (self._request,)
+                            self.doubts[at] = (written, sector, shown, detail, "read-data", "async-write-late")
+                            self._set(at, sector, "read")
+                            self.disk[at] = frozenset((written, sector))
+                            return []
                     else:
                         kind = "read-data"  # no synchronous write was ever seen kept: the later one may simply be lost
             elif origin == "write" and len(sectors) > 1 and len(known) == 1:
@@ -853,15 +860,14 @@ class TargetModel:
                         written = next(iter(was))
                         self.doubts[lba + j] = (
                             written, s, self.evidence.get(lba + j, ()) + (self._request,),
-                            f"sector {lba + j}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put")
+                            f"sector {lba + j}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put",
+                            "read-wrong-data", "read-data")
                     self._set(lba + j, s, "read")
                     if doubtful:
                         self.disk[lba + j] = frozenset((written, s))
                 return []
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
-                if origin == "read" and at in self.resynced:
-                    kind = self.resynced[at]  # what the model read there came after that finding: the same defect again
                 if kind == "torn-write" and not any(_shares_a_half(sector, e) for e in known):
                     kind = "read-data"  # neither write landed at all: lost, not torn
                 expected = next(iter(known)) if len(known) == 1 else None
@@ -880,7 +886,6 @@ class TargetModel:
                     self._learn(lba + j, s)  # this one it holds as known
                     continue
                 self._set(lba + j, s, "read")
-                self.resynced[lba + j] = kind
                 self.superseded.pop(lba + j, None)
                 if was is not None and s not in was and how in ("write", "async", "overlap"):
                     self.evidence[lba + j] = writes  # the writes stay what the model believes of it
@@ -891,12 +896,12 @@ class TargetModel:
 
     def _decide(self, lba: int, sector: bytes) -> List[Anomaly]:
         """A READ of a sector in doubt alone (see ``doubts``)."""
-        written, found_then, evidence, detail = self.doubts.pop(lba)
+        written, found_then, evidence, detail, if_written, if_same = self.doubts.pop(lba)
         evidence = evidence + (self._request,)
         if sector == written:
-            return [Anomaly("read-wrong-data", detail + "; a READ of that sector alone finds the write", evidence)]
+            return [Anomaly(if_written, detail + "; a READ of that sector alone finds the write", evidence)]
         if sector == found_then:
-            return [Anomaly("read-data", detail + "; a READ of that sector alone finds the same", evidence)]
+            return [Anomaly(if_same, detail + "; a READ of that sector alone finds the same", evidence)]
         return []  # neither: the sector changed once more, judged as any read (read-unstable)
 
     def _learn_edge(self, ata: _Ata, *, refused: bool, lba: Optional[int] = None) -> None:
@@ -1070,7 +1075,6 @@ class TargetModel:
     def _set_async(self, lba: int, data: bytes) -> None:
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = "async"
-        self.resynced.pop(lba, None)
         self._note(lba)
 
     def _unsupported(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
