@@ -464,7 +464,7 @@ class Fuzzer:
         wanted = self.feed
         if wanted is None:
             long_run = (seconds is None or seconds >= FEED_MIN_SECONDS) and (cases is None or cases >= FEED_MIN_CASES)
-            # a campaign's workers already use every core (and, daemons, may not start a process)
+            # (a pool's daemon workers already share out the cores; a campaign's workers are told so)
             wanted = long_run and (os.cpu_count() or 1) >= 2 and not multiprocessing.current_process().daemon
         if not wanted:
             return None

@@ -67,6 +67,8 @@ def _worker(number, share, open_target, make_fuzzer, seconds, out):
     transport, info, restart, close = open_target(number)
     try:
         fuzzer = make_fuzzer(transport, info, restart)
+        if fuzzer.feed is None:
+            fuzzer.feed = False  # the campaign's workers already share out the cores: no helper each
         result = fuzzer.run(cases=count, seconds=seconds, start_index=start)
         out.put((number, result, None))
     except Exception as exc:  # reported by the controller as this worker's error
