@@ -439,7 +439,7 @@ def _replays(quirk: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize("quirk", ["answers-responses", "config-read-echoes-request", "reserve-forgotten-on-config-set",
-                                   "write-applied-after-read"])
+                                   "write-applied-after-read", "config-force-as-set"])
 def test_every_finding_replays_against_the_quirk_and_not_the_clean_target(quirk):
     _replays(quirk, 3.0)
 

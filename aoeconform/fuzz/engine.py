@@ -42,6 +42,7 @@ from aoeconform.wire.constants import (
     CMD_QUERY_CONFIG,
     CMD_RESERVE_RELEASE,
     ETH_P_AOE,
+    FLAG_ERROR,
     FLAG_RESPONSE,
     RCMD_SET,
     TAG_TOOL_BIT,
@@ -1069,7 +1070,10 @@ class Fuzzer:
         info = self.info
         reads = AdminRequests(info, BURST_TAG_BASE | ((self._bursts & 0xFFF) << 8) | 0xE0)
         clear = reads.config(CCMD_FORCE_SET, b"")
-        if not self._serial(clear, "contend-clear"):
+        cleared = self._serial(clear, "contend-clear")
+        if not cleared or cleared[0][14] & FLAG_ERROR:
+            # a force set refused (rule 40, judged on its own) leaves a string that sets
+            # must not overwrite: nothing to contend for, whatever the sets get
             return
         sets = [reads.config(CCMD_SET, b"aoeconform-host"), reads.config(CCMD_SET, b"aoeconform-second-initiator", src=info.second_mac)]
         cases = [Case(self.result.cases, frame, ("contend-set",), "contend", False) for frame in sets]
