@@ -307,3 +307,19 @@ def test_a_list_that_named_a_mac_twice_no_longer_says_who_is_let_in():
     assert _drive(target, model, [r.read(0, src=info.second_mac), r.config_read(src=info.second_mac)]) == []
     model.forget()  # a restart: a fresh list is read again
     assert not model.list_doubled
+
+
+def test_a_release_ignored_leaves_a_listed_zero_mac_to_the_next_read():
+    """reserve-release-ignored: a reservation of the host and the all-zero MAC
+    (a set may name it) survives a release. The release's reply lists both;
+    the model cannot tell a zero MAC set from counted padding, so the list is
+    unknown until read, and the read that lists both is no second finding
+    (rule 54) beside the ignored release (rule 56)."""
+    target, info = _target(["reserve-release-ignored"])
+    r = AdminRequests(info)
+    model = AdminModel(info, config=b"", mask=[], reservation=[])
+    zero = bytes(6)
+    assert _drive(target, model, [r.reserve(RCMD_SET, [info.host_mac, zero])]) == []
+    assert [a.kind for a in _drive(target, model, [r.reserve(RCMD_SET, [])])] == ["reserve-release-ignored"]
+    assert _drive(target, model, [r.reserve(RCMD_READ, [])]) == []
+    assert sorted(model.reservation) == sorted([info.host_mac, zero])

@@ -27,7 +27,7 @@ import select
 import struct
 import subprocess
 import sys
-from typing import BinaryIO, Deque, Optional, Tuple
+from typing import IO, Deque, Optional, Tuple
 
 from .mutate import Case, CaseGenerator
 
@@ -38,7 +38,7 @@ _INDEX = struct.Struct("<q")
 _Row = Tuple[int, bytes, Tuple[str, ...], str, bool]
 
 
-def _read_exactly(stream: BinaryIO, count: int) -> bytes:
+def _read_exactly(stream: IO[bytes], count: int) -> bytes:
     data = b""
     while len(data) < count:
         chunk = stream.read(count - len(data))
@@ -48,17 +48,17 @@ def _read_exactly(stream: BinaryIO, count: int) -> bytes:
     return data
 
 
-def _read_message(stream: BinaryIO) -> bytes:
+def _read_message(stream: IO[bytes]) -> bytes:
     (length,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
     return _read_exactly(stream, length)
 
 
-def _write_message(stream: BinaryIO, payload: bytes) -> None:
+def _write_message(stream: IO[bytes], payload: bytes) -> None:
     stream.write(_LENGTH.pack(len(payload)) + payload)
     stream.flush()
 
 
-def serve(source: BinaryIO, sink: BinaryIO) -> None:
+def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     """The helper: a pickled generator, then batches for asked-for first indices until a negative one."""
     generator: CaseGenerator = pickle.loads(_read_message(source))
     while True:
@@ -85,8 +85,11 @@ class CaseFeed:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             close_fds=True, start_new_session=True,  # a Ctrl-C goes to the fuzzer, which closes the feed
         )
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # both piped above
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._stdout: IO[bytes] = self._proc.stdout
         self._poller = select.poll()
-        self._poller.register(self._proc.stdout.fileno(), select.POLLIN)
+        self._poller.register(self._stdout.fileno(), select.POLLIN)
         self._ready: Deque[_Row] = collections.deque()
         #: the first index of the batch asked for and not yet received
         self._asked: Optional[int] = None
@@ -96,7 +99,7 @@ class CaseFeed:
         self.made_ahead = 0
         self.closed = False
         try:
-            _write_message(self._proc.stdin, pickle.dumps(generator, protocol=pickle.HIGHEST_PROTOCOL))
+            _write_message(self._stdin, pickle.dumps(generator, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
             self.close()
 
@@ -119,7 +122,7 @@ class CaseFeed:
         if not self._poller.poll(0):
             return False
         try:
-            first, rows = pickle.loads(_read_message(self._proc.stdout))
+            first, rows = pickle.loads(_read_message(self._stdout))
         except (EOFError, OSError, pickle.UnpicklingError, ValueError):
             self.close()
             return False
@@ -136,8 +139,8 @@ class CaseFeed:
             return
         first = max(self._ahead, index + 1)
         try:
-            self._proc.stdin.write(_INDEX.pack(first))
-            self._proc.stdin.flush()
+            self._stdin.write(_INDEX.pack(first))
+            self._stdin.flush()
         except (OSError, ValueError):
             self.close()
             return
@@ -149,8 +152,8 @@ class CaseFeed:
             return
         self.closed = True
         try:
-            self._proc.stdin.write(_INDEX.pack(-1))
-            self._proc.stdin.close()
+            self._stdin.write(_INDEX.pack(-1))
+            self._stdin.close()
         except (OSError, ValueError):
             pass
         try:
@@ -158,7 +161,7 @@ class CaseFeed:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=1.0)
-        self._proc.stdout.close()
+        self._stdout.close()
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def _abrt(reply: bytes) -> bool:
 
 
 #: the replies each spec accepts, tested by hand first: the evaluator only explains a failure
-_FAST = {
+_FAST: Dict[object, Callable[[bytes], bool]] = {
     id(SPEC_IDNF): _idnf,
     id(SPEC_ABRT): _abrt,
     id(SPEC_FLUSH): lambda r: _abrt(r) or (not r[14] & FLAG_ERROR and r[27] == 0x40),
@@ -171,7 +171,7 @@ def judge(spec: Mapping, reply: bytes, request: bytes, spec_key: Optional[tuple]
 
     ``spec_key`` names a spec made on the fly (the same key, the same spec);
     the module's own specs are known by their identity."""
-    key = id(spec) if spec_key is None else spec_key
+    key: object = id(spec) if spec_key is None else spec_key
     fast = _FAST.get(key)
     if fast is not None and len(reply) >= ATA_HEADER_END and fast(reply):
         return None
@@ -179,6 +179,7 @@ def judge(spec: Mapping, reply: bytes, request: bytes, spec_key: Optional[tuple]
         # only `tag: same` and the data checks read the request (``expect.Request``)
         text = repr(spec)
         _READS_REQUEST[key] = "'tag'" in text or "'data'" in text and ("shadow" in text or "equals" in text)
+    memo: tuple
     if _READS_REQUEST[key]:
         # the tag is left out of the key (it differs every time), whether it is echoed is not
         memo = (key, reply[14:20], reply[24:], request[14:20], request[24:], reply[20:24] == request[20:24])
@@ -332,7 +333,12 @@ class TargetModel:
         #: how a sector's content became known: "read", "write" or "async"
         self.origin: Dict[int, str] = {}
         #: sector -> {content: (anomaly kind, what should not have written it, that request)}
-        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes]]] = {}
+        #: (and the step that forbade it)
+        self.forbidden: Dict[int, Dict[bytes, Tuple[str, str, bytes, int]]] = {}
+        #: requests stepped so far, and sector -> the step of the last write that set it (a
+        #: content forbidden after it, or before it, decides between two readings)
+        self._steps = 0
+        self._written_at: Dict[int, int] = {}
         #: A=1 writes acknowledged and not yet confirmed by a FLUSH: sector -> content
         self.pending_async: Dict[int, bytes] = {}
         #: sector -> (the content an acknowledged synchronous write put, that write) while a
@@ -393,6 +399,7 @@ class TargetModel:
         if len(request) < AOE_HEADER_LEN:
             return []
         self._request = request
+        self._steps += 1
         readable = [_meaningful(request, bytes(r)) for r in replies]
         if None in readable:
             answered_in_time = False  # answered, but how is not known: what it changed is uncertain
@@ -629,6 +636,7 @@ class TargetModel:
         self._changed_by_write.pop(lba, None)
         if origin != "read":
             self.doubts.pop(lba, None)  # written again: what the old write did no longer shows
+            self._written_at[lba] = self._steps
         self.disk[lba] = frozenset((data,))
         self.origin[lba] = origin
         self._note(lba, fresh=True)
@@ -642,7 +650,7 @@ class TargetModel:
         entry = self.forbidden.setdefault(lba, {})
         if len(entry) >= MAX_POSSIBLE:
             del entry[next(iter(entry))]  # the oldest goes
-        entry[data] = (kind, why, self._request if culprit is None else culprit)
+        entry[data] = (kind, why, self._request if culprit is None else culprit, self._steps)
 
     def _supersede(self, lba: int, data: bytes) -> None:
         """A write of ``data`` is to replace what an acknowledged synchronous write put at ``lba``."""
@@ -822,11 +830,19 @@ class TargetModel:
             bad = self.forbidden.get(at, {}).get(sector)
             origin = self.origin.get(at, "read")
             replaced = self.superseded.get(at)
-            if bad is not None and origin == "write" and replaced is not None and replaced[0] == sector:
-                bad = None  # what the last write replaced: that write not applied (rule 22) is the plainer reading
+            tie = None
             evidence = self.evidence.get(at, ())
+            if bad is not None and origin == "write" and replaced is not None and replaced[0] == sector:
+                # what the last write replaced: that write not applied (rule 22) is the plainer
+                # reading, though a request that must not have written (the fuzzer's pattern
+                # payloads repeat) carried the same bytes. Its frames keep the write replaced
+                # and that request, in the order sent: a replay then gets the same reading
+                tie, bad = bad, None
+                ignored_first = tie[3] < self._written_at.get(at, 0)
+                evidence = tuple(dict.fromkeys(
+                    (replaced[1],) + ((tie[2],) if ignored_first else ()) + evidence + (() if ignored_first else (tie[2],))))
             if bad is not None:
-                kind, why, culprit = bad
+                kind, why, culprit, _ = bad
                 detail = f"sector {at} holds the data of {why}"
                 evidence = tuple(e for e in evidence if e != culprit) + (culprit,)
                 if kind == "async-write-late":
@@ -856,7 +872,7 @@ class TargetModel:
                     if was is not None and len(was) == 1 and s in was:
                         self._learn(lba + j, s)  # as the model held it
                         continue
-                    if doubtful:
+                    if doubtful and was is not None:
                         written = next(iter(was))
                         self.doubts[lba + j] = (
                             written, s, self.evidence.get(lba + j, ()) + (self._request,),

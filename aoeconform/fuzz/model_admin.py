@@ -547,8 +547,11 @@ class AdminModel:
             kind = "reserve-release-ignored" if release and any(mac != ZERO_MAC for mac in macs) else "reserve-list"
             found.append(Anomaly(kind, f"{what}: NMacs {count} {_macs(macs)}, expected {len(expected)} {_macs(expected)}"))
             # Take the target's word, but not for the all-zero MAC: a reply that
-            # contradicts the model and lists it has most likely counted padding.
-            self.reservation = [mac for mac in macs if mac != ZERO_MAC]
+            # contradicts the model and lists it may have counted padding, or hold
+            # a MAC some request set: the list is unknown until a read shows it
+            # (taken as the target's own word, the reading judged next)
+            kept = [mac for mac in macs if mac != ZERO_MAC]
+            self.reservation = kept if len(kept) == len(macs) else None
             self.reservation_learnt = True
         else:
             self.reservation = list(macs)
