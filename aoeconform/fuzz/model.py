@@ -786,6 +786,11 @@ class TargetModel:
                 if kept is not None:
                     self.sync_write_kept = kept[1] + (self._request,)
             for i, sector in enumerate(sectors):
+                if i and lba + i not in self.disk:
+                    # what a READ of several returns past its first sector is not learnt (a
+                    # stale buffer there would make a later READ of the sector alone look
+                    # like a sector that changed by itself): a READ of it alone teaches it
+                    continue
                 self._learn(lba + i, sector)
             self._learn_edge(ata, refused=False, lba=lba)
         return found
@@ -860,27 +865,32 @@ class TargetModel:
                             return []
                     else:
                         kind = "read-data"  # no synchronous write was ever seen kept: the later one may simply be lost
-            elif origin == "write" and len(sectors) > 1 and len(known) == 1:
-                # one READ cannot tell a write that was lost from a READ of several sectors
-                # that returned the wrong data for one of them: a READ of it alone will.
-                # So for every sector of it that contradicts the write that set it (a write
-                # of several sectors held back shows in each of them)
+            elif origin in ("write", "read") and len(sectors) > 1 and len(known) == 1:
+                # one READ cannot tell a write that was lost (or a sector that changed by
+                # itself) from a READ of several sectors that returned the wrong data for one
+                # of them: a READ of it alone will. So for every sector of it that contradicts
+                # the write or the READ that set it (a write of several sectors held back
+                # shows in each of them; a stale buffer in each but the first)
                 for j, s in enumerate(sectors):
                     was = self.disk.get(lba + j)
-                    doubtful = (was is not None and len(was) == 1 and s not in was
-                                and self.origin.get(lba + j) == "write")
+                    set_by = self.origin.get(lba + j, "read")
+                    doubtful = was is not None and len(was) == 1 and s not in was and set_by in ("write", "read")
                     if was is not None and len(was) == 1 and s in was:
                         self._learn(lba + j, s)  # as the model held it
                         continue
                     if doubtful and was is not None:
                         written = next(iter(was))
+                        put = "the last acknowledged write put" if set_by == "write" else "an earlier READ returned"
                         self.doubts[lba + j] = (
                             written, s, self.evidence.get(lba + j, ()) + (self._request,),
-                            f"sector {lba + j}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than the last acknowledged write put",
-                            "read-wrong-data", "read-data")
-                    self._set(lba + j, s, "read")
-                    if doubtful:
+                            f"sector {lba + j}: a READ of {len(sectors)} sectors at LBA {lba} returned other data than {put}",
+                            "read-wrong-data", "read-data" if set_by == "write" else "read-unstable")
+                        self._set(lba + j, s, "read")
                         self.disk[lba + j] = frozenset((written, s))
+                    elif j == 0 or was is not None:
+                        self._set(lba + j, s, "read")
+                    else:
+                        self._forget_sector(lba + j)  # see _read: not learnt from a READ of several
                 return []
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
@@ -909,6 +919,11 @@ class TargetModel:
                         self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
         return []
+
+    def _forget_sector(self, lba: int) -> None:
+        self.disk.pop(lba, None)
+        self.origin.pop(lba, None)
+        self.evidence.pop(lba, None)
 
     def _decide(self, lba: int, sector: bytes) -> List[Anomaly]:
         """A READ of a sector in doubt alone (see ``doubts``)."""
