@@ -485,3 +485,18 @@ def test_what_a_read_of_several_returns_past_its_first_sector_is_not_learnt():
     assert 1090 in bench.model.disk and 1091 not in bench.model.disk
     assert bench.read(1091) == [] and bench.model.disk[1091] == frozenset({fill(0)})
     assert bench.kinds == []
+
+
+def test_a_write_of_bytes_an_earlier_write_carried_proves_no_write_kept():
+    """write-ignored applies A=1 writes only. A READ that finds the bytes of the
+    last synchronous write would show the target keeps such writes, unless an
+    earlier write carried the same bytes (the fuzzer's pattern payloads
+    repeat): then the READ may find that one. Taken as proof, it later made an
+    A=1 write found over an ignored write a rule 33 finding no replay showed."""
+    bench = Bench(["write-ignored"])
+    bench.write(1030, fill(5), aflags=0x43)  # A=1: applied
+    bench.ata(0xE7)  # FLUSH
+    bench.write(1030, fill(6))  # ignored
+    bench.write(1030, fill(5))  # ignored, the A=1 write's bytes
+    assert bench.read(1030) == []  # finds fill(5): what the model holds
+    assert bench.model.sync_write_kept == ()

@@ -162,6 +162,7 @@ _FAST: Dict[object, Callable[[bytes], bool]] = {
 #: shapes again and again (vblade's FLUSH status, every IDENTIFY block)
 _VERDICTS: Dict[tuple, Optional[str]] = {}
 _VERDICTS_KEPT = 4096
+PAYLOADS_KEPT = 1 << 16
 #: spec key -> whether its verdict depends on the request too
 _READS_REQUEST: Dict[object, bool] = {}
 
@@ -352,6 +353,9 @@ class TargetModel:
         #: sector -> what its last synchronous write put there, and the requests that show what it
         #: held before and that write, when the write changed it (a READ that finds it shows it kept)
         self._changed_by_write: Dict[int, Tuple[bytes, Tuple[bytes, ...]]] = {}
+        #: the hashes of the sector payloads writes carried so far (bounded): a write of bytes
+        #: seen before proves nothing kept
+        self._payloads_seen: set = set()
         #: sector -> (what the last acknowledged write put, what a READ found instead, the
         #: requests that show it, why, the kind if a READ of the sector alone finds the write,
         #: the kind if it finds the same again). Such a READ decides whether that write was lost
@@ -947,6 +951,15 @@ class TargetModel:
             self.readable_lo = max(self.readable_lo, end)
 
     def _write(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
+        found = self._write_judged(ata, reply, in_time, ignored)
+        # every payload sector any write carried, whatever became of it: see _changed_by_write
+        seen = self._payloads_seen
+        if len(seen) > PAYLOADS_KEPT:
+            seen.clear()
+        seen.update(map(hash, self._sectors(ata.payload, min(ata.scnt, len(ata.payload) // SECTOR_SIZE))))
+        return found
+
+    def _write_judged(self, ata: _Ata, reply: Optional[_Reply], in_time: bool, ignored: int) -> List[Anomaly]:
         scnt = ata.scnt
         count = scnt
         need = scnt * SECTOR_SIZE
@@ -1045,8 +1058,10 @@ class TargetModel:
                     self._supersede(at, sector)
                     self._set(at, sector, "write")
                     # a read that finds this write shows the target keeps writes only if the
-                    # sector held something else before (else the write may have been ignored)
-                    if before is not None and len(before) == 1 and sector not in before:
+                    # sector held something else before (else the write may have been ignored),
+                    # and no earlier write carried the same bytes (the fuzzer's pattern payloads
+                    # repeat: an earlier one, applied, may be what the read finds)
+                    if before is not None and len(before) == 1 and sector not in before and hash(sector) not in self._payloads_seen:
                         self._changed_by_write[at] = (sector, shown + (self._request,))
                     if late is not None and late != sector:
                         # found there later: the A=1 write landed after this one, or this one was lost.
