@@ -57,7 +57,7 @@ def run_fleet(args) -> int:
 
     def make_options(endpoint):
         allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
-        floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
+        floor = args.timeout_floor if args.timeout_floor is not None else RunOptions.timeout_floor
         return RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                           step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
                           expected_failures=expectations, observe=observe)

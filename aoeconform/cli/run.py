@@ -70,8 +70,8 @@ def register(subparsers) -> None:
                    help="run the cases with `linux` steps: the kernel's AoE driver boots in user-mode Linux on a link "
                    "bridged to the target (root, `apt-get install user-mode-linux`; a few seconds per case)")
     g.add_argument("--readonly-target", action="store_true", help="the target exports read-only (runs the read-only cases)")
-    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s; 0.05 s for the bundled target "
-                        "and for a target behind an `aoeconform lab` veth pair)")
+    g.add_argument("--timeout-floor", type=float, default=None, metavar="S", help="smallest reply timeout; the timeout is max(floor, 8 x median RTT) (default 0.25 s: a reply "
+                        "that comes ends the wait at once, so the floor costs time only when a required reply never comes)")
     g.add_argument("--step-timeout", type=float, default=30.0, metavar="S", help="watchdog per step (default 30 s)")
     g.add_argument("--case-timeout", type=float, default=120.0, metavar="S", help="watchdog per case (default 120 s)")
     g.add_argument("--maxfail", type=integer(1), metavar="N",
@@ -201,7 +201,7 @@ def run(args) -> int:
         with _sigterm_interrupts():
             endpoint = open_endpoint(args)
             allow_write = args.allow_write if args.allow_write is not None else endpoint.bundled
-            floor = args.timeout_floor if args.timeout_floor is not None else (0.05 if endpoint.bundled or endpoint.lab else 0.25)
+            floor = args.timeout_floor if args.timeout_floor is not None else RunOptions.timeout_floor
             options = RunOptions(seed=seed, allow_write=allow_write, lba_window=window, timeout_floor=floor,
                                  step_timeout=args.step_timeout, case_timeout=args.case_timeout, repeat=args.repeat,
                                  expected_failures=expectations, observe=_observe(args), linux=args.linux)

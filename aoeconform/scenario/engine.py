@@ -82,6 +82,8 @@ class RunOptions:
     seed: int = 0
     allow_write: bool = True
     lba_window: Optional[tuple[int, int]] = None
+    #: (also on a quick lab link: a reply that comes ends the wait at once, and a target on
+    #: a loaded machine can take longer than 50 ms to answer a FLUSH, which failed a MUST case)
     timeout_floor: float = 0.25
     timeout_factor: float = 8.0
     timeout_ceiling: float = 5.0

@@ -157,9 +157,9 @@ class TargetHandle:
 def run_options(endpoint: TargetEndpoint, *, seed: int = 0, allow_write: Optional[bool] = None,
                 timeout_floor: Optional[float] = None, **more) -> RunOptions:
     """RunOptions as ``aoeconform run`` picks them for ``endpoint``: writes on for the
-    bundled target, the short timeout floor on a lab link."""
+    bundled target."""
     if allow_write is None:
         allow_write = endpoint.bundled
     if timeout_floor is None:
-        timeout_floor = 0.05 if endpoint.bundled or endpoint.lab else 0.25
+        timeout_floor = RunOptions.timeout_floor
     return RunOptions(seed=seed, allow_write=allow_write, timeout_floor=timeout_floor, **more)
