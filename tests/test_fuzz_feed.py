@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from aoeconform.fuzz import Fuzzer, WritePolicy
 from aoeconform.fuzz.feed import BATCH, CaseFeed
 from aoeconform.fuzz.mutate import CaseGenerator
@@ -33,36 +35,36 @@ def _until_ahead(feed: CaseFeed, timeout: float = 20.0) -> int:
     return index
 
 
-def test_the_feed_gives_the_generator_s_cases_in_order_and_after_jumps():
-    generator = _generator()
-    local = _generator()
-    feed = CaseFeed(generator)
+@pytest.fixture
+def fed():
+    """(a feed that has delivered a batch, a generator of its own to compare with, the next index)."""
+    feed = CaseFeed(_generator())
     try:
         start = _until_ahead(feed)
         assert feed.made_ahead > 0, "the helper never delivered a batch"
-        indices = list(range(start, 3 * BATCH)) + list(range(5 * BATCH + 7, 6 * BATCH)) + [10 * BATCH + 3]
-        for index in indices:
-            assert feed.case(index) == local.case(index), index
-        assert feed.made_ahead > BATCH  # most came from the helper, not the loop
+        yield feed, _generator(), start
     finally:
         feed.close()
+
+
+def test_the_feed_gives_the_generator_s_cases_in_order_and_after_jumps(fed):
+    feed, local, start = fed
+    indices = list(range(start, 3 * BATCH)) + list(range(5 * BATCH + 7, 6 * BATCH)) + [10 * BATCH + 3]
+    for index in indices:
+        assert feed.case(index) == local.case(index), index
+    assert feed.made_ahead > BATCH  # most came from the helper, not the loop
+    feed.close()
     assert feed.closed and feed._proc.returncode is not None
 
 
-def test_a_dead_helper_leaves_the_loop_making_the_same_cases():
-    generator = _generator()
-    local = _generator()
-    feed = CaseFeed(generator)
-    try:
-        start = _until_ahead(feed)
-        feed._proc.kill()
-        feed._proc.wait()
-        before = feed.made_here
-        for index in range(start, 4 * BATCH):
-            assert feed.case(index) == local.case(index), index
-        assert feed.made_here > before  # what the helper can no longer make
-    finally:
-        feed.close()
+def test_a_dead_helper_leaves_the_loop_making_the_same_cases(fed):
+    feed, local, start = fed
+    feed._proc.kill()
+    feed._proc.wait()
+    before = feed.made_here
+    for index in range(start, 4 * BATCH):
+        assert feed.case(index) == local.case(index), index
+    assert feed.made_here > before  # what the helper can no longer make
 
 
 def _findings(feed: bool) -> list:

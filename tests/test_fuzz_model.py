@@ -500,3 +500,15 @@ def test_a_write_of_bytes_an_earlier_write_carried_proves_no_write_kept():
     bench.write(1030, fill(5))  # ignored, the A=1 write's bytes
     assert bench.read(1030) == []  # finds fill(5): what the model holds
     assert bench.model.sync_write_kept == ()
+
+
+def test_the_model_s_specs_judge_the_reply_alone():
+    """``model.judge`` remembers verdicts by spec and reply bytes only: none of
+    the model's specs may read the request (`tag: same`, a data check)."""
+    from aoeconform.fuzz import model
+
+    specs = [value for name, value in vars(model).items() if name.startswith("SPEC_")] + [model._spec_identify(2048)]
+    assert len(specs) >= 6
+    for spec in specs:
+        text = repr(spec)
+        assert "'tag'" not in text and "shadow" not in text and "equals" not in text, text

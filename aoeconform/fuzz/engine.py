@@ -230,8 +230,6 @@ class Fuzzer:
         #: frames sent back to back (``_together``): frame -> (which send, place in it)
         self._sent_together: "collections.OrderedDict[bytes, Tuple[int, int]]" = collections.OrderedDict()
         self._groups = 0
-        #: the requests a periodic check sent before the one now judged: its findings keep them
-        self._context: Tuple[bytes, ...] = ()
         self._doubt_reads = 0
         self._health_fences = 0
         self._burst_due = False
@@ -543,17 +541,14 @@ class Fuzzer:
         cutoff = now + self.grace
         while inflight and inflight[0].seq <= seq:
             item = inflight.popleft()
-            if isinstance(item, _Pending) and not answered:
-                if self._serial_in_flight and self.serialise(item.case.frame):
-                    self._serial_in_flight = False
-            elif isinstance(item, _Pending):
-                if item.case.tag in self._outstanding and not item.judged:
+            if isinstance(item, _Pending):
+                if answered and item.case.tag in self._outstanding and not item.judged:
                     # settled unanswered: something sent after it was answered, so
                     # the model judges it silent now, before anything sent after it
                     # (a late reply is still checked by the header oracles)
                     item.judged = True
                     self._judge(item.case, [], True)
-                if item.case.tag in self._outstanding and item.deadline > cutoff:
+                if answered and item.case.tag in self._outstanding and item.deadline > cutoff:
                     item.deadline = cutoff
                     if cutoff < self._earliest:
                         self._earliest = cutoff
@@ -777,7 +772,7 @@ class Fuzzer:
             return
         frames: List[bytes] = []
         steps: Optional[List[int]] = None
-        context = self._context
+        context = self.model.context
         if case is not None and (anomaly.evidence or context):
             # what the verdict rests on (the write the READ was compared with, ...),
             # what the check sent before the case, then the case
@@ -1034,13 +1029,13 @@ class Fuzzer:
         self._history.append(case)
         self._since_health.append(case)
         self._commands_sent.add(frame[19])
-        self._context = self.model.context = tuple(context)
+        self.model.context = tuple(context)
         try:
             for reply in matched[:1]:
                 self._check(case, reply)
             self._judge(case, matched, True)
         finally:
-            self._context = self.model.context = ()
+            self.model.context = ()
         return matched
 
     def _write_over_async(self) -> None:

@@ -162,9 +162,8 @@ _FAST: Dict[object, Callable[[bytes], bool]] = {
 #: shapes again and again (vblade's FLUSH status, every IDENTIFY block)
 _VERDICTS: Dict[tuple, Optional[str]] = {}
 _VERDICTS_KEPT = 4096
+#: the payload hashes the model keeps (``TargetModel._payloads_seen``)
 PAYLOADS_KEPT = 1 << 16
-#: spec key -> whether its verdict depends on the request too
-_READS_REQUEST: Dict[object, bool] = {}
 
 
 def judge(spec: Mapping, reply: bytes, request: bytes, spec_key: Optional[tuple] = None) -> Optional[str]:
@@ -176,16 +175,9 @@ def judge(spec: Mapping, reply: bytes, request: bytes, spec_key: Optional[tuple]
     fast = _FAST.get(key)
     if fast is not None and len(reply) >= ATA_HEADER_END and fast(reply):
         return None
-    if key not in _READS_REQUEST:
-        # only `tag: same` and the data checks read the request (``expect.Request``)
-        text = repr(spec)
-        _READS_REQUEST[key] = "'tag'" in text or "'data'" in text and ("shadow" in text or "equals" in text)
-    memo: tuple
-    if _READS_REQUEST[key]:
-        # the tag is left out of the key (it differs every time), whether it is echoed is not
-        memo = (key, reply[14:20], reply[24:], request[14:20], request[24:], reply[20:24] == request[20:24])
-    else:
-        memo = (key, reply[14:20], reply[24:])
+    # the model's specs judge the reply alone (none has `tag: same` or a data check that
+    # reads the request, tested): the reply without its tag is the key
+    memo = (key, reply[14:20], reply[24:])
     if memo in _VERDICTS:
         return _VERDICTS[memo]
     view = ReplyView(reply)
@@ -893,8 +885,7 @@ class TargetModel:
                         self.disk[lba + j] = frozenset((written, s))
                     elif j == 0 or was is not None:
                         self._set(lba + j, s, "read")
-                    else:
-                        self._forget_sector(lba + j)  # see _read: not learnt from a READ of several
+                    # (else: not learnt past its first sector from a READ of several, see _read)
                 return []
             else:
                 kind = {"read": "read-unstable", "write": "read-data", "async": "async-write-lost", "overlap": "torn-write"}[origin]
@@ -923,11 +914,6 @@ class TargetModel:
                         self._widen(lba + j, data)
             return [Anomaly(kind, detail, evidence)]
         return []
-
-    def _forget_sector(self, lba: int) -> None:
-        self.disk.pop(lba, None)
-        self.origin.pop(lba, None)
-        self.evidence.pop(lba, None)
 
     def _decide(self, lba: int, sector: bytes) -> List[Anomaly]:
         """A READ of a sector in doubt alone (see ``doubts``)."""
